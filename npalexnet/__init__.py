@@ -1,0 +1,14 @@
+"""npalexnet: AlexNet with every forward and backward pass written by hand.
+
+NumPy on the CPU, CuPy on an NVIDIA GPU, one source; every gradient checked
+against PyTorch's autograd in the test suite.
+"""
+
+from . import backend, nn
+from .backend import (asnumpy, cupy_available, get_device, manual_seed, resolve_device,
+                      set_device)
+
+__version__ = "0.1.0"
+
+__all__ = ["asnumpy", "backend", "cupy_available", "get_device", "manual_seed", "nn",
+           "resolve_device", "set_device", "__version__"]

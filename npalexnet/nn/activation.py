@@ -1,0 +1,32 @@
+"""ReLU, the non-saturating non-linearity of Section 3.1 of the 2012 paper."""
+
+from __future__ import annotations
+
+from ._utils import check_grad
+from .module import Module
+
+
+class ReLU(Module):
+    r"""``y = max(x, 0)`` element-wise.
+
+    Shapes: any; output has the input's shape, dtype and memory layout.
+
+    Backward: :math:`\partial x = dY \cdot [x > 0]` (the gradient at exactly 0
+    is 0, as in torch). Only the boolean mask is kept (1 byte per element).
+    """
+
+    def __init__(self, inplace: bool = False):
+        super().__init__()
+        self.inplace = inplace   # accepted for torch compatibility; never changes the input
+        self._mask = None
+
+    def forward(self, x):
+        mask = x > 0
+        self._mask = mask
+        return x * mask
+
+    def backward(self, grad_out):
+        mask = self._need_cache(self._mask)
+        check_grad(self, grad_out, mask.shape)
+        self._mask = None
+        return grad_out * mask

@@ -1,0 +1,50 @@
+"""Fully connected layer (AlexNet's fc6, fc7, fc8)."""
+
+from __future__ import annotations
+
+from . import init
+from ._utils import check_array, check_grad, check_matches_params
+from .module import Module, Parameter
+
+
+class Linear(Module):
+    r"""``y = x W^T + b`` with torch's weight layout.
+
+    Shapes:
+        weight: (OUT, IN); bias: (OUT,)
+        input x: (N, IN) -> output y: (N, OUT)
+
+    Backward, with upstream ``dY`` (N, OUT):
+
+    .. math:: \partial x = dY\,W, \qquad \partial W = dY^\top x, \qquad
+              \partial b = \textstyle\sum_n dY_n
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        bound = init.torch_default_bound(in_features)
+        self.weight = Parameter(init.uniform((out_features, in_features), bound))
+        self.register_parameter("bias", Parameter(init.uniform((out_features,), bound)) if bias else None)
+        self._cache = None
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+    def forward(self, x):
+        check_array(self, x, 2, "(N, in_features)", self.in_features)
+        check_matches_params(self, x, self.weight)
+        y = x @ self.weight.data.T
+        if self.bias is not None:
+            y += self.bias.data
+        self._cache = x
+        return y
+
+    def backward(self, grad_out):
+        x = self._need_cache(self._cache)
+        check_grad(self, grad_out, (x.shape[0], self.out_features))
+        self._cache = None
+        self.weight.accumulate_grad(grad_out.T @ x)
+        if self.bias is not None:
+            self.bias.accumulate_grad(grad_out.sum(axis=0))
+        return grad_out @ self.weight.data

@@ -1,0 +1,80 @@
+"""Softmax cross-entropy with label smoothing, fused with its gradient."""
+
+from __future__ import annotations
+
+from ..backend import get_array_module
+from ._utils import check_array
+from .module import Module
+
+
+class CrossEntropyLoss(Module):
+    r"""Mean (or summed) cross-entropy between ``softmax(logits)`` and smoothed targets.
+
+    Shapes: logits (N, K) float; targets (N,) integer class indices in [0, K).
+    Returns a 0-d array (call ``float()`` on it for a Python number).
+
+    With smoothing :math:`\varepsilon` the target distribution is
+    :math:`q = (1-\varepsilon)\,\mathrm{onehot}(t) + \varepsilon/K`, and, with a
+    log-softmax computed stably by subtracting each row's maximum,
+
+    .. math:: \ell_n = -\textstyle\sum_k q_{nk} \log p_{nk}, \qquad
+              p = \mathrm{softmax}(z)
+
+    Backward (the reason softmax and cross-entropy are fused): for the mean
+    :math:`\partial z = (p - q) / N`, for the sum :math:`\partial z = p - q`,
+    times the upstream scalar gradient. Finite for logits of any magnitude
+    (log-sum-exp never exponentiates a positive number).
+    """
+
+    def __init__(self, label_smoothing: float = 0.0, reduction: str = "mean"):
+        super().__init__()
+        if not 0.0 <= label_smoothing <= 1.0:
+            raise ValueError(f"CrossEntropyLoss: label_smoothing must be in [0, 1], got {label_smoothing}")
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"CrossEntropyLoss: reduction must be 'mean' or 'sum', got {reduction!r}")
+        self.label_smoothing, self.reduction = float(label_smoothing), reduction
+        self._cache = None
+
+    def extra_repr(self) -> str:
+        return f"label_smoothing={self.label_smoothing}, reduction={self.reduction!r}"
+
+    def __call__(self, logits, targets):
+        return self.forward(logits, targets)
+
+    def forward(self, logits, targets):
+        check_array(self, logits, 2, "(N, num_classes) of logits")
+        xp = get_array_module(logits, targets)
+        n, k = logits.shape
+        targets = xp.asarray(targets)
+        if targets.dtype.kind not in "iu":
+            raise TypeError(f"{self!r}: targets must be integer class indices, got dtype {targets.dtype}")
+        if targets.shape != (n,):
+            raise ValueError(f"{self!r}: expected targets of shape ({n},) for logits of shape "
+                             f"{tuple(logits.shape)}, got {tuple(targets.shape)}")
+        if n and bool(((targets < 0) | (targets >= k)).any()):
+            bad = targets[(targets < 0) | (targets >= k)]
+            raise ValueError(f"{self!r}: targets must be in [0, {k}), got value {int(bad[0])}")
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_p = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
+        rows = xp.arange(n)
+        eps = self.label_smoothing
+        losses = -(1.0 - eps) * log_p[rows, targets]
+        if eps:
+            losses -= eps * log_p.mean(axis=1)
+        self._cache = (log_p, targets)
+        return losses.sum() if self.reduction == "sum" else losses.mean()
+
+    def backward(self, grad=1.0):
+        """``dlogits`` (N, K); ``grad`` is the upstream gradient of the scalar loss."""
+        log_p, targets = self._need_cache(self._cache)
+        self._cache = None
+        xp = get_array_module(log_p)
+        n, k = log_p.shape
+        dz = xp.exp(log_p)
+        eps = self.label_smoothing
+        if eps:
+            dz -= eps / k
+        dz[xp.arange(n), targets] -= 1.0 - eps
+        scale = grad / n if self.reduction == "mean" else grad
+        dz *= dz.dtype.type(scale) if isinstance(scale, float) else scale
+        return dz

@@ -1,0 +1,10 @@
+"""Optimizers with torch.optim's exact update rules, and learning-rate schedules."""
+
+from .adam import Adam
+from .lr_scheduler import (ConstantLR, CosineAnnealingLR, LRScheduler, ReduceLROnPlateau, StepLR,
+                           WarmupLinearLR)
+from .optimizer import Optimizer
+from .sgd import SGD
+
+__all__ = ["Adam", "ConstantLR", "CosineAnnealingLR", "LRScheduler", "Optimizer",
+           "ReduceLROnPlateau", "SGD", "StepLR", "WarmupLinearLR"]

@@ -1,0 +1,162 @@
+"""Learning-rate schedules: step decay, divide-on-plateau, cosine, warm-up + linear decay.
+
+Each scheduler sets ``group["lr"]`` of its optimizer. All but the plateau
+rule are closed-form functions of the step count, so a resumed run gets
+exactly the learning rates of an uninterrupted one from ``state_dict()``.
+Call ``step()`` once per epoch or once per batch, as the schedule was sized.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .optimizer import Optimizer
+
+
+class LRScheduler:
+    """Base: ``base_lrs`` from the groups, ``last_epoch`` counts ``step()`` calls."""
+
+    def __init__(self, optimizer: Optimizer):
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"{type(self).__name__} expects an npalexnet optimizer, got "
+                            f"{type(optimizer).__name__}")
+        self.optimizer = optimizer
+        for group in optimizer.param_groups:
+            group.setdefault("initial_lr", group["lr"])
+        self.base_lrs = [g["initial_lr"] for g in optimizer.param_groups]
+        self.last_epoch = 0
+        self._apply()
+
+    def lr_at(self, step: int, base_lr: float) -> float:
+        raise NotImplementedError
+
+    def _apply(self) -> None:
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = self.lr_at(self.last_epoch, base)
+
+    def step(self) -> None:
+        self.last_epoch += 1
+        self._apply()
+
+    def get_last_lr(self) -> list[float]:
+        return [g["lr"] for g in self.optimizer.param_groups]
+
+    def state_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "optimizer"}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._apply()
+
+
+class ConstantLR(LRScheduler):
+    """The base learning rate throughout."""
+
+    def lr_at(self, step, base_lr):
+        return base_lr
+
+
+class StepLR(LRScheduler):
+    """``lr = base * gamma ** (step // step_size)`` (torch.optim.lr_scheduler.StepLR)."""
+
+    def __init__(self, optimizer, step_size: int, gamma: float = 0.1):
+        if step_size < 1:
+            raise ValueError(f"StepLR: step_size must be >= 1, got {step_size}")
+        self.step_size, self.gamma = int(step_size), float(gamma)
+        super().__init__(optimizer)
+
+    def lr_at(self, step, base_lr):
+        return base_lr * self.gamma ** (step // self.step_size)
+
+
+class CosineAnnealingLR(LRScheduler):
+    """``lr = eta_min + (base - eta_min) (1 + cos(pi t / T_max)) / 2``, constant after T_max."""
+
+    def __init__(self, optimizer, T_max: int, eta_min: float = 0.0):
+        if T_max < 1:
+            raise ValueError(f"CosineAnnealingLR: T_max must be >= 1, got {T_max}")
+        self.T_max, self.eta_min = int(T_max), float(eta_min)
+        super().__init__(optimizer)
+
+    def lr_at(self, step, base_lr):
+        t = min(step, self.T_max)
+        return self.eta_min + (base_lr - self.eta_min) * (1 + math.cos(math.pi * t / self.T_max)) / 2
+
+
+class WarmupLinearLR(LRScheduler):
+    """One cycle: linear warm-up to the base lr, then linear decay to zero.
+
+    For update ``t`` (0-based) of ``total_steps`` with ``W`` warm-up steps:
+    ``lr = base (t+1)/W`` while ``t < W``, then ``base (T-t)/(T-W)``, and 0
+    after ``T``. ``warmup`` is a step count (int) or a fraction of
+    ``total_steps`` (float < 1).
+    """
+
+    def __init__(self, optimizer, total_steps: int, warmup=0.15):
+        if total_steps < 1:
+            raise ValueError(f"WarmupLinearLR: total_steps must be >= 1, got {total_steps}")
+        warmup_steps = int(round(warmup * total_steps)) if isinstance(warmup, float) and warmup < 1 else int(warmup)
+        if not 0 <= warmup_steps <= total_steps:
+            raise ValueError(f"WarmupLinearLR: warm-up of {warmup_steps} steps does not fit in "
+                             f"{total_steps} steps")
+        self.total_steps, self.warmup_steps = int(total_steps), warmup_steps
+        super().__init__(optimizer)
+
+    def lr_at(self, step, base_lr):
+        if step < self.warmup_steps:
+            return base_lr * (step + 1) / self.warmup_steps
+        if step >= self.total_steps:
+            return 0.0
+        return base_lr * (self.total_steps - step) / (self.total_steps - self.warmup_steps)
+
+
+class ReduceLROnPlateau:
+    """The paper's rule (Section 5): divide the learning rate by 10 when the
+    validation metric stops improving.
+
+    ``step(metric)`` once per epoch; after more than ``patience`` epochs
+    without an improvement larger than ``threshold`` (relative), every group's
+    lr is multiplied by ``factor`` (not below ``min_lr``). ``mode="max"`` for
+    accuracy, ``"min"`` for a loss.
+    """
+
+    def __init__(self, optimizer: Optimizer, mode: str = "max", factor: float = 0.1,
+                 patience: int = 2, threshold: float = 1e-4, min_lr: float = 0.0):
+        if mode not in ("min", "max"):
+            raise ValueError(f"ReduceLROnPlateau: mode must be 'min' or 'max', got {mode!r}")
+        if not 0.0 < factor < 1.0:
+            raise ValueError(f"ReduceLROnPlateau: factor must be in (0, 1), got {factor}")
+        self.optimizer = optimizer
+        self.mode, self.factor, self.patience = mode, float(factor), int(patience)
+        self.threshold, self.min_lr = float(threshold), float(min_lr)
+        self.best = None
+        self.bad_epochs = 0
+        self.last_epoch = 0
+
+    def _improved(self, metric: float) -> bool:
+        if self.best is None:
+            return True
+        if self.mode == "max":
+            return metric > self.best * (1 + self.threshold) if self.best > 0 else metric > self.best
+        return metric < self.best * (1 - self.threshold) if self.best > 0 else metric < self.best
+
+    def step(self, metric: float) -> None:
+        metric = float(metric)
+        self.last_epoch += 1
+        if self._improved(metric):
+            self.best, self.bad_epochs = metric, 0
+            return
+        self.bad_epochs += 1
+        if self.bad_epochs > self.patience:
+            for group in self.optimizer.param_groups:
+                group["lr"] = max(group["lr"] * self.factor, self.min_lr)
+            self.bad_epochs = 0
+
+    def get_last_lr(self) -> list[float]:
+        return [g["lr"] for g in self.optimizer.param_groups]
+
+    def state_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "optimizer"}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.__dict__.update(state)
