@@ -1,0 +1,70 @@
+"""CrossEntropyLoss against torch: values, gradients, smoothing, huge logits, bad targets."""
+
+import numpy
+import pytest
+import torch
+
+from npalexnet import nn
+from tests.conftest import TOLERANCES, rel_error
+
+
+def run_both(logits, targets, smoothing=0.0, reduction="mean", xp=numpy):
+    crit = nn.CrossEntropyLoss(label_smoothing=smoothing, reduction=reduction)
+    loss = crit(xp.asarray(logits), xp.asarray(targets))
+    grad = crit.backward()
+    tl = torch.tensor(logits, requires_grad=True)
+    tloss = torch.nn.functional.cross_entropy(tl, torch.tensor(targets), label_smoothing=smoothing,
+                                              reduction=reduction)
+    tloss.backward()
+    return loss, grad, tloss.detach().numpy(), tl.grad.numpy()
+
+
+@pytest.mark.parametrize("dtype", [numpy.float64, numpy.float32])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.5])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_cross_entropy_matches_torch(smoothing, reduction, dtype, xp):
+    rng = numpy.random.default_rng(0)
+    logits = (3 * rng.standard_normal((6, 10))).astype(dtype)
+    targets = rng.integers(0, 10, 6)
+    loss, grad, tloss, tgrad = run_both(logits, targets, smoothing, reduction, xp)
+    tol_value, tol_grad = TOLERANCES[dtype]
+    assert loss.shape == () and loss.dtype == dtype
+    assert rel_error(loss, tloss) < tol_value
+    assert rel_error(grad, tgrad) < tol_grad
+
+
+@pytest.mark.parametrize("scale", [1e4, -1e4])
+def test_cross_entropy_is_finite_for_huge_logits(scale, xp):
+    rng = numpy.random.default_rng(0)
+    logits = (scale * rng.standard_normal((4, 5))).astype(numpy.float32)
+    targets = numpy.array([0, 1, 2, 3])
+    loss, grad, tloss, tgrad = run_both(logits, targets, 0.1, xp=xp)
+    assert numpy.isfinite(float(loss)) and numpy.all(numpy.isfinite(numpy.asarray(grad.get() if hasattr(grad, "get") else grad)))
+    assert rel_error(loss, tloss) < 1e-5
+    assert rel_error(grad, tgrad) < 1e-5
+
+
+def test_cross_entropy_gradient_scales_with_upstream():
+    crit = nn.CrossEntropyLoss()
+    logits = numpy.random.default_rng(0).standard_normal((3, 4))
+    crit(logits, numpy.array([0, 1, 2]))
+    g1 = crit.backward()
+    crit(logits, numpy.array([0, 1, 2]))
+    numpy.testing.assert_allclose(crit.backward(2.5), 2.5 * g1)
+
+
+@pytest.mark.parametrize("targets, error, message", [
+    (numpy.array([0, 1, 5]), ValueError, r"in \[0, 5\)"),
+    (numpy.array([0, -1, 2]), ValueError, r"in \[0, 5\)"),
+    (numpy.array([0, 1]), ValueError, r"shape \(3,\)"),
+    (numpy.array([[0, 1, 2]]), ValueError, r"shape \(3,\)"),
+    (numpy.array([0.0, 1.0, 2.0]), TypeError, "integer class indices"),
+])
+def test_cross_entropy_rejects_bad_targets(targets, error, message):
+    with pytest.raises(error, match=message):
+        nn.CrossEntropyLoss()(numpy.zeros((3, 5)), targets)
+
+
+def test_cross_entropy_backward_before_forward():
+    with pytest.raises(RuntimeError, match="before forward"):
+        nn.CrossEntropyLoss().backward()
