@@ -1,0 +1,181 @@
+"""Whole models: every variant forward and backward against the same net in torch."""
+
+import numpy
+import pytest
+import torch
+import torchvision
+
+from npalexnet import nn
+from npalexnet.models import INPUT_SIZE, VARIANTS, alexnet
+from tests.conftest import check_against_torch, rel_error
+
+
+class TorchAlexNet(torch.nn.Module):
+    """The torch twin of npalexnet's AlexNet container (features -> [avgpool] -> flatten -> classifier)."""
+
+    def __init__(self, features, classifier, avgpool=None):
+        super().__init__()
+        self.features = features
+        if avgpool is not None:
+            self.avgpool = avgpool
+        self.classifier = classifier
+
+    def forward(self, x):
+        x = self.features(x)
+        if hasattr(self, "avgpool"):
+            x = self.avgpool(x)
+        return self.classifier(torch.flatten(x, 1))
+
+
+def to_torch(module):
+    """Build the torch twin of an npalexnet module tree, layer by layer."""
+    T = torch.nn
+    if isinstance(module, nn.Sequential):
+        return T.Sequential(*[to_torch(m) for m in module])
+    if isinstance(module, nn.Conv2d):
+        return T.Conv2d(module.in_channels, module.out_channels, module.kernel_size, module.stride,
+                        module.padding, groups=module.groups, bias=module.bias is not None)
+    if isinstance(module, nn.Linear):
+        return T.Linear(module.in_features, module.out_features, bias=module.bias is not None)
+    if isinstance(module, nn.ReLU):
+        return T.ReLU()
+    if isinstance(module, nn.MaxPool2d):
+        return T.MaxPool2d(module.kernel_size, module.stride, module.padding)
+    if isinstance(module, nn.LocalResponseNorm):
+        return T.LocalResponseNorm(module.size, module.alpha, module.beta, module.k)
+    if isinstance(module, nn.Dropout):
+        return T.Dropout(module.p)
+    if isinstance(module, nn.AdaptiveAvgPool2d):
+        return T.AdaptiveAvgPool2d(module.output_size)
+    if isinstance(module, nn.BatchNorm2d):
+        return T.BatchNorm2d(module.num_features, module.eps, module.momentum)
+    if isinstance(module, nn.Flatten):
+        return T.Flatten(module.start_dim, module.end_dim)
+    if module.variant == "bn":
+        twin = T.Module()
+        for name in ("layer1", "layer2", "layer3", "layer4", "layer5", "fc", "fc1", "fc2"):
+            setattr(twin, name, to_torch(getattr(module, name)))
+        stages = [twin.layer1, twin.layer2, twin.layer3, twin.layer4, twin.layer5, T.Flatten(1),
+                  twin.fc, twin.fc1, twin.fc2]
+        twin.forward = lambda x: torch.nn.Sequential(*stages)(x)
+        return twin
+    avgpool = to_torch(module.avgpool) if hasattr(module, "avgpool") else None
+    return TorchAlexNet(to_torch(module.features), to_torch(module.classifier), avgpool)
+
+
+# Reduced widths and inputs keep these float64 whole-net checks to seconds.
+MODEL_CASES = [
+    ("cifar", dict(width=0.25), 32),
+    ("cifar", dict(width=0.25, lrn=True), 32),
+    ("paper", dict(width=0.125, num_classes=10), 227),
+    ("paper", dict(width=0.125, num_classes=10, groups=1), 227),
+    ("torchvision", dict(width=0.125, num_classes=10), 100),    # avgpool from 2x2 to 6x6
+    ("bn", dict(width=0.125, num_classes=10), 227),
+    ("cifar", dict(width=0.25, in_channels=1), 28 + 4),         # FashionMNIST, padded to 32
+]
+
+
+@pytest.mark.parametrize("dtype", [numpy.float64, numpy.float32])
+@pytest.mark.parametrize("variant, kwargs, size", MODEL_CASES, ids=lambda c: str(c))
+def test_variant_matches_torch(variant, kwargs, size, dtype, xp):
+    model = alexnet(variant, **kwargs).eval()     # eval: dropout off, so both nets are deterministic
+    if variant == "bn":
+        model.train()
+        for m in model.modules():
+            if isinstance(m, nn.Dropout):
+                m.p = 0.0                              # BN in training mode, dropout off
+    twin = to_torch(model).train(model.training)
+    for m in twin.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    x = numpy.random.default_rng(0).standard_normal((2, kwargs.get("in_channels", 3), size, size))
+    tolerance = (1e-9, 1e-9) if dtype == numpy.float64 else (1e-4, 1e-3)
+    check_against_torch(model, twin, x, xp=xp, dtype=dtype, tolerance=tolerance)
+
+
+def test_torchvision_weights_give_the_same_logits_and_gradients():
+    torch.manual_seed(0)
+    reference = torchvision.models.alexnet(num_classes=10).double().eval()
+    model = alexnet("torchvision", num_classes=10).astype("float64").eval()
+    model.load_state_dict(reference.state_dict())
+    assert list(model.state_dict()) == list(reference.state_dict())
+    x = numpy.random.default_rng(0).standard_normal((2, 3, 224, 224))
+    tx = torch.tensor(x, requires_grad=True)
+    ty = reference(tx)
+    g = numpy.random.default_rng(1).standard_normal(ty.shape)
+    ty.backward(torch.tensor(g))
+    y = model(x)
+    dx = model.backward(g)
+    assert rel_error(y, ty.detach().numpy()) < 1e-10
+    assert rel_error(dx, tx.grad.numpy()) < 1e-10
+    grads = dict(reference.named_parameters())
+    for name, p in model.named_parameters():
+        assert rel_error(p.grad, grads[name].grad.numpy()) < 1e-10, name
+
+
+@pytest.mark.parametrize("variant, kwargs, expected", [
+    ("paper", {}, 60_965_224),
+    ("paper", dict(groups=1), 62_378_344),
+    ("torchvision", {}, 61_100_840),
+    ("cifar", {}, 23_272_266),
+])
+def test_parameter_counts(variant, kwargs, expected):
+    model = alexnet(variant, **kwargs)
+    assert sum(p.size for p in model.parameters()) == expected
+
+
+def test_parameter_names_match_torchvision_and_the_bn_tutorial():
+    assert list(alexnet("torchvision").state_dict()) == list(torchvision.models.alexnet().state_dict())
+    bn_keys = list(alexnet("bn", num_classes=10).state_dict())
+    assert bn_keys[:7] == ["layer1.0.weight", "layer1.0.bias", "layer1.1.weight", "layer1.1.bias",
+                           "layer1.1.running_mean", "layer1.1.running_var", "layer1.1.num_batches_tracked"]
+    assert bn_keys[-2:] == ["fc2.0.weight", "fc2.0.bias"]
+
+
+def test_half_width_is_the_flowers_net_and_one_channel_input_works():
+    model = alexnet("paper", num_classes=5, width=0.5)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [48, 128, 192, 192, 128]
+    gray = alexnet("cifar", in_channels=1)
+    assert gray(numpy.zeros((2, 1, 32, 32), dtype=numpy.float32)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_variant_runs_at_its_input_size(variant):
+    model = alexnet(variant, num_classes=7, width=0.125)
+    size = INPUT_SIZE[variant]
+    y = model(numpy.zeros((1, 3, size, size), dtype=numpy.float32))
+    assert y.shape == (1, 7) and y.dtype == numpy.float32
+
+
+def test_paper_init_draws_small_weights_and_unit_biases():
+    model = alexnet("paper", init="paper", width=0.25, num_classes=10)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert abs(float(convs[0].weight.data.std()) - 0.01) < 1e-3
+    assert [float(c.bias.data[0]) for c in convs] == [0.0, 1.0, 0.0, 1.0, 1.0]
+    assert [float(m.bias.data[0]) for m in linears] == [1.0, 1.0, 0.0]
+    caffe = alexnet("paper", init="paper", paper_bias=0.1, width=0.25, num_classes=10)
+    assert float([m for m in caffe.modules() if isinstance(m, nn.Conv2d)][1].bias.data[0]) == pytest.approx(0.1)
+
+
+def test_paper_lrn_uses_paper_constants():
+    lrns = [m for m in alexnet("paper").modules() if isinstance(m, nn.LocalResponseNorm)]
+    assert len(lrns) == 2
+    assert all((m.size, m.alpha, m.beta, m.k) == (5, 5e-4, 0.75, 2.0) for m in lrns)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(variant="vgg"), "unknown AlexNet variant"),
+    (dict(variant="cifar", num_classes=0), "num_classes"),
+    (dict(variant="torchvision", lrn=True), "no LRN"),
+    (dict(variant="cifar", init="xavier"), "init must be"),
+])
+def test_alexnet_rejects_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        alexnet(**kwargs)
+
+
+def test_wrong_input_size_names_the_layer():
+    with pytest.raises(ValueError, match="Linear"):
+        alexnet("cifar")(numpy.zeros((1, 3, 64, 64), dtype=numpy.float32))

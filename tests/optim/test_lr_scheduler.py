@@ -1,0 +1,85 @@
+"""Learning-rate schedules against torch's and their closed forms."""
+
+import math
+
+
+import numpy
+import pytest
+import torch
+
+from npalexnet import nn, optim
+
+# torch warns when a scheduler steps before its optimizer; these tests step only the schedule.
+pytestmark = pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)`")
+
+
+def make_pair(lr=0.1):
+    ours = optim.SGD([nn.Parameter(numpy.zeros(2))], lr=lr, momentum=0.9)
+    theirs = torch.optim.SGD([torch.zeros(2, requires_grad=True)], lr=lr, momentum=0.9)
+    return ours, theirs
+
+
+def lrs(scheduler, steps):
+    out = [scheduler.get_last_lr()[0]]
+    for _ in range(steps):
+        scheduler.step()
+        out.append(scheduler.get_last_lr()[0])
+    return out
+
+
+def test_step_lr_matches_torch():
+    ours, theirs = make_pair()
+    a = lrs(optim.StepLR(ours, step_size=3, gamma=0.5), 10)
+    b = lrs(torch.optim.lr_scheduler.StepLR(theirs, step_size=3, gamma=0.5), 10)
+    numpy.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_cosine_matches_torch():
+    ours, theirs = make_pair()
+    a = lrs(optim.CosineAnnealingLR(ours, T_max=8, eta_min=1e-3), 8)
+    b = lrs(torch.optim.lr_scheduler.CosineAnnealingLR(theirs, T_max=8, eta_min=1e-3), 8)
+    numpy.testing.assert_allclose(a, b, rtol=1e-10)
+
+
+def test_warmup_linear_rises_then_falls_to_zero():
+    ours, _ = make_pair(lr=0.05)
+    sched = optim.WarmupLinearLR(ours, total_steps=20, warmup=0.25)
+    values = lrs(sched, 20)
+    assert sched.warmup_steps == 5
+    numpy.testing.assert_allclose(values[:5], [0.01, 0.02, 0.03, 0.04, 0.05])
+    assert max(values) == pytest.approx(0.05)
+    assert all(b <= a for a, b in zip(values[4:], values[5:]))
+    assert values[19] == pytest.approx(0.05 / 15) and values[20] == 0.0
+
+
+def test_scheduler_resume_continues_the_same_curve():
+    ours, _ = make_pair()
+    sched = optim.CosineAnnealingLR(ours, T_max=10)
+    for _ in range(4):
+        sched.step()
+    other, _ = make_pair()
+    resumed = optim.CosineAnnealingLR(other, T_max=10)
+    resumed.load_state_dict(sched.state_dict())
+    assert lrs(resumed, 5) == lrs(sched, 5)
+
+
+def test_plateau_divides_by_ten_after_patience():
+    ours, theirs = make_pair()
+    metrics = [0.5, 0.6, 0.6, 0.6, 0.6, 0.7, 0.7, 0.7, 0.7]
+    sched = optim.ReduceLROnPlateau(ours, mode="max", factor=0.1, patience=2)
+    tsched = torch.optim.lr_scheduler.ReduceLROnPlateau(theirs, mode="max", factor=0.1, patience=2)
+    for m in metrics:
+        sched.step(m)
+        tsched.step(m)
+        assert math.isclose(ours.lr, theirs.param_groups[0]["lr"], rel_tol=1e-12)
+    assert ours.lr == pytest.approx(0.001)
+
+
+def test_scheduler_argument_errors():
+    ours, _ = make_pair()
+    with pytest.raises(ValueError, match="step_size"):
+        optim.StepLR(ours, step_size=0)
+    with pytest.raises(ValueError, match="does not fit"):
+        optim.WarmupLinearLR(ours, total_steps=10, warmup=20)
+    with pytest.raises(TypeError, match="npalexnet optimizer"):
+        optim.StepLR(object(), step_size=1)

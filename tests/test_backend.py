@@ -1,0 +1,77 @@
+"""Backend selection, device errors and seeding."""
+
+import numpy
+import pytest
+
+import npalexnet
+from npalexnet import backend
+
+
+def test_get_array_module_is_numpy_for_host_arrays():
+    assert backend.get_array_module(numpy.zeros(2), None) is numpy
+
+
+def test_resolve_device_names_and_env(monkeypatch):
+    assert backend.resolve_device("cpu") == "cpu"
+    assert backend.resolve_device(" CPU ") == "cpu"
+    monkeypatch.setenv("NPALEXNET_DEVICE", "cpu")
+    assert backend.get_device() == "cpu"
+    monkeypatch.setenv("NPALEXNET_DEVICE", "auto")
+    assert backend.get_device() == ("cuda" if backend.cupy_available() else "cpu")
+    with pytest.raises(ValueError, match="expected 'cpu', 'cuda' or 'auto'"):
+        backend.resolve_device("tpu")
+
+
+def test_set_device_overrides_env_and_resets(monkeypatch):
+    monkeypatch.setenv("NPALEXNET_DEVICE", "auto")
+    try:
+        assert npalexnet.set_device("cpu") == "cpu"
+        assert backend.get_device() == "cpu"
+    finally:
+        npalexnet.set_device(None)
+
+
+@pytest.mark.skipif(backend.cupy_available(), reason="a GPU is present")
+def test_cuda_without_cupy_says_what_to_install(monkeypatch):
+    with pytest.raises(RuntimeError, match="cupy-cuda12x"):
+        backend.resolve_device("cuda")
+    monkeypatch.setenv("NPALEXNET_DEVICE", "cuda")
+    with pytest.raises(RuntimeError, match="device 'cuda' was requested"):
+        backend.get_device()
+
+
+def test_manual_seed_repeats_initialisation_and_host_rng():
+    npalexnet.manual_seed(3)
+    a = npalexnet.nn.Linear(5, 4).weight.data
+    r1 = backend.rng().random(3)
+    npalexnet.manual_seed(3)
+    b = npalexnet.nn.Linear(5, 4).weight.data
+    numpy.testing.assert_array_equal(a, b)
+    numpy.testing.assert_array_equal(r1, backend.rng().random(3))
+
+
+def test_rng_state_round_trip():
+    npalexnet.manual_seed(1)
+    state = backend.get_rng_state()
+    first = backend.rng().random(4)
+    backend.set_rng_state(state)
+    numpy.testing.assert_array_equal(first, backend.rng().random(4))
+
+
+def test_asnumpy_accepts_torch_tensors():
+    import torch
+    numpy.testing.assert_array_equal(backend.asnumpy(torch.arange(3)), numpy.arange(3))
+
+
+def test_to_device_cpu_returns_numpy():
+    assert isinstance(backend.to_device([1, 2], "cpu"), numpy.ndarray)
+
+
+@pytest.mark.gpu
+def test_module_round_trip_to_cuda_and_back():
+    net = npalexnet.nn.Linear(3, 2)
+    w = net.weight.data.copy()
+    net.to("cuda")
+    assert net.device == "cuda"
+    net.to("cpu")
+    numpy.testing.assert_array_equal(net.weight.data, w)
