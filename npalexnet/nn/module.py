@@ -23,6 +23,14 @@ import numpy
 from .. import backend
 
 
+class BackwardBeforeForwardError(RuntimeError, ValueError):
+    """``backward()`` without a matching ``forward()``.
+
+    A RuntimeError, as torch raises for a backward through a freed graph,
+    and a ValueError, as every other bad-input error of the library.
+    """
+
+
 class Parameter:
     """A trainable array and its gradient.
 
@@ -201,7 +209,7 @@ class Module:
     def _need_cache(self, cache, what: str = "forward"):
         """Raise the standard error for a backward without its forward."""
         if cache is None:
-            raise RuntimeError(f"{self._name()}.backward() was called before {what}() "
+            raise BackwardBeforeForwardError(f"{self._name()}.backward() was called before {what}() "
                                "(or twice for one forward): run forward first")
         return cache
 

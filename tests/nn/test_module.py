@@ -102,8 +102,18 @@ def test_hooks_see_every_layer_in_order_and_can_be_removed():
 
 
 def test_backward_before_forward_names_the_layer():
-    with pytest.raises(RuntimeError, match=r"Linear.backward\(\) was called before forward"):
+    with pytest.raises(ValueError, match=r"Linear.backward\(\) was called before forward"):
         small_net().backward(numpy.ones((2, 2), dtype=numpy.float32))
+    with pytest.raises(RuntimeError):
+        nn.ReLU().backward(numpy.ones(2))
+
+
+def test_backward_twice_for_one_forward_is_an_error():
+    relu = nn.ReLU()
+    relu(numpy.ones(3))
+    relu.backward(numpy.ones(3))
+    with pytest.raises(nn.BackwardBeforeForwardError, match="twice"):
+        relu.backward(numpy.ones(3))
 
 
 def test_module_subclass_must_call_super_init():
