@@ -12,7 +12,7 @@ from .normalization import LocalResponseNorm
 from .pooling import AdaptiveAvgPool2d, MaxPool2d
 
 __all__ = [
-    "AdaptiveAvgPool2d", "BackwardBeforeForwardError", "BatchNorm2d", "Conv2d", "CrossEntropyLoss", "Dropout", "Flatten",
-    "Linear", "LocalResponseNorm", "MaxPool2d", "Module", "Parameter", "ReLU",
+    "AdaptiveAvgPool2d", "BackwardBeforeForwardError", "BatchNorm2d", "Conv2d", "CrossEntropyLoss",
+    "Dropout", "Flatten", "Linear", "LocalResponseNorm", "MaxPool2d", "Module", "Parameter", "ReLU",
     "RemovableHandle", "Sequential",
 ]

@@ -7,7 +7,6 @@ and conv5 into two groups (one per GPU); ``groups`` reproduces that.
 
 from __future__ import annotations
 
-
 from ..backend import get_array_module
 from ..kernels.im2col import col2im, conv_output_size, im2col
 from . import init

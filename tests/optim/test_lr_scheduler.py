@@ -2,7 +2,6 @@
 
 import math
 
-
 import numpy
 import pytest
 import torch
