@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 import numpy
 import pytest
 
@@ -69,6 +72,15 @@ def copy_weights_to_torch(module, torch_module):
     torch_module.load_state_dict(state)
 
 
+def _record(torch_module, dtype, errors):
+    """With NPALEXNET_RECORD_ERRORS=FILE, append the measured errors (for the tolerance report)."""
+    path = os.environ.get("NPALEXNET_RECORD_ERRORS")
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps({"module": type(torch_module).__name__, "dtype": numpy.dtype(dtype).name,
+                                "errors": errors}) + "\n")
+
+
 def check_against_torch(module, torch_module, x, *, xp=numpy, dtype=numpy.float64,
                         grad_out=None, forward_kwargs=None, tolerance=None, seed=0):
     """Run ``module`` and ``torch_module`` on the same input with the same weights.
@@ -109,5 +121,6 @@ def check_against_torch(module, torch_module, x, *, xp=numpy, dtype=numpy.float6
         above_floor = ours.size and numpy.max(numpy.abs(ours - theirs)) > ABSOLUTE_FLOOR[dtype]
         if errors[name] > (tol_value if name == "output" else tol_grad) and above_floor:
             failures[name] = errors[name]
+    _record(torch_module, dtype, errors)
     assert not failures, f"errors above tolerance ({tol_value}, {tol_grad}): {failures}"
     return errors

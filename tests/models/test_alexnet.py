@@ -89,8 +89,7 @@ def test_variant_matches_torch(variant, kwargs, size, dtype, xp):
         if isinstance(m, torch.nn.Dropout):
             m.p = 0.0
     x = numpy.random.default_rng(0).standard_normal((2, kwargs.get("in_channels", 3), size, size))
-    tolerance = (1e-9, 1e-9) if dtype == numpy.float64 else (1e-4, 1e-3)
-    check_against_torch(model, twin, x, xp=xp, dtype=dtype, tolerance=tolerance)
+    check_against_torch(model, twin, x, xp=xp, dtype=dtype)
 
 
 def test_torchvision_weights_give_the_same_logits_and_gradients():
