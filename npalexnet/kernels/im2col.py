@@ -37,6 +37,7 @@ the array-code versions :func:`im2col_array` and :func:`col2im_array`.
 from __future__ import annotations
 
 from ..backend import get_array_module
+from .cuda_dispatch import kernels_for
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -101,9 +102,15 @@ def col2im_array(col, x_shape, kernel, stride, padding):
 
 def im2col(x, kernel, stride, padding):
     """Unfold ``x`` (N, C, H, W) into ``col`` (C*KH*KW, N*OH*OW); see the module docstring."""
+    cuda = kernels_for(x)   # CuPy arrays with the CUDA kernels switched on (off by default)
+    if cuda is not None:
+        return cuda.im2col(x, kernel, stride, padding)
     return im2col_array(x, kernel, stride, padding)
 
 
 def col2im(col, x_shape, kernel, stride, padding):
     """Fold ``col`` (C*KH*KW, N*OH*OW) into (N, C, H, W), summing overlaps."""
+    cuda = kernels_for(col)
+    if cuda is not None:
+        return cuda.col2im(col, x_shape, kernel, stride, padding)
     return col2im_array(col, x_shape, kernel, stride, padding)
