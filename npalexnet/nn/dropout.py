@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .. import backend
 from ..backend import get_array_module
+from ..kernels.cuda_dispatch import kernels_for
 from ._utils import check_grad
 from .module import Module
 
@@ -52,6 +53,9 @@ class Dropout(Module):
     def _apply_mask(self, a, mask):
         if self.p == 1.0:
             return a * mask
+        cuda = kernels_for(a)   # CuPy arrays with the CUDA kernels switched on (off by default)
+        if cuda is not None:
+            return cuda.mask_scale(a, mask, 1.0 / (1.0 - self.p))   # one pass instead of two
         return a * mask * a.dtype.type(1.0 / (1.0 - self.p))
 
     def backward(self, grad_out):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..kernels.cuda_dispatch import kernels_for
 from ._utils import check_array, check_grad
 from .module import Module
 
@@ -66,6 +67,11 @@ class LocalResponseNorm(Module):
         if getattr(x, "ndim", 0) < 3:
             check_array(self, x, 3, "(N, C, ...) with at least 3 dimensions")
         n = self.size
+        cuda = kernels_for(x) if x.ndim == 4 else None   # CuPy, CUDA kernels on (off by default)
+        if cuda is not None:
+            y, scale, scale_pow = cuda.lrn_forward(x, n, self.alpha, self.beta, self.k)
+            self._cache = (x, scale, scale_pow)
+            return y
         scale = channel_window_sum(x * x, n // 2, (n - 1) // 2)
         scale *= self.alpha / n
         scale += self.k
@@ -78,6 +84,9 @@ class LocalResponseNorm(Module):
         check_grad(self, grad_out, x.shape)
         self._cache = None
         n = self.size
+        cuda = kernels_for(grad_out) if grad_out.ndim == 4 else None
+        if cuda is not None:
+            return cuda.lrn_backward(grad_out, x, scale, scale_pow, n, self.alpha, self.beta)
         t = grad_out * x * scale_pow
         t /= scale
         back = channel_window_sum(t, (n - 1) // 2, n // 2)

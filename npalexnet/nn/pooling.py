@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy
 
 from ..backend import get_array_module
+from ..kernels.cuda_dispatch import kernels_for
 from ..kernels.im2col import conv_output_size
 from ._utils import check_array, check_grad, pair
 from .module import Module
@@ -61,6 +62,11 @@ class MaxPool2d(Module):
             raise ValueError(f"{self!r}: input of spatial size {(h, w)} is smaller than the "
                              f"kernel {self.kernel_size}")
         _, _, oh, ow = self.output_shape(x.shape)
+        cuda = kernels_for(x)   # CuPy arrays with the CUDA kernels switched on (off by default)
+        if cuda is not None:
+            out, argmax = cuda.maxpool2d_forward(x, self.kernel_size, self.stride, self.padding)
+            self._cache = (argmax, x.shape)
+            return out.transpose(1, 0, 2, 3)
         # Work in (C, N, H, W) order: the memory layout conv and ReLU produce.
         x_cn = x.transpose(1, 0, 2, 3)
         if ph or pw:
@@ -86,6 +92,10 @@ class MaxPool2d(Module):
         argmax, x_shape = self._need_cache(self._cache)
         check_grad(self, grad_out, self.output_shape(x_shape))
         self._cache = None
+        cuda = kernels_for(grad_out)
+        if cuda is not None:
+            return cuda.maxpool2d_backward(grad_out, argmax, x_shape, self.kernel_size, self.stride,
+                                           self.padding)
         xp = get_array_module(grad_out)
         n, c, h, w = x_shape
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
