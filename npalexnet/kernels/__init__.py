@@ -1,3 +1,3 @@
 """Compute kernels behind the layers: array code, with faster versions swapped in."""
 
-from .cuda_dispatch import cuda_enabled, use_cuda_kernels  # noqa: E402,F401  (CUDA kernels: off by default)
+from .cuda_dispatch import cuda_enabled, use_cuda_kernels  # noqa: F401  (CUDA kernels: off by default)

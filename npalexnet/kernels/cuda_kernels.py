@@ -434,11 +434,14 @@ def _lrn_layout(x):
     return cn_order
 
 
-def _empty_like_order(xp, shape, dtype, cn_order):
+def _empty_in_order(xp, shape, dtype, cn_order):
+    """``(buffer, view)``: a C-contiguous buffer in thread order, and its (N, C, H, W) view."""
     n, c, h, w = shape
     if cn_order:
-        return xp.empty((c, n, h, w), dtype=dtype).transpose(1, 0, 2, 3)
-    return xp.empty(shape, dtype=dtype)
+        buffer = xp.empty((c, n, h, w), dtype=dtype)
+        return buffer, buffer.transpose(1, 0, 2, 3)
+    buffer = xp.empty(shape, dtype=dtype)
+    return buffer, buffer
 
 
 def lrn_forward(x, size, alpha, beta, k):
@@ -452,10 +455,11 @@ def lrn_forward(x, size, alpha, beta, k):
     if x.ndim != 4:
         raise ValueError(f"lrn_forward: expected a 4-D input, got shape {tuple(x.shape)}")
     cn_order = _lrn_layout(x)
-    y, scale, scale_pow = (_empty_like_order(xp, x.shape, x.dtype, cn_order) for _ in range(3))
+    (y_buf, y), (s_buf, scale), (p_buf, scale_pow) = (
+        _empty_in_order(xp, x.shape, x.dtype, cn_order) for _ in range(3))
     t = x.dtype.type
     launcher.launch("npa_lrn_fwd", scalar, "uint8", x.size,
-                    (x, y, scale, scale_pow, numpy.int64(x.size)) + _i32(*x.shape, int(cn_order))
+                    (x, y_buf, s_buf, p_buf, numpy.int64(x.size)) + _i32(*x.shape, int(cn_order))
                     + _estrides(x) + _i32(size // 2, (size - 1) // 2)
                     + (t(alpha / size), t(k), t(-beta)))
     return y, scale, scale_pow
@@ -469,9 +473,9 @@ def lrn_backward(grad_out, x, scale, scale_pow, size, alpha, beta):
     if len(shapes) != 1 or grad_out.ndim != 4:
         raise ValueError(f"lrn_backward: expected four 4-D arrays of one shape, got {shapes}")
     cn_order = _lrn_layout(x)
-    dx = _empty_like_order(xp, x.shape, grad_out.dtype, cn_order)
+    dx_buf, dx = _empty_in_order(xp, x.shape, grad_out.dtype, cn_order)
     launcher.launch("npa_lrn_bwd", scalar, "uint8", x.size,
-                    (grad_out, x, scale, scale_pow, dx, numpy.int64(x.size)) + _i32(*x.shape, int(cn_order))
+                    (grad_out, x, scale, scale_pow, dx_buf, numpy.int64(x.size)) + _i32(*x.shape, int(cn_order))
                     + _estrides(grad_out) + _estrides(x) + _estrides(scale) + _estrides(scale_pow)
                     + _i32((size - 1) // 2, size // 2)
                     + (x.dtype.type(-2.0 * alpha * beta / size),))

@@ -1,0 +1,474 @@
+"""The CUDA kernels against the array code they replace, and the switch that turns them on.
+
+Every kernel test runs on two backends:
+
+* ``emulator``: the kernels' own CUDA source compiled as C++ for the CPU
+  (``tests/kernels/cuda_emulator.py``; needs a C++ compiler, skipped
+  without one). Every thread of a launch runs, on NumPy arrays passed as
+  poisoned memory images, so wrong index arithmetic, strides, unwritten
+  outputs and out-of-bounds accesses all show up here, without a GPU.
+* ``cupy``: the real thing on a GPU (``@pytest.mark.gpu``, skipped with a
+  reason where CuPy or a GPU is missing; ``benchmarks/gpu_all.sh`` runs them).
+
+The reference is always the array code on NumPy in the same dtype:
+copies (im2col, max-pool values and indices, ReLU) must match exactly,
+sums (col2im, max-pool backward, LRN) to a per-dtype tolerance, since the
+kernels add in a different order (and the GPU contracts multiply-adds).
+"""
+
+from __future__ import annotations
+
+import numpy
+import pytest
+
+import npalexnet
+from npalexnet import nn
+from npalexnet.kernels import cuda_dispatch
+from npalexnet.kernels import cuda_kernels as ck
+from npalexnet.kernels import im2col as K
+from tests.kernels import cuda_emulator
+
+DTYPES = [numpy.float32, numpy.float64]
+#: Relative tolerance (on max|a-b| / max|b|) for results that are sums.
+SUM_TOL = {numpy.float32: 2e-6, numpy.float64: 1e-14}
+
+needs_compiler = pytest.mark.skipif(cuda_emulator.compiler() is None,
+                                    reason="no C++ compiler (g++/c++) to emulate the CUDA kernels on the CPU")
+
+
+@pytest.fixture(params=[pytest.param("emulator", marks=needs_compiler),
+                        pytest.param("cupy", marks=pytest.mark.gpu)])
+def kxp(request, monkeypatch):
+    """The array module the kernels run on; the emulator is installed as the launcher."""
+    if request.param == "emulator":
+        monkeypatch.setattr(ck, "launcher", cuda_emulator.EmulatedLauncher())
+        return numpy
+    import cupy
+    return cupy
+
+
+def to_host(a):
+    return numpy.asarray(npalexnet.asnumpy(a))
+
+
+def assert_close(ours, ref, dtype, what=""):
+    ours, ref = to_host(ours), to_host(ref)
+    assert ours.shape == ref.shape, what
+    assert ours.dtype == ref.dtype, what
+    assert not numpy.isnan(ours).any(), f"{what}: NaN in the result (unwritten or wrongly read memory)"
+    scale = max(float(numpy.max(numpy.abs(ref))), 1e-30) if ref.size else 1.0
+    err = float(numpy.max(numpy.abs(ours - ref))) / scale if ref.size else 0.0
+    assert err <= SUM_TOL[dtype], f"{what}: relative error {err:.3g} > {SUM_TOL[dtype]}"
+
+
+LAYOUTS = ["nchw", "cnhw", "strided", "flipped"]
+
+
+def on_device(xp, host, layout):
+    """``host`` (a C-contiguous NumPy array) on ``xp`` with the given memory layout, same values."""
+    if layout == "nchw":
+        return xp.asarray(host)
+    if layout == "cnhw":        # what conv and ReLU produce: (C, N, ...) memory
+        return xp.ascontiguousarray(xp.asarray(host).swapaxes(0, 1)).swapaxes(0, 1)
+    if layout == "strided":     # every other column of a wider array (the gaps hold garbage)
+        wide = numpy.full(host.shape[:-1] + (2 * host.shape[-1],), 1e30, dtype=host.dtype)
+        wide[..., ::2] = host
+        return xp.asarray(wide)[..., ::2]
+    if layout == "flipped":     # negative strides on the last two axes
+        return xp.asarray(numpy.ascontiguousarray(host[..., ::-1, ::-1]))[..., ::-1, ::-1]
+    raise ValueError(layout)
+
+
+def random_geometry(seed, count, max_kernel=5, pool=False):
+    """Random (N, C, H, W, kernel, stride, padding): odd sizes, non-square, stride != kernel."""
+    rng = numpy.random.default_rng(seed)
+    cases = []
+    while len(cases) < count:
+        kh, kw = (int(v) for v in rng.integers(1, max_kernel + 1, 2))
+        sh, sw = (int(v) for v in rng.integers(1, 5, 2))
+        if pool:
+            ph, pw = int(rng.integers(0, kh // 2 + 1)), int(rng.integers(0, kw // 2 + 1))
+        else:
+            ph, pw = (int(v) for v in rng.integers(0, 3, 2))
+        n, c = (int(v) for v in rng.integers(1, 4, 2))
+        h, w = (int(v) for v in rng.integers(1, 14, 2))
+        if K.conv_output_size(h, kh, sh, ph) >= 1 and K.conv_output_size(w, kw, sw, pw) >= 1:
+            cases.append((n, c, h, w, (kh, kw), (sh, sw), (ph, pw)))
+    return cases
+
+
+# ----------------------------------------------------------------------------
+# im2col / col2im
+# ----------------------------------------------------------------------------
+
+CONV_CASES = [
+    (2, 3, 7, 7, (3, 3), (1, 1), (0, 0)),
+    (2, 2, 8, 9, (3, 2), (2, 1), (1, 0)),
+    (1, 4, 11, 11, (5, 5), (2, 2), (2, 2)),
+    (3, 1, 6, 6, (2, 2), (3, 3), (0, 0)),      # stride > kernel: pixels in no window
+    (1, 2, 3, 3, (3, 3), (1, 1), (1, 1)),
+    (2, 3, 31, 31, (11, 11), (4, 4), (2, 2)),   # AlexNet conv1 geometry
+    (2, 3, 27, 25, (11, 11), (4, 4), (0, 0)),   # rows/columns left over at the edge
+    (1, 5, 9, 6, (1, 1), (1, 1), (0, 0)),
+    (1, 3, 5, 13, (2, 5), (3, 2), (1, 2)),
+    (2, 2, 4, 4, (3, 3), (1, 1), (2, 2)),       # padding as large as the kernel - 1
+] + random_geometry(0, 8)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CONV_CASES, ids=str)
+def test_im2col_matches_array_code(case, dtype, layout, kxp):
+    n, c, h, w, kernel, stride, padding = case
+    x = numpy.random.default_rng(1).standard_normal((n, c, h, w)).astype(dtype)
+    col = ck.im2col(on_device(kxp, x, layout), kernel, stride, padding)
+    ref = K.im2col_array(x, kernel, stride, padding)
+    assert col.dtype == dtype and col.flags.c_contiguous
+    numpy.testing.assert_array_equal(to_host(col), ref)
+
+
+@pytest.mark.parametrize("col_layout", ["contiguous", "transposed"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CONV_CASES, ids=str)
+def test_col2im_matches_array_code(case, dtype, col_layout, kxp):
+    n, c, h, w, kernel, stride, padding = case
+    rows = c * kernel[0] * kernel[1]
+    cols = n * K.conv_output_size(h, kernel[0], stride[0], padding[0]) * \
+        K.conv_output_size(w, kernel[1], stride[1], padding[1])
+    col = numpy.random.default_rng(2).standard_normal((rows, cols)).astype(dtype)
+    dcol = kxp.asarray(col) if col_layout == "contiguous" else kxp.asarray(col.T.copy()).T
+    dx = ck.col2im(dcol, (n, c, h, w), kernel, stride, padding)
+    assert dx.shape == (n, c, h, w)
+    assert_close(dx, K.col2im_array(col, (n, c, h, w), kernel, stride, padding), dtype, "col2im")
+
+
+def test_col2im_counts_the_windows_covering_each_pixel(kxp):
+    # col of ones: each pixel receives the number of windows that contain it.
+    n, c, h, w, kernel, stride, padding = 1, 1, 9, 7, (3, 2), (2, 1), (1, 1)
+    ones = numpy.ones((6, 5 * 8))
+    dx = to_host(ck.col2im(kxp.asarray(ones), (n, c, h, w), kernel, stride, padding))
+    numpy.testing.assert_array_equal(dx, K.col2im_array(ones, (n, c, h, w), kernel, stride, padding))
+
+
+# ----------------------------------------------------------------------------
+# Max-pooling
+# ----------------------------------------------------------------------------
+
+POOL_CASES = [
+    (2, 3, 13, 13, (3, 3), (2, 2), (0, 0)),     # AlexNet's overlapping 3/2 pooling
+    (2, 3, 8, 9, (2, 2), (2, 2), (0, 0)),       # non-overlapping, odd width rounds down
+    (2, 3, 7, 6, (3, 2), (1, 2), (1, 1)),       # non-square, padding
+    (1, 2, 10, 10, (3, 3), (3, 3), (1, 1)),
+    (2, 2, 5, 5, (3, 3), (1, 1), (1, 1)),       # stride 1: every pixel in up to 9 windows
+    (2, 3, 7, 7, (2, 2), (3, 3), (0, 0)),       # stride > kernel: pixels in no window
+    (1, 2, 27, 27, (3, 3), (2, 2), (0, 0)),
+    (1, 1, 17, 16, (16, 16), (1, 1), (0, 0)),   # 256 window positions: int32 argmax
+] + random_geometry(3, 8, pool=True)
+
+
+def pool_input(shape, kind, dtype, seed=0):
+    rng = numpy.random.default_rng(seed)
+    if kind == "tie_free":
+        return (rng.permutation(int(numpy.prod(shape))).reshape(shape) / numpy.prod(shape) - 0.5).astype(dtype)
+    if kind == "tied":         # few distinct values: many ties inside and across windows
+        return rng.integers(-1, 2, shape).astype(dtype)
+    if kind == "constant":
+        return numpy.full(shape, -2.0, dtype=dtype)
+    if kind == "nan_inf":      # the array code's rule: a NaN wins only as its window's first value
+        x = rng.standard_normal(shape)
+        x[rng.random(shape) < 0.15] = numpy.nan
+        x[rng.random(shape) < 0.1] = -numpy.inf
+        return x.astype(dtype)
+    raise ValueError(kind)
+
+
+def array_code_pool(x, kernel, stride, padding, dy):
+    pool = nn.MaxPool2d(kernel, stride, padding)
+    y = pool(x)
+    argmax = pool._cache[0]
+    return y, argmax, pool.backward(dy)
+
+
+@pytest.mark.parametrize("layout", ["nchw", "cnhw", "flipped"])
+@pytest.mark.parametrize("kind", ["tie_free", "tied", "constant", "nan_inf"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", POOL_CASES, ids=str)
+def test_maxpool_matches_array_code(case, dtype, kind, layout, kxp):
+    n, c, h, w, kernel, stride, padding = case
+    x = pool_input((n, c, h, w), kind, dtype)
+    oh, ow = K.conv_output_size(h, kernel[0], stride[0], padding[0]), K.conv_output_size(w, kernel[1], stride[1], padding[1])
+    dy = numpy.random.default_rng(5).standard_normal((n, c, oh, ow)).astype(dtype)
+    y_ref, argmax_ref, dx_ref = array_code_pool(x, kernel, stride, padding, dy)
+
+    out, argmax = ck.maxpool2d_forward(on_device(kxp, x, layout), kernel, stride, padding)
+    assert out.shape == argmax.shape == (c, n, oh, ow)
+    assert argmax.dtype == argmax_ref.dtype
+    numpy.testing.assert_array_equal(to_host(out).transpose(1, 0, 2, 3), y_ref)
+    numpy.testing.assert_array_equal(to_host(argmax), argmax_ref)
+
+    dx = ck.maxpool2d_backward(on_device(kxp, dy, layout), argmax, (n, c, h, w), kernel, stride, padding)
+    assert dx.shape == (n, c, h, w)
+    assert_close(dx, dx_ref, dtype, "max-pool backward")
+
+
+def test_maxpool_padding_reads_as_minus_infinity(kxp):
+    x = numpy.full((1, 1, 3, 3), -1e30)
+    out, argmax = ck.maxpool2d_forward(kxp.asarray(x), (3, 3), (1, 1), (1, 1))
+    assert (to_host(out) == -1e30).all()
+    numpy.testing.assert_array_equal(to_host(argmax)[0, 0], [[4, 3, 3], [1, 0, 0], [1, 0, 0]])
+
+
+def test_maxpool_nan_wins_only_as_first_value_like_the_array_code(kxp):
+    x = numpy.zeros((1, 1, 2, 4))
+    x[0, 0, 0, 0] = x[0, 0, 1, 3] = numpy.nan      # first of window 0; last of window 1
+    out, argmax = ck.maxpool2d_forward(kxp.asarray(x), (2, 2), (2, 2), (0, 0))
+    numpy.testing.assert_array_equal(to_host(out)[0, 0], [[numpy.nan, 0.0]])
+    numpy.testing.assert_array_equal(to_host(argmax)[0, 0], [[0, 0]])
+
+
+def test_maxpool_backward_sums_overlapping_windows(kxp):
+    x = numpy.zeros((1, 1, 5, 5))
+    x[0, 0, 2, 2] = 1.0                 # wins all four overlapping 3/2 windows
+    _, argmax = ck.maxpool2d_forward(kxp.asarray(x), (3, 3), (2, 2), (0, 0))
+    dy = kxp.asarray(numpy.array([[[[1.0, 2.0], [3.0, 4.0]]]]))
+    dx = to_host(ck.maxpool2d_backward(dy, argmax, x.shape, (3, 3), (2, 2), (0, 0)))
+    assert dx[0, 0, 2, 2] == 10.0 and dx.sum() == 10.0
+
+
+# ----------------------------------------------------------------------------
+# LRN
+# ----------------------------------------------------------------------------
+
+LRN_CASES = [
+    # (N, C, H, W, size, alpha, beta, k)
+    (2, 7, 3, 4, 5, 5e-4, 0.75, 2.0),       # the paper's constants
+    (2, 3, 2, 2, 5, 1e-4, 0.75, 1.0),       # fewer channels than the window
+    (1, 1, 3, 3, 5, 0.5, 0.75, 1.0),        # one channel
+    (2, 8, 3, 5, 4, 0.5, 0.6, 0.5),         # even size: asymmetric window
+    (1, 6, 2, 3, 2, 0.9, 0.75, 1.0),
+    (2, 5, 1, 1, 1, 0.3, 1.5, 2.0),         # size 1: the channel alone
+    (3, 12, 4, 3, 7, 0.2, 0.75, 1.0),
+    (1, 4, 2, 2, 9, 1.0, 0.5, 0.1),         # window wider than the whole channel axis
+]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", LRN_CASES, ids=str)
+def test_lrn_matches_array_code(case, dtype, layout, kxp):
+    n, c, h, w, size, alpha, beta, k = case
+    rng = numpy.random.default_rng(7)
+    x = (2 * rng.standard_normal((n, c, h, w))).astype(dtype)    # large enough that alpha matters
+    dy = rng.standard_normal((n, c, h, w)).astype(dtype)
+    layer = nn.LocalResponseNorm(size, alpha, beta, k)
+    y_ref = layer(x)
+    _, scale_ref, pow_ref = layer._cache
+    dx_ref = layer.backward(dy)
+
+    y, scale, scale_pow = ck.lrn_forward(on_device(kxp, x, layout), size, alpha, beta, k)
+    assert_close(scale, scale_ref, dtype, "scale")
+    assert_close(scale_pow, pow_ref, dtype, "scale ** -beta")
+    assert_close(y, y_ref, dtype, "output")
+    dx = ck.lrn_backward(on_device(kxp, dy, layout), on_device(kxp, x, layout), scale, scale_pow,
+                         size, alpha, beta)
+    assert_close(dx, dx_ref, dtype, "input gradient")
+    # the array code's cache (its own layouts) works as well: the two paths mix
+    dx_mixed = ck.lrn_backward(kxp.asarray(dy), kxp.asarray(x), kxp.asarray(scale_ref),
+                               kxp.asarray(pow_ref), size, alpha, beta)
+    assert_close(dx_mixed, dx_ref, dtype, "input gradient from the array code's cache")
+
+
+# ----------------------------------------------------------------------------
+# Element-wise: ReLU and dropout
+# ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relu_and_mask_scale_match_array_code_exactly(dtype, kxp):
+    rng = numpy.random.default_rng(9)
+    x = rng.standard_normal((3, 4, 5, 2)).astype(dtype)
+    x.flat[:5] = [0.0, -0.0, numpy.inf, -numpy.inf, numpy.nan]
+    y, mask = ck.relu_forward(kxp.asarray(x))
+    ref_mask = x > 0
+    with numpy.errstate(invalid="ignore"):
+        ref = x * ref_mask                  # -inf * False = nan in the array code, kept exactly
+    numpy.testing.assert_array_equal(to_host(mask), ref_mask)
+    numpy.testing.assert_array_equal(to_host(y), ref)
+    assert to_host(y).dtype == dtype and to_host(mask).dtype == bool
+
+    keep = rng.random(x.shape) >= 0.3
+    out = ck.mask_scale(kxp.asarray(x), kxp.asarray(keep), 1.0 / 0.7)
+    numpy.testing.assert_array_equal(to_host(out), x * keep * dtype(1.0 / 0.7))
+
+
+# ----------------------------------------------------------------------------
+# The emulator itself: launch shapes, and that it catches what it claims to
+# ----------------------------------------------------------------------------
+
+@needs_compiler
+@pytest.mark.parametrize("launch", [{"block": 4, "max_blocks": 3}, {"block": 5, "max_blocks": 100, "reverse": True},
+                                    {"block": 32, "max_blocks": 1}])
+def test_results_do_not_depend_on_the_launch_shape(launch, monkeypatch):
+    # Several threads and blocks (grid-stride loop included), in either order.
+    monkeypatch.setattr(ck, "launcher", cuda_emulator.EmulatedLauncher(**launch))
+    x = pool_input((2, 3, 9, 8), "tied", numpy.float64)
+    numpy.testing.assert_array_equal(ck.im2col(x, (3, 2), (2, 1), (1, 1)),
+                                     K.im2col_array(x, (3, 2), (2, 1), (1, 1)))
+    col = K.im2col_array(x, (3, 3), (2, 2), (1, 1))
+    assert_close(ck.col2im(col, x.shape, (3, 3), (2, 2), (1, 1)),
+                 K.col2im_array(col, x.shape, (3, 3), (2, 2), (1, 1)), numpy.float64)
+    y_ref, argmax_ref, dx_ref = array_code_pool(x, (3, 3), (2, 2), (1, 1), numpy.ones((2, 3, 5, 4)))
+    out, argmax = ck.maxpool2d_forward(x, (3, 3), (2, 2), (1, 1))
+    numpy.testing.assert_array_equal(out.transpose(1, 0, 2, 3), y_ref)
+    numpy.testing.assert_array_equal(argmax, argmax_ref)
+    assert_close(ck.maxpool2d_backward(numpy.ones((2, 3, 5, 4)), argmax, x.shape, (3, 3), (2, 2), (1, 1)),
+                 dx_ref, numpy.float64)
+
+
+@needs_compiler
+def test_emulator_catches_wrong_arguments_and_stray_accesses(monkeypatch):
+    emu = cuda_emulator.EmulatedLauncher()
+    x = numpy.ones((1, 1, 4, 4))
+    col = numpy.empty((4, 9))
+    good = (x, col, numpy.int64(36), numpy.int64(9)) + tuple(numpy.int32(v) for v in
+                                                             (1, 1, 4, 4, 2, 2, 1, 1, 0, 0, 3, 3)) \
+        + tuple(numpy.int64(s) for s in (16, 16, 4, 1))
+    emu.launch("npa_im2col", "float64", "uint8", 36, good)
+    numpy.testing.assert_array_equal(col, 1.0)
+    with pytest.raises(AssertionError, match="expected numpy.int32"):      # a Python int
+        emu.launch("npa_im2col", "float64", "uint8", 36, good[:4] + (1,) + good[5:])
+    with pytest.raises(AssertionError, match="arguments for"):
+        emu.launch("npa_im2col", "float64", "uint8", 36, good[:-1])
+    with pytest.raises(AssertionError, match="float64 array"):
+        emu.launch("npa_im2col", "float64", "uint8", 36, (x.astype(numpy.float32),) + good[1:])
+    # a wrong stride reads outside the view: poison (NaN) comes out
+    emu.launch("npa_im2col", "float64", "uint8", 36, good[:-4] + tuple(numpy.int64(s) for s in (16, 16, 5, 1)))
+    assert numpy.isnan(col).any()
+    # too many threads write past the output
+    with pytest.raises(AssertionError, match="written outside"):
+        emu.launch("npa_im2col", "float64", "uint8", 40, (x, col, numpy.int64(40)) + good[3:])
+
+
+def test_every_kernel_in_the_source_is_used_and_parsed():
+    assert set(cuda_emulator.SIGNATURES) == {"npa_im2col", "npa_col2im", "npa_maxpool_fwd",
+                                             "npa_maxpool_bwd", "npa_lrn_fwd", "npa_lrn_bwd"}
+
+
+# ----------------------------------------------------------------------------
+# Layers and a whole model through the kernels (emulated: dispatch forced on NumPy arrays)
+# ----------------------------------------------------------------------------
+
+def run_model(model, x, g, seed=0):
+    npalexnet.manual_seed(seed)
+    model.zero_grad()
+    y = model(x)
+    dx = model.backward(g)
+    return y, dx, {name: p.grad.copy() for name, p in model.named_parameters()}
+
+
+@needs_compiler
+@pytest.mark.parametrize("variant, size", [("paper", 227), ("cifar", 32)])
+def test_whole_model_through_the_kernels_matches_array_code(variant, size, monkeypatch):
+    from npalexnet.models import alexnet
+    npalexnet.manual_seed(0)
+    kwargs = {"lrn": True} if variant == "cifar" else {}
+    model = alexnet(variant, num_classes=10, width=0.125, **kwargs).astype(numpy.float64)
+    model.train()
+    rng = numpy.random.default_rng(0)
+    x = rng.standard_normal((2, 3, size, size))
+    g = rng.standard_normal((2, 10))
+    y_ref, dx_ref, grads_ref = run_model(model, x, g)
+
+    launcher = cuda_emulator.EmulatedLauncher()
+    monkeypatch.setattr(ck, "launcher", launcher)
+    monkeypatch.setattr(cuda_dispatch, "_override", True)
+    monkeypatch.setattr(cuda_dispatch, "is_cupy_array", lambda a: hasattr(a, "dtype"))
+    y, dx, grads = run_model(model, x, g)
+    used = set(launcher.calls)
+    assert {"npa_im2col", "npa_col2im", "npa_maxpool_fwd", "npa_maxpool_bwd", "npa_lrn_fwd",
+            "npa_lrn_bwd", "npa_relu_fwd", "npa_mask_scale"} <= used, used
+    assert_close(y, y_ref, numpy.float64, "logits")
+    assert_close(dx, dx_ref, numpy.float64, "input gradient")
+    for name in grads_ref:
+        assert_close(grads[name], grads_ref[name], numpy.float64, name)
+
+
+# ----------------------------------------------------------------------------
+# The switch (runs everywhere)
+# ----------------------------------------------------------------------------
+
+@pytest.fixture
+def clean_switch(monkeypatch):
+    monkeypatch.delenv(cuda_dispatch.ENV_VAR, raising=False)
+    monkeypatch.setattr(cuda_dispatch, "_override", None)
+
+
+def test_off_by_default(clean_switch):
+    assert not npalexnet.kernels.cuda_enabled()
+
+
+@pytest.mark.parametrize("value, expected", [("1", True), ("true", True), (" YES ", True), ("on", True),
+                                             ("0", False), ("false", False), ("Off", False), ("", False),
+                                             ("no", False)])
+def test_env_var_parsing(value, expected, clean_switch, monkeypatch):
+    monkeypatch.setenv("NPALEXNET_CUDA_KERNELS", value)
+    assert npalexnet.kernels.cuda_enabled() is expected
+
+
+@pytest.mark.parametrize("value", ["2", "maybe", "enable"])
+def test_env_var_rejects_unclear_values(value, clean_switch, monkeypatch):
+    monkeypatch.setenv("NPALEXNET_CUDA_KERNELS", value)
+    with pytest.raises(ValueError, match="NPALEXNET_CUDA_KERNELS"):
+        npalexnet.kernels.cuda_enabled()
+
+
+def test_api_overrides_env_and_none_restores_it(clean_switch, monkeypatch):
+    monkeypatch.setenv("NPALEXNET_CUDA_KERNELS", "1")
+    assert npalexnet.kernels.cuda_enabled()
+    assert npalexnet.kernels.use_cuda_kernels(False) is True      # returns the previous setting
+    assert not npalexnet.kernels.cuda_enabled()
+    npalexnet.kernels.use_cuda_kernels(None)
+    assert npalexnet.kernels.cuda_enabled()
+
+
+def test_enabling_without_cupy_is_a_clear_error(clean_switch):
+    if npalexnet.cupy_available():
+        pytest.skip("CuPy and a GPU are present")
+    with pytest.raises(RuntimeError, match="CuPy"):
+        npalexnet.kernels.use_cuda_kernels(True)
+    assert not npalexnet.kernels.cuda_enabled()
+
+
+def test_numpy_arrays_never_dispatch(clean_switch, monkeypatch):
+    # Switched on (as the env var would), NumPy arrays still take the array code.
+    monkeypatch.setenv("NPALEXNET_CUDA_KERNELS", "1")
+
+    class Refuse:
+        def launch(self, *args):
+            raise AssertionError("a CUDA kernel was launched for a NumPy array")
+
+        elementwise = launch
+
+    monkeypatch.setattr(ck, "launcher", Refuse())
+    x = numpy.random.default_rng(0).standard_normal((2, 4, 9, 9))
+    assert cuda_dispatch.kernels_for(x) is None
+    model = nn.Sequential(nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(), nn.LocalResponseNorm(3),
+                          nn.MaxPool2d(3, 2), nn.Flatten(), nn.Dropout(0.5), nn.Linear(96, 3)).astype(numpy.float64)
+    model.backward(model(x))
+
+
+def test_kernels_for_rejects_other_dtypes_and_devices(clean_switch, monkeypatch):
+    monkeypatch.setattr(cuda_dispatch, "_override", True)
+    monkeypatch.setattr(cuda_dispatch, "is_cupy_array", lambda a: True)
+    assert cuda_dispatch.kernels_for(numpy.zeros(3, numpy.float32)) is ck
+    assert cuda_dispatch.kernels_for(numpy.zeros(3, numpy.float16)) is None
+    assert cuda_dispatch.kernels_for(numpy.zeros(3, numpy.int32)) is None
+    monkeypatch.setattr(cuda_dispatch, "_override", False)
+    assert cuda_dispatch.kernels_for(numpy.zeros(3, numpy.float32)) is None
+
+
+def test_importing_the_package_does_not_import_cupy():
+    import subprocess
+    import sys
+    code = ("import sys, npalexnet, npalexnet.kernels.cuda_kernels, npalexnet.models; "
+            "assert 'cupy' not in sys.modules, 'cupy imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
