@@ -392,6 +392,36 @@ def test_whole_model_through_the_kernels_matches_array_code(variant, size, monke
         assert_close(grads[name], grads_ref[name], numpy.float64, name)
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("variant, size", [("paper", 227), ("cifar", 32)])
+def test_whole_model_on_the_gpu_kernels_on_and_off_agree(variant, size, dtype):
+    import cupy
+
+    from npalexnet.models import alexnet
+    npalexnet.manual_seed(0)
+    kwargs = {"lrn": True} if variant == "cifar" else {}
+    model = alexnet(variant, num_classes=10, width=0.25, **kwargs).astype(dtype).to("cuda")
+    model.train()
+    rng = numpy.random.default_rng(0)
+    x = cupy.asarray(rng.standard_normal((4, 3, size, size)).astype(dtype))
+    g = cupy.asarray(rng.standard_normal((4, 10)).astype(dtype))
+    saved = cuda_dispatch._override
+    try:
+        npalexnet.kernels.use_cuda_kernels(False)
+        y_ref, dx_ref, grads_ref = run_model(model, x, g)
+        npalexnet.kernels.use_cuda_kernels(True)
+        y, dx, grads = run_model(model, x, g)
+    finally:
+        cuda_dispatch._override = saved
+    tol = {numpy.float32: 1e-4, numpy.float64: 1e-11}[dtype]    # a whole net: sums of sums
+    for what, ours, ref in [("logits", y, y_ref), ("input gradient", dx, dx_ref)] + \
+            [(name, grads[name], grads_ref[name]) for name in grads_ref]:
+        ours, ref = to_host(ours), to_host(ref)
+        err = numpy.max(numpy.abs(ours - ref)) / max(numpy.max(numpy.abs(ref)), 1e-30)
+        assert err <= tol, f"{what}: relative error {err:.3g}"
+
+
 # ----------------------------------------------------------------------------
 # The switch (runs everywhere)
 # ----------------------------------------------------------------------------
