@@ -73,30 +73,18 @@ def main(argv=None):
           f"dtype {dtype}, batch {n}, median of {args.reps}", flush=True)
     cuda_dispatch._override = False     # the layers below run their array code
 
-    conv_cases = [  # name, x shape, kernel, stride, padding, CNHW input
-        ("paper conv1 (3x227x227, 11/4)", (n, 3, 227, 227), (11, 11), (4, 4), (0, 0), False),
-        ("paper conv2 (96x27x27, 5 p2)", (n, 96, 27, 27), (5, 5), (1, 1), (2, 2), True),
-        ("paper conv3 (256x13x13, 3 p1)", (n, 256, 13, 13), (3, 3), (1, 1), (1, 1), True),
-        ("cifar conv2 (64x8x8, 3 p1)", (n, 64, 8, 8), (3, 3), (1, 1), (1, 1), True),
-    ]
-    for name, shape, k, s, p, cn in conv_cases:
+    def bench_conv(name, shape, k, s, p, cn):
         x = rand(shape, cn)
         ref = K.im2col_array(x, k, s, p)
         err = rel_err(cupy, ck.im2col(x, k, s, p), ref)
         report(f"im2col {name}", timed(cupy, lambda: K.im2col_array(x, k, s, p), args.reps),
                timed(cupy, lambda: ck.im2col(x, k, s, p), args.reps), err)
         col = rng.standard_normal(ref.shape, dtype=dtype)
-        del ref
         err = rel_err(cupy, ck.col2im(col, shape, k, s, p), K.col2im_array(col, shape, k, s, p))
         report(f"col2im {name}", timed(cupy, lambda: K.col2im_array(col, shape, k, s, p), args.reps),
                timed(cupy, lambda: ck.col2im(col, shape, k, s, p), args.reps), err)
-        del col
-        cupy.get_default_memory_pool().free_all_blocks()
 
-    pool_cases = [("paper pool1 (96x55x55, 3/2)", (n, 96, 55, 55), 3, 2),
-                  ("paper pool5 (256x13x13, 3/2)", (n, 256, 13, 13), 3, 2),
-                  ("cifar pool (192x8x8, 2/2)", (n, 192, 8, 8), 2, 2)]
-    for name, shape, k, s in pool_cases:
+    def bench_pool(name, shape, k, s):
         x = rand(shape, cn=True)
         pool = nn.MaxPool2d(k, s)
         y = pool(x)
@@ -108,37 +96,49 @@ def main(argv=None):
         report(f"maxpool fwd {name}", timed(cupy, lambda: pool(x), args.reps),
                timed(cupy, lambda: ck.maxpool2d_forward(x, (k, k), (s, s), (0, 0)), args.reps), err)
 
-        def array_bwd():
+        def array_code():
             pool(x)
             return pool.backward(dy)
 
-        def kernel_bwd():
+        def kernels():
             _, am = ck.maxpool2d_forward(x, (k, k), (s, s), (0, 0))
             return ck.maxpool2d_backward(dy, am, shape, (k, k), (s, s), (0, 0))
 
-        report(f"maxpool fwd+bwd {name}", timed(cupy, array_bwd, args.reps), timed(cupy, kernel_bwd, args.reps), err)
+        report(f"maxpool fwd+bwd {name}", timed(cupy, array_code, args.reps), timed(cupy, kernels, args.reps), err)
 
-    for name, shape in [("paper lrn1 (96x55x55)", (n, 96, 55, 55)), ("paper lrn2 (256x27x27)", (n, 256, 27, 27))]:
+    def bench_lrn(name, shape):
         x = rand(shape, cn=True)
         lrn = nn.LocalResponseNorm.from_paper()
+        size, alpha, beta, k = lrn.size, lrn.alpha, lrn.beta, lrn.k
         dy = rng.standard_normal(shape, dtype=dtype)
         y_ref = lrn(x)
         dx_ref = lrn.backward(dy)
-        y, sc, sp = ck.lrn_forward(x, lrn.size, lrn.alpha, lrn.beta, lrn.k)
-        err = max(rel_err(cupy, y, y_ref),
-                  rel_err(cupy, ck.lrn_backward(dy, x, sc, sp, lrn.size, lrn.alpha, lrn.beta), dx_ref))
+        y, sc, sp = ck.lrn_forward(x, size, alpha, beta, k)
+        err = max(rel_err(cupy, y, y_ref), rel_err(cupy, ck.lrn_backward(dy, x, sc, sp, size, alpha, beta), dx_ref))
         report(f"lrn fwd {name}", timed(cupy, lambda: lrn(x), args.reps),
-               timed(cupy, lambda: ck.lrn_forward(x, lrn.size, lrn.alpha, lrn.beta, lrn.k), args.reps), err)
+               timed(cupy, lambda: ck.lrn_forward(x, size, alpha, beta, k), args.reps), err)
 
-        def array_lrn():
+        def array_code():
             lrn(x)
             return lrn.backward(dy)
 
-        def kernel_lrn():
-            y, sc, sp = ck.lrn_forward(x, lrn.size, lrn.alpha, lrn.beta, lrn.k)
-            return ck.lrn_backward(dy, x, sc, sp, lrn.size, lrn.alpha, lrn.beta)
+        def kernels():
+            _, sc, sp = ck.lrn_forward(x, size, alpha, beta, k)
+            return ck.lrn_backward(dy, x, sc, sp, size, alpha, beta)
 
-        report(f"lrn fwd+bwd {name}", timed(cupy, array_lrn, args.reps), timed(cupy, kernel_lrn, args.reps), err)
+        report(f"lrn fwd+bwd {name}", timed(cupy, array_code, args.reps), timed(cupy, kernels, args.reps), err)
+
+    # name, x shape, kernel, stride, padding, (C, N, H, W) memory (as conv/ReLU/pool produce)
+    bench_conv("paper conv1 (3x227x227, 11/4)", (n, 3, 227, 227), (11, 11), (4, 4), (0, 0), False)
+    bench_conv("paper conv2 (96x27x27, 5 p2)", (n, 96, 27, 27), (5, 5), (1, 1), (2, 2), True)
+    bench_conv("paper conv3 (256x13x13, 3 p1)", (n, 256, 13, 13), (3, 3), (1, 1), (1, 1), True)
+    bench_conv("cifar conv2 (64x8x8, 3 p1)", (n, 64, 8, 8), (3, 3), (1, 1), (1, 1), True)
+    cupy.get_default_memory_pool().free_all_blocks()
+    bench_pool("paper pool1 (96x55x55, 3/2)", (n, 96, 55, 55), 3, 2)
+    bench_pool("paper pool5 (256x13x13, 3/2)", (n, 256, 13, 13), 3, 2)
+    bench_pool("cifar pool (192x8x8, 2/2)", (n, 192, 8, 8), 2, 2)
+    bench_lrn("paper lrn1 (96x55x55)", (n, 96, 55, 55))
+    bench_lrn("paper lrn2 (256x27x27)", (n, 256, 27, 27))
 
     x = rand((n, 96, 55, 55), cn=True)
     relu = nn.ReLU()
