@@ -213,37 +213,102 @@ class EmulatedLauncher:
     def elementwise(self, name, *args):
         """cupy.ElementwiseKernel for same-shape arrays and scalars, from the same spec."""
         self.calls.append(name)
-        in_params, out_params, operation = ck.ELEMENTWISE[name]
+        in_params, out_params, _ = ck.ELEMENTWISE[name]
         ins = [p.split() for p in in_params.split(",")]
         outs = [p.split() for p in out_params.split(",")]
         assert len(args) == len(ins), f"{name}: {len(args)} arguments for {len(ins)} inputs"
-        arrays = [a for a in args if isinstance(a, numpy.ndarray)]
-        shape = numpy.broadcast_shapes(*(a.shape for a in arrays))
+        shape = numpy.broadcast_shapes(*(a.shape for a in args if isinstance(a, numpy.ndarray)))
         scalar = next(a.dtype.name for (t, _), a in zip(ins, args) if t == "T")
-        ctype = {"float32": "float", "float64": "double"}[scalar]
-        decl, body, c_args = [], [], []
+        c_args = []
         for (t, pname), a in zip(ins, args):
-            cty = ctype if t == "T" else "bool"
             if isinstance(a, numpy.ndarray):
-                decl.append(f"const {cty}* _{pname}")
-                body.append(f"const {cty} {pname} = _{pname}[i];")
                 a = numpy.ascontiguousarray(numpy.broadcast_to(a, shape))
                 c_args.append((a, ctypes.c_void_p(a.ctypes.data)))
             else:
                 assert t == "T" and type(a) is numpy.dtype(scalar).type, f"{name}: scalar {pname} {type(a)}"
-                decl.append(f"{cty} {pname}")
                 c_args.append((a, _CTYPES_OF[scalar](a)))
         results = []
-        for t, pname in outs:
+        for t, _ in outs:
             out = numpy.empty(shape, dtype=scalar if t == "T" else bool)
             results.append(out)
-            cty = ctype if t == "T" else "bool"
-            decl.append(f"{cty}* _{pname}")
-            body.append(f"{cty}& {pname} = _{pname}[i];")
             c_args.append((out, ctypes.c_void_p(out.ctypes.data)))
-        code = (f"typedef {ctype} T;\nextern \"C\" void {name}(long long n, {', '.join(decl)}) {{\n"
-                f"  for (long long i = 0; i < n; ++i) {{ {' '.join(body)} {operation} }}\n}}\n")
-        fn = getattr(_compile(code), name)
+        code = PRELUDE + elementwise_source(name, scalar, [isinstance(a, numpy.ndarray) for a in args])
+        lib = _compile(code)
+        fn = getattr(lib, name)
         fn.restype = None
+        lib.npa_emu_config(1, 1, 0, 0)       # one thread: the grid-stride loop covers every i
         fn(ctypes.c_int64(int(numpy.prod(shape))), *(c for _, c in c_args))
         return results[0] if len(results) == 1 else tuple(results)
+
+
+def elementwise_source(name, scalar, array_inputs=None):
+    """A kernel doing what cupy.ElementwiseKernel builds from the spec (contiguous operands only):
+    each input a value, each output a reference, then the operation, for every i (grid-stride)."""
+    in_params, out_params, operation = ck.ELEMENTWISE[name]
+    ins = [p.split() for p in in_params.split(",")]
+    outs = [p.split() for p in out_params.split(",")]
+    array_inputs = array_inputs or [True] * len(ins)
+    ctype = {"float32": "float", "float64": "double"}[scalar]
+    decl, body = [], []
+    for (t, pname), is_array in zip(ins, array_inputs):
+        cty = ctype if t == "T" else "bool"
+        if is_array:
+            decl.append(f"const {cty}* _{pname}")
+            body.append(f"const {cty} {pname} = _{pname}[i];")
+        else:
+            decl.append(f"{cty} {pname}")
+    for t, pname in outs:
+        cty = ctype if t == "T" else "bool"
+        decl.append(f"{cty}* _{pname}")
+        body.append(f"{cty}& {pname} = _{pname}[i];")
+    return (f"typedef {ctype} T;\n"
+            f"extern \"C\" __global__ void {name}(long long n, {', '.join(decl)}) {{\n"
+            f"  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;\n"
+            f"       i += (long long)blockDim.x * gridDim.x) {{ {' '.join(body)} {operation} }}\n}}\n")
+
+
+# ----------------------------------------------------------------------------
+# NVRTC: compile the source as CuPy will, on a machine without a GPU
+# ----------------------------------------------------------------------------
+
+def find_nvrtc():
+    """Path of libnvrtc (the pip wheel torch/CuPy bring, or a CUDA toolkit), or None."""
+    import ctypes.util
+    import glob
+    import site
+    roots = site.getsitepackages() + [site.getusersitepackages()]
+    candidates = []
+    for root in roots:
+        candidates += sorted(glob.glob(os.path.join(root, "nvidia", "*", "lib", "libnvrtc.so.*")))
+    candidates += sorted(glob.glob("/usr/local/cuda*/lib64/libnvrtc.so*"))
+    candidates = [c for c in candidates if ".alt." not in c and "builtins" not in c]
+    found = ctypes.util.find_library("nvrtc")
+    return candidates[0] if candidates else found
+
+
+def nvrtc_compile(code: str, options=("--gpu-architecture=compute_90",)):
+    """``(ok, log, ptx)`` from compiling ``code`` with NVRTC."""
+    import glob
+    path = find_nvrtc()
+    # libnvrtc opens its builtins library by name: load it first from the same folder.
+    for builtins in glob.glob(os.path.join(os.path.dirname(path), "libnvrtc-builtins.so*")):
+        if ".alt." not in builtins:
+            ctypes.CDLL(builtins, mode=ctypes.RTLD_GLOBAL)
+    lib = ctypes.CDLL(path)
+    prog = ctypes.c_void_p()
+    rc = lib.nvrtcCreateProgram(ctypes.byref(prog), code.encode(), b"npalexnet.cu", 0, None, None)
+    assert rc == 0, f"nvrtcCreateProgram: {rc}"
+    opts = (ctypes.c_char_p * len(options))(*(o.encode() for o in options))
+    ok = lib.nvrtcCompileProgram(prog, len(options), opts) == 0
+    size = ctypes.c_size_t()
+    lib.nvrtcGetProgramLogSize(prog, ctypes.byref(size))
+    log = ctypes.create_string_buffer(size.value)
+    lib.nvrtcGetProgramLog(prog, log)
+    ptx = b""
+    if ok:
+        lib.nvrtcGetPTXSize(prog, ctypes.byref(size))
+        buf = ctypes.create_string_buffer(size.value)
+        lib.nvrtcGetPTX(prog, buf)
+        ptx = buf.value
+    lib.nvrtcDestroyProgram(ctypes.byref(prog))
+    return ok, log.value.decode(errors="replace"), ptx.decode(errors="replace")

@@ -348,6 +348,31 @@ def test_emulator_catches_wrong_arguments_and_stray_accesses(monkeypatch):
         emu.launch("npa_im2col", "float64", "uint8", 40, (x, col, numpy.int64(40)) + good[3:])
 
 
+needs_nvrtc = pytest.mark.skipif(cuda_emulator.find_nvrtc() is None,
+                                 reason="no libnvrtc (pip wheel nvidia-cuda-nvrtc or a CUDA toolkit)")
+
+
+@needs_nvrtc
+@pytest.mark.parametrize("arch", ["compute_90", "compute_80"])
+@pytest.mark.parametrize("scalar, index", [("float32", "uint8"), ("float32", "int32"),
+                                           ("float64", "uint8"), ("float64", "int32")])
+def test_cuda_source_compiles_with_nvrtc(scalar, index, arch):
+    # The compiler CuPy uses, run on the CPU: the source is valid CUDA (no GPU needed to compile).
+    ok, log, ptx = cuda_emulator.nvrtc_compile(ck.source_for(scalar, index), (f"--gpu-architecture={arch}",))
+    assert ok, log
+    assert "warning" not in log.lower(), log
+    for name in cuda_emulator.SIGNATURES:
+        assert f".entry {name}(" in ptx, name      # extern "C": unmangled, found by get_function
+
+
+@needs_nvrtc
+@pytest.mark.parametrize("scalar", ["float32", "float64"])
+@pytest.mark.parametrize("name", sorted(ck.ELEMENTWISE))
+def test_elementwise_operations_compile_with_nvrtc(name, scalar):
+    ok, log, _ = cuda_emulator.nvrtc_compile(cuda_emulator.elementwise_source(name, scalar))
+    assert ok, log
+
+
 def test_every_kernel_in_the_source_is_used_and_parsed():
     assert set(cuda_emulator.SIGNATURES) == {"npa_im2col", "npa_col2im", "npa_maxpool_fwd",
                                              "npa_maxpool_bwd", "npa_lrn_fwd", "npa_lrn_bwd"}
