@@ -20,7 +20,10 @@ Design (Chainer's GPU im2col/col2im, taken further):
   memory layout that conv and ReLU produce is never copied. Outputs are
   C-contiguous in (C, N, ...) order, the order the array code produces, and
   are returned as views of the logical shape.
-* Offsets are 64-bit (``long long``); coordinates inside one image are int.
+* Memory offsets are 64-bit (``long long``); coordinates inside one image
+  are int; the thread index and its decomposition are int when the launch
+  has fewer than about 2^31 threads (32-bit division is several times
+  cheaper), else 64-bit: two compilations, chosen per launch.
 * CuPy is imported lazily (first call), never at package import.
 
 Layouts of the max-pool argmax and of the LRN cache are those of the array
@@ -46,12 +49,19 @@ INDEX_PRELUDE = {
     "uint8": "typedef unsigned char index_t;\n",
     "int32": "typedef int index_t;\n",
 }
+#: Thread-index arithmetic: 32-bit when the launch is small enough (see :func:`ix_for`).
+IX_PRELUDE = {
+    "int32": "typedef int ix_t;\n",
+    "int64": "typedef long long ix_t;\n",
+}
 
 SOURCE = r"""
 // One thread per output element; a grid-stride loop, so any launch size is correct.
+// ix_t, the type of i and of its decomposition, is int when total < 2^30 (integer division is
+// much cheaper in 32 bits), else long long; memory offsets are always long long.
 #define NPA_LOOP(i, total) \
-  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (total); \
-       i += (long long)blockDim.x * gridDim.x)
+  for (ix_t i = (ix_t)blockIdx.x * (ix_t)blockDim.x + (ix_t)threadIdx.x; i < (ix_t)(total); \
+       i += (ix_t)blockDim.x * (ix_t)gridDim.x)
 
 // col (C*KH*KW, L) with L = N*OH*OW, C-contiguous; thread i writes col[i].
 // col[(c, ky, kx), (n, oy, ox)] = x[n, c, oy*SH - PH + ky, ox*SW - PW + kx], 0 outside x.
@@ -61,14 +71,14 @@ extern "C" __global__ void npa_im2col(
     long long sN, long long sC, long long sH, long long sW)
 {
   NPA_LOOP(i, total) {
-    const long long r = i / L;              // row: (c, ky, kx)
-    const int j = (int)(i - r * L);         // column: (n, oy, ox)
+    const ix_t r = i / (ix_t)L;             // row: (c, ky, kx)
+    const int j = (int)(i - r * (ix_t)L);   // column: (n, oy, ox)
     const int ox = j % OW;
     const int oy = (j / OW) % OH;
     const int n = j / (OW * OH);
     const int kx = (int)(r % KW);
     const int ky = (int)((r / KW) % KH);
-    const int c = (int)(r / ((long long)KW * KH));
+    const int c = (int)(r / ((ix_t)KW * KH));
     const int y = oy * SH - PH + ky;
     const int xx = ox * SW - PW + kx;
     scalar_t v = 0;
@@ -88,7 +98,7 @@ extern "C" __global__ void npa_col2im(
 {
   NPA_LOOP(i, total) {
     const int xx = (int)(i % W);
-    long long t = i / W;
+    ix_t t = i / W;
     const int y = (int)(t % H);
     t /= H;
     const int n = (int)(t % N);
@@ -124,7 +134,7 @@ extern "C" __global__ void npa_maxpool_fwd(
 {
   NPA_LOOP(i, total) {
     const int ox = (int)(i % OW);
-    long long t = i / OW;
+    ix_t t = i / OW;
     const int oy = (int)(t % OH);
     t /= OH;
     const int n = (int)(t % N);
@@ -160,7 +170,7 @@ extern "C" __global__ void npa_maxpool_bwd(
 {
   NPA_LOOP(i, total) {
     const int xx = (int)(i % W);
-    long long t = i / W;
+    ix_t t = i / W;
     const int y = (int)(t % H);
     t /= H;
     const int n = (int)(t % N);
@@ -189,7 +199,7 @@ extern "C" __global__ void npa_maxpool_bwd(
 // Thread i -> (n, c, h, w) of a C-contiguous (C, N, H, W) array if cn_order, else (N, C, H, W).
 #define NPA_NCHW_OF(i) \
     const int w = (int)(i % W); \
-    long long t = i / W; \
+    ix_t t = i / W; \
     const int h = (int)(t % H); \
     t /= H; \
     int n, c; \
@@ -271,9 +281,14 @@ MAX_BLOCKS = 65536      # grid-stride loop beyond this
 # ----------------------------------------------------------------------------
 
 
-def source_for(scalar: str, index: str = "uint8") -> str:
-    """The full CUDA source for one dtype (``"float32"``/``"float64"``) and argmax type."""
-    return SCALAR_PRELUDE[scalar] + INDEX_PRELUDE[index] + SOURCE
+def source_for(scalar: str, index: str = "uint8", ix: str = "int64") -> str:
+    """The full CUDA source for one dtype (``"float32"``/``"float64"``), argmax type and thread-index type."""
+    return SCALAR_PRELUDE[scalar] + INDEX_PRELUDE[index] + IX_PRELUDE[ix] + SOURCE
+
+
+def ix_for(total: int) -> str:
+    """``"int32"`` thread indices when ``total`` threads leave room for the grid-stride step, else ``"int64"``."""
+    return "int32" if total + BLOCK * MAX_BLOCKS < 2**31 - 1 else "int64"
 
 
 class CupyLauncher:
@@ -287,9 +302,9 @@ class CupyLauncher:
         if total == 0:
             return
         import cupy
-        key = (scalar, index)
+        key = (scalar, index, ix_for(total))
         if key not in self._modules:
-            self._modules[key] = cupy.RawModule(code=source_for(scalar, index))
+            self._modules[key] = cupy.RawModule(code=source_for(*key))
         fn = self._modules[key].get_function(name)
         blocks = min((total + BLOCK - 1) // BLOCK, MAX_BLOCKS)
         fn((blocks,), (BLOCK,), args)

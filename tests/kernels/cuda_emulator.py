@@ -169,8 +169,9 @@ class EmulatedLauncher:
     grid-stride loop); ``reverse`` runs the threads in reverse order.
     """
 
-    def __init__(self, block=1, max_blocks=1, reverse=False):
+    def __init__(self, block=1, max_blocks=1, reverse=False, ix=None):
         self.block, self.max_blocks, self.reverse = block, max_blocks, reverse
+        self.ix = ix            # None: as CupyLauncher chooses (ix_for); "int32"/"int64" to force
         self.calls = []
 
     def launch(self, name, scalar, index, total, args):
@@ -199,7 +200,7 @@ class EmulatedLauncher:
                     raise AssertionError(f"{where}: expected numpy.{np_type.__name__}, got {type(a).__name__}")
                 c_args.append(c_type(int(a)))
         if total:
-            lib = _compile(PRELUDE + ck.source_for(scalar, index))
+            lib = _compile(PRELUDE + ck.source_for(scalar, index, self.ix or ck.ix_for(total)))
             fn = getattr(lib, name)
             fn.restype = None
             blocks = min((total + self.block - 1) // self.block, self.max_blocks)

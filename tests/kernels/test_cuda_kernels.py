@@ -37,11 +37,17 @@ needs_compiler = pytest.mark.skipif(cuda_emulator.compiler() is None,
 
 
 @pytest.fixture(params=[pytest.param("emulator", marks=needs_compiler),
+                        pytest.param("emulator-ix64", marks=needs_compiler),
                         pytest.param("cupy", marks=pytest.mark.gpu)])
 def kxp(request, monkeypatch):
-    """The array module the kernels run on; the emulator is installed as the launcher."""
-    if request.param == "emulator":
-        monkeypatch.setattr(ck, "launcher", cuda_emulator.EmulatedLauncher())
+    """The array module the kernels run on; the emulator is installed as the launcher.
+
+    ``emulator`` uses 32-bit thread indices as the GPU does for these sizes;
+    ``emulator-ix64`` forces the 64-bit variant used for huge launches.
+    """
+    if request.param.startswith("emulator"):
+        ix = "int64" if request.param.endswith("ix64") else None
+        monkeypatch.setattr(ck, "launcher", cuda_emulator.EmulatedLauncher(ix=ix))
         return numpy
     import cupy
     return cupy
@@ -354,11 +360,12 @@ needs_nvrtc = pytest.mark.skipif(cuda_emulator.find_nvrtc() is None,
 
 @needs_nvrtc
 @pytest.mark.parametrize("arch", ["compute_90", "compute_80"])
+@pytest.mark.parametrize("ix", ["int32", "int64"])
 @pytest.mark.parametrize("scalar, index", [("float32", "uint8"), ("float32", "int32"),
                                            ("float64", "uint8"), ("float64", "int32")])
-def test_cuda_source_compiles_with_nvrtc(scalar, index, arch):
+def test_cuda_source_compiles_with_nvrtc(scalar, index, ix, arch):
     # The compiler CuPy uses, run on the CPU: the source is valid CUDA (no GPU needed to compile).
-    ok, log, ptx = cuda_emulator.nvrtc_compile(ck.source_for(scalar, index), (f"--gpu-architecture={arch}",))
+    ok, log, ptx = cuda_emulator.nvrtc_compile(ck.source_for(scalar, index, ix), (f"--gpu-architecture={arch}",))
     assert ok, log
     assert "warning" not in log.lower(), log
     for name in cuda_emulator.SIGNATURES:
@@ -371,6 +378,12 @@ def test_cuda_source_compiles_with_nvrtc(scalar, index, arch):
 def test_elementwise_operations_compile_with_nvrtc(name, scalar):
     ok, log, _ = cuda_emulator.nvrtc_compile(cuda_emulator.elementwise_source(name, scalar))
     assert ok, log
+
+
+def test_thread_index_type_leaves_room_for_the_grid_stride_step():
+    assert ck.ix_for(1000) == "int32"
+    assert ck.ix_for(2**31 - 1 - ck.BLOCK * ck.MAX_BLOCKS - 1) == "int32"
+    assert ck.ix_for(2**31 - 1 - ck.BLOCK * ck.MAX_BLOCKS) == "int64"
 
 
 def test_every_kernel_in_the_source_is_used_and_parsed():
