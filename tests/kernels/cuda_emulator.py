@@ -26,6 +26,7 @@ several launch shapes and orders to check that).
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import hashlib
 import os
@@ -68,6 +69,7 @@ def _compile(code: str) -> ctypes.CDLL:
         return _libs[key]
     if _build_dir is None:
         _build_dir = tempfile.mkdtemp(prefix="npa_cuda_emu_")
+        atexit.register(shutil.rmtree, _build_dir, True)
     src = os.path.join(_build_dir, f"{key}.cpp")
     lib = os.path.join(_build_dir, f"{key}.so")
     with open(src, "w") as f:
