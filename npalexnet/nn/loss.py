@@ -38,9 +38,6 @@ class CrossEntropyLoss(Module):
     def extra_repr(self) -> str:
         return f"label_smoothing={self.label_smoothing}, reduction={self.reduction!r}"
 
-    def __call__(self, logits, targets):
-        return self.forward(logits, targets)
-
     def forward(self, logits, targets):
         check_array(self, logits, 2, "(N, num_classes) of logits")
         xp = get_array_module(logits, targets)

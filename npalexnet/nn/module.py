@@ -80,9 +80,11 @@ class Module:
     """Base class of every layer and model.
 
     Subclasses implement ``forward(x)`` and ``backward(grad_out)``.
-    ``__call__`` runs ``forward`` and any forward hooks; containers call
-    ``child.run_backward(grad)`` (which runs ``backward`` and its hooks) so
-    that hooks see every layer.
+    ``__call__`` runs ``forward`` and any forward hooks (a hook gets the input,
+    or the tuple of inputs when there are several, e.g. a loss's
+    ``(logits, targets)``). ``backward`` fires the backward hooks whoever
+    calls it (the user on the model, or a container on its children), so
+    hooks see every layer and the model itself, as torch's do.
     """
 
     def __init__(self):
@@ -92,6 +94,7 @@ class Module:
         object.__setattr__(self, "_forward_hooks", OrderedDict())
         object.__setattr__(self, "_backward_hooks", OrderedDict())
         object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_in_backward", False)
 
     # ------------------------------------------------------------------ registration
     def __setattr__(self, name, value):
@@ -181,29 +184,45 @@ class Module:
     def backward(self, grad_out):
         raise NotImplementedError(f"{type(self).__name__} does not implement backward")
 
-    def __call__(self, x):
-        out = self.forward(x)
-        for hook in list(self._forward_hooks.values()):
-            result = hook(self, x, out)
-            if result is not None:
-                out = result
+    def __call__(self, *inputs):
+        out = self.forward(*inputs)
+        if self._forward_hooks:
+            hook_input = inputs[0] if len(inputs) == 1 else inputs
+            for hook in list(self._forward_hooks.values()):
+                result = hook(self, hook_input, out)
+                if result is not None:
+                    out = result
         return out
 
+    def __init_subclass__(cls, **kwargs):
+        # Every ``backward`` a subclass defines fires the module's backward
+        # hooks, however it is reached: ``model.backward(g)`` called by the
+        # user, a container's ``child.run_backward(g)``, or ``super().backward``
+        # (the hooks fire once, at the outermost call).
+        super().__init_subclass__(**kwargs)
+        raw = cls.__dict__.get("backward")
+        if raw is not None and not getattr(raw, "_fires_hooks", False):
+            cls.backward = _backward_firing_hooks(raw)
+
     def run_backward(self, grad_out):
-        """``backward`` plus the registered backward hooks (what containers call)."""
-        grad_in = self.backward(grad_out)
-        for hook in list(self._backward_hooks.values()):
-            result = hook(self, grad_in, grad_out)
-            if result is not None:
-                grad_in = result
-        return grad_in
+        """``backward`` plus the registered backward hooks (what containers call).
+
+        Kept for compatibility: ``backward`` itself now fires the hooks.
+        """
+        return self.backward(grad_out)
 
     def register_forward_hook(self, hook: Callable) -> "RemovableHandle":
         """``hook(module, input, output)`` after every forward; may return a new output."""
         return RemovableHandle(self._forward_hooks, hook)
 
     def register_full_backward_hook(self, hook: Callable) -> "RemovableHandle":
-        """``hook(module, grad_input, grad_output)`` after every backward; may return a new grad_input."""
+        """``hook(module, grad_input, grad_output)`` after every backward; may return a new grad_input.
+
+        ``grad_output`` is the upstream gradient the module received,
+        ``grad_input`` the gradient it returns (torch passes 1-tuples of
+        tensors; here they are the arrays themselves). When the hook runs the
+        module's parameter gradients of this backward are already accumulated.
+        """
         return RemovableHandle(self._backward_hooks, hook)
 
     def _need_cache(self, cache, what: str = "forward"):
@@ -335,6 +354,39 @@ class Module:
             lines.append(")")
             return "\n".join(lines)
         return lines[0] + ")"
+
+
+def _backward_firing_hooks(raw):
+    """Wrap a subclass's ``backward`` so that it fires the backward hooks once."""
+    import functools
+    import inspect
+
+    params = list(inspect.signature(raw).parameters.values())[1:]
+    default = params[0].default if params and params[0].default is not inspect.Parameter.empty else None
+
+    @functools.wraps(raw)
+    def backward(self, *args, **kwargs):
+        if self._in_backward or not self._backward_hooks:
+            return raw(self, *args, **kwargs)
+        object.__setattr__(self, "_in_backward", True)
+        try:
+            grad_in = raw(self, *args, **kwargs)
+        finally:
+            object.__setattr__(self, "_in_backward", False)
+        if args:
+            grad_out = args[0]
+        elif params and params[0].name in kwargs:
+            grad_out = kwargs[params[0].name]
+        else:
+            grad_out = default
+        for hook in list(self._backward_hooks.values()):
+            result = hook(self, grad_in, grad_out)
+            if result is not None:
+                grad_in = result
+        return grad_in
+
+    backward._fires_hooks = True
+    return backward
 
 
 class RemovableHandle:
