@@ -15,7 +15,8 @@ Design (Chainer's GPU im2col/col2im, taken further):
   source per dtype (``scalar_t``) and index type (``index_t``, the max-pool
   argmax). The same source text also compiles as C++ on the CPU
   (``tests/kernels/cuda_emulator.py`` defines ``threadIdx`` & co. and runs
-  every thread), which is how the index arithmetic is tested without a GPU.
+  every thread), which is how the index arithmetic is tested without a GPU;
+  the tests also compile it with NVRTC, CuPy's compiler, which needs no GPU.
 * Inputs are read through their element strides, so the (C, N, H, W)
   memory layout that conv and ReLU produce is never copied. Outputs are
   C-contiguous in (C, N, ...) order, the order the array code produces, and
@@ -57,8 +58,9 @@ IX_PRELUDE = {
 
 SOURCE = r"""
 // One thread per output element; a grid-stride loop, so any launch size is correct.
-// ix_t, the type of i and of its decomposition, is int when total < 2^30 (integer division is
-// much cheaper in 32 bits), else long long; memory offsets are always long long.
+// ix_t, the type of i and of its decomposition, is int when the launch is small enough (ix_for
+// in Python; integer division is much cheaper in 32 bits), else long long. Memory offsets are
+// always long long.
 #define NPA_LOOP(i, total) \
   for (ix_t i = (ix_t)blockIdx.x * (ix_t)blockDim.x + (ix_t)threadIdx.x; i < (ix_t)(total); \
        i += (ix_t)blockDim.x * (ix_t)gridDim.x)
@@ -292,20 +294,23 @@ def ix_for(total: int) -> str:
 
 
 class CupyLauncher:
-    """Compiles :data:`SOURCE` once per (dtype, index type) with NVRTC and launches it."""
+    """Compiles :data:`SOURCE` once per (dtype, index type, thread-index type) with NVRTC and launches it."""
 
     def __init__(self):
         self._modules = {}
+        self._functions = {}
         self._elementwise = {}
 
     def launch(self, name, scalar, index, total, args):
         if total == 0:
             return
-        import cupy
         key = (scalar, index, ix_for(total))
-        if key not in self._modules:
-            self._modules[key] = cupy.RawModule(code=source_for(*key))
-        fn = self._modules[key].get_function(name)
+        fn = self._functions.get((key, name))
+        if fn is None:
+            if key not in self._modules:
+                import cupy
+                self._modules[key] = cupy.RawModule(code=source_for(*key))
+            fn = self._functions[(key, name)] = self._modules[key].get_function(name)
         blocks = min((total + BLOCK - 1) // BLOCK, MAX_BLOCKS)
         fn((blocks,), (BLOCK,), args)
 
