@@ -163,6 +163,76 @@ class _Image:
             self.a[...] = self.view.reshape(self.a.shape)
 
 
+def run_kernel(source, name, scalar, index, grid, block, args, reverse=False):
+    """Run kernel ``name`` of ``source`` (a :func:`~npalexnet.kernels.cuda_kernels.source_for`
+    text) on the CPU for every (block, thread) of a ``grid`` x ``block`` launch, checking
+    the arguments against the kernel's signature and passing arrays as poisoned images."""
+    sig = SIGNATURES[name]
+    if len(args) != len(sig):
+        raise AssertionError(f"{name}: {len(args)} arguments for {len(sig)} parameters")
+    c_args, images = [], []
+    for pos, ((ctype, const, pname), a) in enumerate(zip(sig, args)):
+        where = f"{name} argument {pos} ({ctype} {pname})"
+        if ctype.endswith("*"):
+            want = {"scalar_t*": scalar, "index_t*": index}[ctype]
+            if not isinstance(a, numpy.ndarray) or a.dtype.name != want:
+                raise AssertionError(f"{where}: expected a {want} array, got {type(a).__name__} "
+                                     f"{getattr(a, 'dtype', '')}")
+            img = _Image(a, output=not const)
+            images.append((pos, img))
+            c_args.append(img.ptr)
+        elif ctype == "scalar_t":
+            if type(a) is not numpy.dtype(scalar).type:
+                raise AssertionError(f"{where}: expected numpy.{scalar}, got {type(a).__name__}")
+            c_args.append(_CTYPES_OF[scalar](a))
+        else:
+            np_type, c_type = _SCALARS[ctype]
+            if type(a) is not np_type:
+                raise AssertionError(f"{where}: expected numpy.{np_type.__name__}, got {type(a).__name__}")
+            c_args.append(c_type(int(a)))
+    if grid:
+        lib = _compile(PRELUDE + source)
+        fn = getattr(lib, name)
+        fn.restype = None
+        threads = [(b, t) for b in range(grid) for t in range(block)]
+        for b, t in (reversed(threads) if reverse else threads):
+            lib.npa_emu_config(block, grid, b, t)
+            fn(*c_args)
+    for pos, img in images:
+        img.finish(name, pos)
+
+
+_C_SCALAR = {"float": "float32", "double": "float64"}
+_C_INDEX = {"unsigned char": "uint8", "int": "int32"}
+
+
+class FakeCupy:
+    """Just enough of the ``cupy`` module for ``CupyLauncher``, running on the emulator:
+    ``RawModule(code=...).get_function(name)((grid,), (block,), args)`` and ``ElementwiseKernel``.
+    Lets the tests run the real launcher (its grid, its argument tuples) on NumPy arrays."""
+
+    class RawModule:
+        def __init__(self, code, options=()):
+            self.code = code
+            self.scalar = _C_SCALAR[re.search(r"typedef (\w+) scalar_t;", code).group(1)]
+            self.index = _C_INDEX[re.search(r"typedef ([\w ]+?) index_t;", code).group(1)]
+
+        def get_function(self, name):
+            def launch(grid, block, args):
+                assert len(grid) == 1 and len(block) == 1, "1-D launches"
+                assert 1 <= block[0] <= 1024 and 1 <= grid[0] < 2**31, (grid, block)
+                run_kernel(self.code, name, self.scalar, self.index, grid[0], block[0], args)
+            return launch
+
+    class ElementwiseKernel:
+        def __init__(self, in_params, out_params, operation, name):
+            assert ck.ELEMENTWISE[name] == (in_params, out_params, operation)
+            self.name = name
+
+        def __call__(self, *args):
+            return EmulatedLauncher().elementwise(self.name, *args)
+
+
 class EmulatedLauncher:
     """Drop-in for ``cuda_kernels.launcher``: same calls, run on the CPU.
 
@@ -178,40 +248,9 @@ class EmulatedLauncher:
 
     def launch(self, name, scalar, index, total, args):
         self.calls.append(name)
-        sig = SIGNATURES[name]
-        if len(args) != len(sig):
-            raise AssertionError(f"{name}: {len(args)} arguments for {len(sig)} parameters")
-        c_args, images = [], []
-        for pos, ((ctype, const, pname), a) in enumerate(zip(sig, args)):
-            where = f"{name} argument {pos} ({ctype} {pname})"
-            if ctype.endswith("*"):
-                want = {"scalar_t*": scalar, "index_t*": index}[ctype]
-                if not isinstance(a, numpy.ndarray) or a.dtype.name != want:
-                    raise AssertionError(f"{where}: expected a {want} array, got {type(a).__name__} "
-                                         f"{getattr(a, 'dtype', '')}")
-                img = _Image(a, output=not const)
-                images.append((pos, img))
-                c_args.append(img.ptr)
-            elif ctype == "scalar_t":
-                if type(a) is not numpy.dtype(scalar).type:
-                    raise AssertionError(f"{where}: expected numpy.{scalar}, got {type(a).__name__}")
-                c_args.append(_CTYPES_OF[scalar](a))
-            else:
-                np_type, c_type = _SCALARS[ctype]
-                if type(a) is not np_type:
-                    raise AssertionError(f"{where}: expected numpy.{np_type.__name__}, got {type(a).__name__}")
-                c_args.append(c_type(int(a)))
-        if total:
-            lib = _compile(PRELUDE + ck.source_for(scalar, index, self.ix or ck.ix_for(total)))
-            fn = getattr(lib, name)
-            fn.restype = None
-            blocks = min((total + self.block - 1) // self.block, self.max_blocks)
-            threads = [(b, t) for b in range(blocks) for t in range(self.block)]
-            for b, t in (reversed(threads) if self.reverse else threads):
-                lib.npa_emu_config(self.block, blocks, b, t)
-                fn(*c_args)
-        for pos, img in images:
-            img.finish(name, pos)
+        blocks = min((total + self.block - 1) // self.block, self.max_blocks) if total else 0
+        source = ck.source_for(scalar, index, self.ix or ck.ix_for(total))
+        run_kernel(source, name, scalar, index, blocks, self.block, args, self.reverse)
 
     def elementwise(self, name, *args):
         """cupy.ElementwiseKernel for same-shape arrays and scalars, from the same spec."""

@@ -386,6 +386,36 @@ def test_thread_index_type_leaves_room_for_the_grid_stride_step():
     assert ck.ix_for(2**31 - 1 - ck.BLOCK * ck.MAX_BLOCKS) == "int64"
 
 
+@needs_compiler
+def test_the_cupy_launcher_itself_on_a_fake_cupy(monkeypatch):
+    # CupyLauncher as it will run on a GPU (its compile keys, grid, argument tuples), with a
+    # stand-in cupy module whose kernels run on the emulator.
+    import sys
+    monkeypatch.setitem(sys.modules, "cupy", cuda_emulator.FakeCupy)
+    monkeypatch.setattr(ck, "launcher", ck.CupyLauncher())
+    monkeypatch.setattr(ck, "MAX_BLOCKS", 3)              # also exercise the grid-stride loop
+    x = pool_input((2, 3, 9, 8), "tied", numpy.float32)
+    numpy.testing.assert_array_equal(ck.im2col(x, (3, 2), (2, 1), (1, 1)), K.im2col_array(x, (3, 2), (2, 1), (1, 1)))
+    col = K.im2col_array(x, (3, 3), (2, 2), (1, 1))
+    assert_close(ck.col2im(col, x.shape, (3, 3), (2, 2), (1, 1)),
+                 K.col2im_array(col, x.shape, (3, 3), (2, 2), (1, 1)), numpy.float32)
+    dy = numpy.ones((2, 3, 5, 4), numpy.float32)
+    y_ref, argmax_ref, dx_ref = array_code_pool(x, (3, 3), (2, 2), (1, 1), dy)
+    out, argmax = ck.maxpool2d_forward(x, (3, 3), (2, 2), (1, 1))
+    numpy.testing.assert_array_equal(out.transpose(1, 0, 2, 3), y_ref)
+    numpy.testing.assert_array_equal(argmax, argmax_ref)
+    assert_close(ck.maxpool2d_backward(dy, argmax, x.shape, (3, 3), (2, 2), (1, 1)), dx_ref, numpy.float32)
+    y, scale, scale_pow = ck.lrn_forward(x, 5, 0.5, 0.75, 1.0)
+    lrn = nn.LocalResponseNorm(5, 0.5, 0.75, 1.0)
+    assert_close(y, lrn(x), numpy.float32, "lrn")
+    g = numpy.random.default_rng(3).standard_normal(x.shape).astype(numpy.float32)
+    assert_close(ck.lrn_backward(g, x, scale, scale_pow, 5, 0.5, 0.75), lrn.backward(g), numpy.float32, "lrn bwd")
+    relu_y, mask = ck.relu_forward(x)
+    numpy.testing.assert_array_equal(relu_y, x * (x > 0))
+    numpy.testing.assert_array_equal(ck.mask_scale(x, mask, 2.0), x * mask * numpy.float32(2.0))
+    assert set(ck.launcher._modules) == {("float32", "uint8", "int32")}     # one compilation served all
+
+
 def test_every_kernel_in_the_source_is_used_and_parsed():
     assert set(cuda_emulator.SIGNATURES) == {"npa_im2col", "npa_col2im", "npa_maxpool_fwd",
                                              "npa_maxpool_bwd", "npa_lrn_fwd", "npa_lrn_bwd"}
