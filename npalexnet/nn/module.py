@@ -342,6 +342,15 @@ class Module:
         return numpy.dtype(numpy.float32)
 
     # ------------------------------------------------------------------ printing
+    def summary(self, input_shape) -> str:
+        """A table of every layer: output shape, parameters, multiply-adds, activation memory.
+
+        ``input_shape`` is (N, C, H, W) or (C, H, W); computed from shapes
+        alone (see :mod:`npalexnet.inspect.summary`). Returns a string.
+        """
+        from ..inspect.summary import summary   # noqa: PLC0415 (inspect imports nn)
+        return summary(self, input_shape)
+
     def extra_repr(self) -> str:
         return ""
 

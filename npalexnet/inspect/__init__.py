@@ -1,0 +1,16 @@
+"""Instruments for studying backpropagation: summaries, traces, gradient-check reports.
+
+* :func:`summary` (also ``Module.summary``): per-layer output shapes,
+  parameters, multiply-adds and activation memory.
+* :func:`trace_step`: one training step with every layer's input, output,
+  upstream gradient and parameter gradients recorded through the hooks.
+* :mod:`npalexnet.inspect.torch_twin`: the same network in PyTorch, for
+  comparing every gradient with autograd.
+* :mod:`npalexnet.inspect.gradcheck_report`: the table that
+  ``python -m npalexnet.gradcheck`` prints.
+"""
+
+from .summary import summary
+from .trace import LayerRecord, Trace, trace_step
+
+__all__ = ["LayerRecord", "Trace", "summary", "trace_step"]
