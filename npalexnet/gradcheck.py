@@ -127,3 +127,16 @@ def check_module(module, x, grad_out=None, *, h: float = 1e-6, max_elements: int
         else:
             errors[name] = directional_errors(loss, array, analytic, directions, h, seed)
     return errors
+
+
+def main(argv=None) -> int:
+    """``python -m npalexnet.gradcheck``: every layer checked, as a table (see
+    :mod:`npalexnet.inspect.gradcheck_report`). Returns the exit status."""
+    from .inspect.gradcheck_report import main as report_main   # noqa: PLC0415
+    return report_main(argv)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
