@@ -1,14 +1,21 @@
 """The CUDA kernels against the array code they replace, and the switch that turns them on.
 
-Every kernel test runs on two backends:
+Without a GPU, three checks cover the kernels' source itself:
 
-* ``emulator``: the kernels' own CUDA source compiled as C++ for the CPU
-  (``tests/kernels/cuda_emulator.py``; needs a C++ compiler, skipped
-  without one). Every thread of a launch runs, on NumPy arrays passed as
-  poisoned memory images, so wrong index arithmetic, strides, unwritten
-  outputs and out-of-bounds accesses all show up here, without a GPU.
-* ``cupy``: the real thing on a GPU (``@pytest.mark.gpu``, skipped with a
-  reason where CuPy or a GPU is missing; ``benchmarks/gpu_all.sh`` runs them).
+* ``emulator`` (and ``emulator-ix64``, the 64-bit thread-index variant): the
+  kernels' own CUDA source compiled as C++ for the CPU
+  (``tests/kernels/cuda_emulator.py``; skipped without a C++ compiler).
+  Every thread of a launch runs, on NumPy arrays passed as poisoned memory
+  images, so wrong index arithmetic, strides, unwritten outputs and
+  out-of-bounds accesses all show up, and every argument is checked
+  against the kernel's C signature.
+* NVRTC, the compiler CuPy uses, compiles the same source for sm_80/sm_90
+  without warnings (skipped without libnvrtc; the torch wheel brings it).
+* The real ``CupyLauncher`` runs on a stand-in ``cupy`` whose kernels run
+  on the emulator.
+
+With a GPU (``cupy``, ``@pytest.mark.gpu``, skipped with a reason elsewhere;
+``benchmarks/gpu_all.sh`` runs them) the same kernel tests run on CuPy arrays.
 
 The reference is always the array code on NumPy in the same dtype:
 copies (im2col, max-pool values and indices, ReLU) must match exactly,
