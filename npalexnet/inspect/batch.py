@@ -1,0 +1,120 @@
+"""One CIFAR-10 batch for the study tools, read without any framework.
+
+The study examples need a single real batch, not a training pipeline. This
+module reads one from either layout of CIFAR-10:
+
+* an image folder: ``DIR/<split>/<class>/*.png|jpg`` (or ``DIR/<class>/...``),
+  classes sorted by name (CIFAR-10's label order is alphabetical);
+* the Python pickles: ``DIR/cifar-10-batches-py/data_batch_1`` / ``test_batch``
+  (or ``DIR`` being that folder itself).
+
+Images are scaled to [0, 1] and normalised with CIFAR-10's channel mean and
+standard deviation, as the training pipeline does.
+
+.. note:: This is a stop-gap reader while ``npalexnet.data`` (the training
+   pipeline's loader) is being written; :func:`load_batch` uses
+   ``npalexnet.data`` once it exists (see :func:`_from_pipeline`).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+
+import numpy
+
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+MEAN = numpy.array([0.4914, 0.4822, 0.4465], dtype=numpy.float32)
+STD = numpy.array([0.2470, 0.2435, 0.2616], dtype=numpy.float32)
+DEFAULT_DIRS = ("data/cifar10", "data", os.path.join("..", "shared", "data", "cifar10"))
+_IMAGE_EXT = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+def normalize(images_uint8):
+    """(N, 32, 32, 3) uint8 -> (N, 3, 32, 32) float32, channel-normalised."""
+    x = images_uint8.astype(numpy.float32) / 255.0
+    x = (x - MEAN) / STD
+    return numpy.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def denormalize(x):
+    """(N, 3, H, W) normalised -> (N, H, W, 3) float in [0, 1], for pictures."""
+    x = numpy.asarray(x, dtype=numpy.float32).transpose(0, 2, 3, 1) * STD + MEAN
+    return numpy.clip(x, 0.0, 1.0)
+
+
+def _from_image_folder(root, split, n, rng):
+    from PIL import Image   # noqa: PLC0415 (Pillow is a dependency; imported when used)
+    base = os.path.join(root, split) if os.path.isdir(os.path.join(root, split)) else root
+    if not os.path.isdir(base):
+        return None
+    classes = sorted(d for d in os.listdir(base) if os.path.isdir(os.path.join(base, d)))
+    files = [(os.path.join(base, c, f), i) for i, c in enumerate(classes)
+             for f in sorted(os.listdir(os.path.join(base, c))) if f.lower().endswith(_IMAGE_EXT)]
+    if not files:
+        return None
+    pick = rng.choice(len(files), size=min(n, len(files)), replace=False)
+    images = numpy.stack([numpy.asarray(Image.open(files[i][0]).convert("RGB"), dtype=numpy.uint8)
+                          for i in pick])
+    labels = numpy.array([files[i][1] for i in pick], dtype=numpy.int64)
+    return images, labels, tuple(classes), f"image folder {base}"
+
+
+def _from_pickles(root, split, n, rng):
+    for folder in (os.path.join(root, "cifar-10-batches-py"), root):
+        path = os.path.join(folder, "test_batch" if split == "test" else "data_batch_1")
+        if os.path.isfile(path):
+            with open(path, "rb") as f:
+                d = pickle.load(f, encoding="bytes")
+            data = numpy.asarray(d[b"data"], dtype=numpy.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+            labels = numpy.asarray(d[b"labels"], dtype=numpy.int64)
+            pick = rng.choice(len(labels), size=min(n, len(labels)), replace=False)
+            return data[pick], labels[pick], CLASSES, f"pickle {path}"
+    return None
+
+
+def _from_pipeline(root, split, n, rng):
+    """Use the training pipeline's reader when ``npalexnet.data`` offers one (else None)."""
+    try:
+        from .. import data   # noqa: PLC0415
+    except ImportError:
+        return None
+    reader = getattr(data, "load_cifar10_arrays", None)
+    if reader is None:
+        return None
+    try:
+        images, labels, classes = reader(root, split)
+    except Exception:   # a layout that reader does not know: fall back to ours
+        return None
+    pick = rng.choice(len(labels), size=min(n, len(labels)), replace=False)
+    return numpy.asarray(images)[pick], numpy.asarray(labels)[pick], tuple(classes), f"npalexnet.data, {root}"
+
+
+def load_batch(data_dir=None, n: int = 16, split: str = "train", seed: int = 0):
+    """A random batch of ``n`` CIFAR-10 images, or ``None`` when no data is found.
+
+    Inputs:
+        data_dir: the dataset folder; ``None`` tries :data:`DEFAULT_DIRS`.
+        n: batch size. split: ``"train"`` or ``"test"``. seed: which images.
+    Returns:
+        ``(x, y, classes, source)``: x (N, 3, 32, 32) float32 normalised,
+        y (N,) int64, the class names, and a description of where it came from.
+    """
+    rng = numpy.random.default_rng(seed)
+    for root in ([data_dir] if data_dir else DEFAULT_DIRS):
+        if not root or not os.path.isdir(root):
+            continue
+        for reader in (_from_pipeline, _from_pickles, _from_image_folder):
+            found = reader(root, split, n, rng)
+            if found is not None:
+                images, labels, classes, source = found
+                return normalize(images), labels, classes, source
+    return None
+
+
+def random_batch(n: int = 16, seed: int = 0):
+    """The fallback: Gaussian images and random labels, same shapes as a CIFAR-10 batch."""
+    rng = numpy.random.default_rng(seed)
+    x = rng.standard_normal((n, 3, 32, 32)).astype(numpy.float32)
+    y = rng.integers(0, 10, n).astype(numpy.int64)
+    return x, y, CLASSES, "random Gaussian batch (no CIFAR-10 data found)"
