@@ -75,14 +75,14 @@ def directional_error(loss, array, analytic, rng, directions=2, h=1e-6):
 def output_directional_error(model, criterion, x, y, rec, rng, seed, directions=2, h=1e-6):
     """The same check for dL/d(output of a layer): a forward hook adds +-h v to the output.
 
-    After a ReLU, dead units (output exactly 0) are left still: where several
-    of them share a max-pool window they tie for the maximum, and the loss
-    has a kink there that no finite difference can check (nor can the input
-    of the ReLU move them).
+    Outputs that are exactly 0 (dead ReLU units, and what LRN or dropout make
+    of them) are left still: where several share a max-pool window they tie
+    for the maximum, and the loss has a kink there that no finite difference
+    can check (nor can the layer's input move them off 0).
     """
     layer = rec.module
     g = backend.asnumpy(rec.grad_output).astype(numpy.float64)
-    live = backend.asnumpy(rec.output) != 0 if rec.kind == "ReLU" else numpy.ones(g.shape, dtype=bool)
+    live = backend.asnumpy(rec.output) != 0
     g_unit = g * live / max(numpy.linalg.norm(g * live), 1e-300)
     worst = 0.0
     for _ in range(directions):
