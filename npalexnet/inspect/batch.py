@@ -1,7 +1,10 @@
-"""One CIFAR-10 batch for the study tools, read without any framework.
+"""One CIFAR-10 batch for the study tools.
 
-The study examples need a single real batch, not a training pipeline. This
-module reads one from either layout of CIFAR-10:
+The study examples need real batches, not a training loop. They come from
+the training pipeline's reader, :func:`npalexnet.data.load_dataset` (the
+same ``--data-dir`` layouts as ``examples/train_cifar10.py``; never a
+download here). Where that cannot be used, a small reader of its own takes
+over, for either layout of CIFAR-10:
 
 * an image folder: ``DIR/<split>/<class>/*.png|jpg`` (or ``DIR/<class>/...``),
   classes sorted by name (CIFAR-10's label order is alphabetical);
@@ -10,10 +13,6 @@ module reads one from either layout of CIFAR-10:
 
 Images are scaled to [0, 1] and normalised with CIFAR-10's channel mean and
 standard deviation, as the training pipeline does.
-
-.. note:: This is a stop-gap reader while ``npalexnet.data`` (the training
-   pipeline's loader) is being written; :func:`load_batch` uses
-   ``npalexnet.data`` once it exists (see :func:`_from_pipeline`).
 """
 
 from __future__ import annotations
@@ -26,15 +25,14 @@ import numpy
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 MEAN = numpy.array([0.4914, 0.4822, 0.4465], dtype=numpy.float32)
 STD = numpy.array([0.2470, 0.2435, 0.2616], dtype=numpy.float32)
-DEFAULT_DIRS = ("data/cifar10", "data", os.path.join("..", "shared", "data", "cifar10"))
+DEFAULT_DIRS = ("data/cifar10", "data")
 _IMAGE_EXT = (".png", ".jpg", ".jpeg", ".bmp")
 
 
 def normalize(images_uint8):
-    """(N, 32, 32, 3) uint8 -> (N, 3, 32, 32) float32, channel-normalised."""
+    """(N, 3, H, W) uint8 -> (N, 3, H, W) float32, channel-normalised."""
     x = images_uint8.astype(numpy.float32) / 255.0
-    x = (x - MEAN) / STD
-    return numpy.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    return numpy.ascontiguousarray((x - MEAN.reshape(1, 3, 1, 1)) / STD.reshape(1, 3, 1, 1))
 
 
 def denormalize(x):
@@ -48,14 +46,15 @@ def _from_image_folder(root, split, n, rng):
     base = os.path.join(root, split) if os.path.isdir(os.path.join(root, split)) else root
     if not os.path.isdir(base):
         return None
-    classes = sorted(d for d in os.listdir(base) if os.path.isdir(os.path.join(base, d)))
+    classes = sorted(d for d in os.listdir(base)
+                     if os.path.isdir(os.path.join(base, d)) and not d.startswith("."))
     files = [(os.path.join(base, c, f), i) for i, c in enumerate(classes)
              for f in sorted(os.listdir(os.path.join(base, c))) if f.lower().endswith(_IMAGE_EXT)]
     if not files:
         return None
     pick = rng.choice(len(files), size=min(n, len(files)), replace=False)
     images = numpy.stack([numpy.asarray(Image.open(files[i][0]).convert("RGB"), dtype=numpy.uint8)
-                          for i in pick])
+                          for i in pick]).transpose(0, 3, 1, 2)
     labels = numpy.array([files[i][1] for i in pick], dtype=numpy.int64)
     return images, labels, tuple(classes), f"image folder {base}"
 
@@ -66,28 +65,25 @@ def _from_pickles(root, split, n, rng):
         if os.path.isfile(path):
             with open(path, "rb") as f:
                 d = pickle.load(f, encoding="bytes")
-            data = numpy.asarray(d[b"data"], dtype=numpy.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+            data = numpy.asarray(d[b"data"], dtype=numpy.uint8).reshape(-1, 3, 32, 32)
             labels = numpy.asarray(d[b"labels"], dtype=numpy.int64)
             pick = rng.choice(len(labels), size=min(n, len(labels)), replace=False)
             return data[pick], labels[pick], CLASSES, f"pickle {path}"
     return None
 
 
-def _from_pipeline(root, split, n, rng):
-    """Use the training pipeline's reader when ``npalexnet.data`` offers one (else None)."""
+def _from_pipeline(data_dir, split, n, rng):
+    """The training pipeline's reader (``npalexnet.data.load_dataset``, no download), or None."""
     try:
-        from .. import data   # noqa: PLC0415
-    except ImportError:
+        from ..data import load_dataset   # noqa: PLC0415
+        dataset = load_dataset("cifar10", data_dir, download=False, log=lambda *a, **k: None)
+    except Exception:   # no such package yet, nothing found, or a layout it does not read
         return None
-    reader = getattr(data, "load_cifar10_arrays", None)
-    if reader is None:
+    part = dataset.test if split == "test" else dataset.train
+    if part.images.shape[1:] != (3, 32, 32):
         return None
-    try:
-        images, labels, classes = reader(root, split)
-    except Exception:   # a layout that reader does not know: fall back to ours
-        return None
-    pick = rng.choice(len(labels), size=min(n, len(labels)), replace=False)
-    return numpy.asarray(images)[pick], numpy.asarray(labels)[pick], tuple(classes), f"npalexnet.data, {root}"
+    pick = rng.choice(len(part), size=min(n, len(part)), replace=False)
+    return part.images[pick], part.labels[pick], tuple(dataset.classes), f"npalexnet.data ({dataset.source})"
 
 
 def load_batch(data_dir=None, n: int = 16, split: str = "train", seed: int = 0):
@@ -101,10 +97,16 @@ def load_batch(data_dir=None, n: int = 16, split: str = "train", seed: int = 0):
         y (N,) int64, the class names, and a description of where it came from.
     """
     rng = numpy.random.default_rng(seed)
-    for root in ([data_dir] if data_dir else DEFAULT_DIRS):
-        if not root or not os.path.isdir(root):
+    for root in ([data_dir] if data_dir else (None,) + DEFAULT_DIRS):
+        if root is not None and not os.path.isdir(root):
             continue
-        for reader in (_from_pipeline, _from_pickles, _from_image_folder):
+        found = _from_pipeline(root, split, n, rng)
+        if found is not None:
+            images, labels, classes, source = found
+            return normalize(images), labels, classes, source
+        if root is None:
+            continue
+        for reader in (_from_pickles, _from_image_folder):
             found = reader(root, split, n, rng)
             if found is not None:
                 images, labels, classes, source = found
