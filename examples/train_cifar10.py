@@ -1,0 +1,112 @@
+#!/usr/bin/env python
+"""Train AlexNet on CIFAR-10 (or FashionMNIST, or any ImageFolder tree) with npalexnet.
+
+    python examples/train_cifar10.py                                  # the default recipe, 30 epochs
+    python examples/train_cifar10.py --data-dir ../shared/data/cifar10 --subset 5000 --epochs 2
+    python examples/train_cifar10.py --resume --out runs/cifar10       # continue an interrupted run
+    python examples/train_cifar10.py --dataset imagefolder --data-dir flowers --variant paper --width 0.5
+
+Prints a progress bar per epoch, a summary line per epoch and, last,
+``test accuracy: NN.NN%``. Writes last.npz, best.npz, metrics.csv and
+curves.png into --out. The work happens in ``npalexnet.train.fit``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+try:
+    import npalexnet  # noqa: F401
+except ImportError:   # run from a checkout without `pip install -e .`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from npalexnet.data import DATASETS, DataError  # noqa: E402
+from npalexnet.models.alexnet import VARIANTS  # noqa: E402
+from npalexnet.train import SCHEDULES, CheckpointError, NonFiniteLossError, TrainConfig, TrainingInterrupted, fit  # noqa: E402
+
+D = TrainConfig()   # the defaults shown in --help are the recipe's
+
+
+def parse_args(argv=None) -> TrainConfig:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", choices=DATASETS, default=D.dataset)
+    g.add_argument("--data-dir", default=None,
+                   help="local copy: a folder with cifar-10-batches-py/, or DIR/train/<class>/*.jpg + "
+                        "DIR/test/<class>/*.jpg, or DIR/<class>/*.jpg (default: torchvision download into --root)")
+    g.add_argument("--root", default=D.root, help="torchvision's download folder")
+    g.add_argument("--no-download", dest="download", action="store_false", help="never download")
+    g.add_argument("--cache-dir", default=None, help="where decoded ImageFolder trees are cached "
+                                                     "(default: DIR/.npalexnet-cache, else ~/.cache/npalexnet)")
+    g.add_argument("--workers", type=int, default=None, help="image decoding processes (default: all cores)")
+    g.add_argument("--image-size", type=int, default=None, help="decode size of ImageFolder images "
+                                                                "(default 32; 28 for FashionMNIST)")
+    g.add_argument("--val-fraction", type=float, default=D.val_fraction, help="seeded validation split")
+    g.add_argument("--subset", type=int, default=None, help="train on N training images (stratified, seeded)")
+    g = p.add_argument_group("augmentation")
+    g.add_argument("--pad", type=int, default=D.pad, help="random-crop padding (0: no crop)")
+    g.add_argument("--padding", choices=("reflect", "zero"), default=D.padding)
+    g.add_argument("--no-flip", dest="flip", action="store_false", help="no random horizontal flips")
+    g.add_argument("--no-tta", dest="tta", action="store_false", help="no test-time flip averaging")
+    g.add_argument("--resize-mode", choices=("bilinear", "nearest"), default=D.resize_mode,
+                   help="how images are resized to the model's input (227 for the paper variants)")
+    g = p.add_argument_group("model")
+    g.add_argument("--variant", choices=VARIANTS, default=D.variant)
+    g.add_argument("--width", type=float, default=D.width, help="multiplier of every layer's width")
+    g.add_argument("--lrn", action=argparse.BooleanOptionalAction, default=None,
+                   help="LRN after conv1/conv2 (default: the variant's)")
+    g.add_argument("--dropout", type=float, default=D.dropout)
+    g.add_argument("--init", choices=("torch", "paper"), default=D.init)
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=int, default=D.epochs, help="total epochs (also with --resume)")
+    g.add_argument("--batch-size", type=int, default=D.batch_size)
+    g.add_argument("--eval-batch-size", type=int, default=D.eval_batch_size)
+    g.add_argument("--optimizer", choices=("sgd", "adam"), default=D.optimizer)
+    g.add_argument("--lr", type=float, default=D.lr, help="peak learning rate")
+    g.add_argument("--momentum", type=float, default=D.momentum)
+    g.add_argument("--no-nesterov", dest="nesterov", action="store_false")
+    g.add_argument("--weight-decay", type=float, default=D.weight_decay, help="on every parameter, as torch's SGD")
+    g.add_argument("--label-smoothing", type=float, default=D.label_smoothing)
+    g.add_argument("--schedule", choices=SCHEDULES, default=D.schedule,
+                   help="onecycle = warmup-linear: linear warm-up then linear decay to 0, per step")
+    g.add_argument("--warmup", type=float, default=D.warmup, help="warm-up fraction of all steps (or a step count)")
+    g.add_argument("--step-epochs", type=int, default=D.step_epochs, help="--schedule step: epochs per decay")
+    g.add_argument("--gamma", type=float, default=D.gamma, help="--schedule step/plateau: lr factor")
+    g.add_argument("--patience", type=int, default=D.patience, help="--schedule plateau: epochs without gain")
+    g = p.add_argument_group("run")
+    g.add_argument("--seed", type=int, default=D.seed)
+    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default=D.device)
+    g.add_argument("--out", default=D.out, help="output folder (checkpoints, metrics.csv, curves.png)")
+    g.add_argument("--resume", action="store_true", help="continue from --out/last.npz up to --epochs")
+    g.add_argument("--overwrite", action="store_true", help="start afresh even if --out holds a run")
+    g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    args = p.parse_args(argv)
+    cfg = TrainConfig(**vars(args))
+    try:
+        return cfg.validate()
+    except ValueError as exc:
+        p.error(str(exc))
+
+
+def main(argv=None) -> int:
+    cfg = parse_args(argv)
+    try:
+        result = fit(cfg)
+    except (DataError, CheckpointError, NonFiniteLossError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except TrainingInterrupted as exc:
+        print(str(exc), file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:   # a second Ctrl-C: the last checkpoint on disk is whole
+        print("interrupted", file=sys.stderr)
+        return 130
+    print(f"test accuracy: {100 * result.test_accuracy:.2f}%")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+"""The data pipeline: find and decode a dataset once, keep each split as one
+uint8 array on the device, and augment batches there in array code.
+
+* :mod:`.sources`: ``load_dataset`` (local copies in several layouts, or a torchvision download)
+* :mod:`.cifar_pickle`, :mod:`.imagefolder`, :mod:`.torchvision_source`: the readers
+* :mod:`.split`: seeded stratified validation split and subsets
+* :mod:`.augment`: crop/flip/normalise/resize on NumPy or CuPy
+* :mod:`.loader`: batches in an order derived from ``(seed, epoch)``
+* :mod:`.atomic`: files written whole or not at all
+"""
+
+from .augment import CIFAR10_MEAN, CIFAR10_STD, Preprocess, channel_stats, crop_flip, hflip, normalize, resize
+from .dataset import Dataset, Split
+from .errors import DataError, DataNotFoundError
+from .loader import BatchLoader, derived_seed
+from .sources import DATASETS, load_dataset
+from .split import stratified_sample, stratified_split
+
+__all__ = ["BatchLoader", "CIFAR10_MEAN", "CIFAR10_STD", "DATASETS", "DataError", "DataNotFoundError",
+           "Dataset", "Preprocess", "Split", "channel_stats", "crop_flip", "derived_seed", "hflip",
+           "load_dataset", "normalize", "resize", "stratified_sample", "stratified_split"]

@@ -1,0 +1,197 @@
+"""Batched augmentation in array code, on whichever device holds the batch.
+
+Notation: B images of a batch, C channels, H x W pixels, P the crop padding,
+S the model's input size.
+
+Training: per-image random crop of an H x W window out of the image padded
+by P on every side (reflect padding by default, as the anchor recipe;
+``"zero"`` pads black like torchvision's ``RandomCrop(padding=4)``), random
+horizontal flip, ``(x/255 - mean)/std`` per channel, and a resize to S when
+the model wants another size (227 for the paper variants). Evaluation: the
+normalisation and resize only.
+
+Crop and flip are one gather: the padded image is never built; each output
+row/column reads the source row/column its padding rule maps it to. Only the
+random numbers (a few per image) are drawn on the host, from a generator the
+caller passes, so a batch is augmented identically on NumPy and CuPy.
+"""
+
+from __future__ import annotations
+
+import numpy
+
+from ..backend import get_array_module
+
+#: Per-channel mean and standard deviation of CIFAR-10's training images (pixels in [0, 1]).
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+PADDING_MODES = ("reflect", "zero")
+RESIZE_MODES = ("bilinear", "nearest")
+
+
+def source_indices(xp, offsets, size: int, pad: int, mode: str = "reflect"):
+    """Map crop positions to source pixels along one axis.
+
+    Args:
+        offsets: (B,) ints in [0, 2P]: where each crop starts in the padded axis.
+        size: the axis length (H or W); the crop has the same length.
+        pad: P, with P < size for reflect padding.
+        mode: ``"reflect"`` (mirror without repeating the edge, numpy/torch
+            ``reflect``) or ``"zero"``.
+    Returns:
+        ``(index, valid)``: (B, size) int indices into the unpadded axis, and a
+        (B, size) bool mask, False where a zero-padded crop reads padding.
+    """
+    pos = xp.asarray(offsets, dtype=xp.int64)[:, None] + xp.arange(size, dtype=xp.int64)[None, :] - pad
+    if mode == "reflect":
+        if pad >= size:
+            raise ValueError(f"reflect padding of {pad} needs images larger than {pad} pixels, got {size}")
+        pos = xp.abs(pos)                                    # -i -> i
+        pos = xp.where(pos > size - 1, 2 * (size - 1) - pos, pos)
+        return pos, None
+    if mode == "zero":
+        valid = (pos >= 0) & (pos < size)
+        return xp.clip(pos, 0, size - 1), valid
+    raise ValueError(f"unknown padding mode {mode!r}: expected one of {', '.join(PADDING_MODES)}")
+
+
+def crop_flip(images, offsets_y, offsets_x, flips, pad: int, mode: str = "reflect"):
+    """Per-image padded random crop and horizontal flip, in one gather.
+
+    Args:
+        images: (B, C, H, W) any dtype (uint8 in the pipeline).
+        offsets_y, offsets_x: (B,) crop origins in [0, 2P] of the padded image.
+        flips: (B,) bool, mirror left-right after cropping.
+        pad: P. ``pad=0`` with zero offsets is the identity crop.
+        mode: ``"reflect"`` or ``"zero"`` padding.
+    Returns:
+        (B, C, H, W) of the input's dtype: ``flip(pad(x)[:, :, oy:oy+H, ox:ox+W])``.
+    """
+    xp = get_array_module(images)
+    b, c, h, w = images.shape
+    rows, row_ok = source_indices(xp, offsets_y, h, pad, mode)
+    cols, col_ok = source_indices(xp, offsets_x, w, pad, mode)
+    flips = xp.asarray(flips, dtype=bool)[:, None]
+    cols = xp.where(flips, cols[:, ::-1], cols)              # a flip reads the columns backwards
+    out = images[xp.arange(b)[:, None, None, None], xp.arange(c)[None, :, None, None],
+                 rows[:, None, :, None], cols[:, None, None, :]]
+    if row_ok is not None:
+        col_ok = xp.where(flips, col_ok[:, ::-1], col_ok)
+        out = out * (row_ok[:, None, :, None] & col_ok[:, None, None, :]).astype(out.dtype)
+    return out
+
+
+def hflip(images, flips):
+    """Mirror left-right the images whose flag is set. images (B, C, H, W), flips (B,) bool."""
+    xp = get_array_module(images)
+    flips = xp.asarray(flips, dtype=bool)[:, None, None, None]
+    return xp.where(flips, images[..., ::-1], images)
+
+
+def normalize(images, mean, std, dtype=numpy.float32):
+    """(B, C, H, W) uint8 -> ``(x/255 - mean[c]) / std[c]`` in ``dtype``."""
+    xp = get_array_module(images)
+    c = images.shape[1]
+    mean = xp.asarray(mean, dtype=dtype).reshape(1, c, 1, 1)
+    scale = (1.0 / (255.0 * xp.asarray(std, dtype=dtype))).reshape(1, c, 1, 1)
+    inv_std = (1.0 / xp.asarray(std, dtype=dtype)).reshape(1, c, 1, 1)
+    return images.astype(dtype) * scale - mean * inv_std
+
+
+def interpolation_matrix(xp, in_size: int, out_size: int, mode: str = "bilinear", dtype=numpy.float32):
+    """(out_size, in_size) matrix M with ``resized = M @ x`` along one axis.
+
+    Bilinear uses half-pixel centres, ``src = (o + 0.5) in/out - 0.5`` clamped
+    at 0 (torch's ``interpolate(..., align_corners=False)`` without
+    antialiasing); nearest takes ``floor(o in/out)`` (torch's ``"nearest"``).
+    """
+    o = numpy.arange(out_size, dtype=numpy.float64)
+    m = numpy.zeros((out_size, in_size), dtype=numpy.float64)
+    if mode == "nearest":
+        m[numpy.arange(out_size), numpy.minimum(numpy.floor(o * in_size / out_size).astype(int), in_size - 1)] = 1
+    elif mode == "bilinear":
+        src = numpy.maximum((o + 0.5) * in_size / out_size - 0.5, 0.0)
+        i0 = numpy.minimum(numpy.floor(src).astype(int), in_size - 1)
+        i1 = numpy.minimum(i0 + 1, in_size - 1)
+        w1 = src - i0
+        numpy.add.at(m, (numpy.arange(out_size), i0), 1 - w1)
+        numpy.add.at(m, (numpy.arange(out_size), i1), w1)
+    else:
+        raise ValueError(f"unknown resize mode {mode!r}: expected one of {', '.join(RESIZE_MODES)}")
+    return xp.asarray(m, dtype=dtype)
+
+
+def resize(images, size: int, mode: str = "bilinear"):
+    """(B, C, H, W) float -> (B, C, S, S) as two small matrix products (``M_h x M_w^T``)."""
+    xp = get_array_module(images)
+    h, w = images.shape[2:]
+    if (h, w) == (size, size):
+        return images
+    m_h = interpolation_matrix(xp, h, size, mode, images.dtype)
+    m_w = interpolation_matrix(xp, w, size, mode, images.dtype)
+    return xp.matmul(xp.matmul(m_h, images), m_w.T)
+
+
+def channel_stats(images, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of (N, C, H, W) uint8 images, pixels scaled to [0, 1].
+
+    Summed in float64 chunk by chunk (a float64 copy of the whole split would
+    be 8x its size).
+    """
+    images = numpy.asarray(images)
+    c = images.shape[1]
+    total, total_sq, count = numpy.zeros(c), numpy.zeros(c), 0
+    for start in range(0, images.shape[0], chunk):
+        part = images[start:start + chunk].astype(numpy.float64) / 255.0
+        total += part.sum(axis=(0, 2, 3))
+        total_sq += (part * part).sum(axis=(0, 2, 3))
+        count += part.shape[0] * part.shape[2] * part.shape[3]
+    mean = total / count
+    std = numpy.sqrt(numpy.maximum(total_sq / count - mean * mean, 1e-12))
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+
+
+class Preprocess:
+    """The training and evaluation transforms of one run.
+
+    Args:
+        mean, std: per-channel normalisation (pixels in [0, 1]).
+        out_size: S, the model's input size (images are resized when it differs).
+        pad: P of the random crop (0 disables cropping).
+        padding: ``"reflect"`` or ``"zero"``.
+        flip: random horizontal flips in training.
+        resize_mode: ``"bilinear"`` or ``"nearest"``.
+        dtype: floating dtype of the model's input.
+    """
+
+    def __init__(self, mean, std, out_size: int, *, pad: int = 4, padding: str = "reflect",
+                 flip: bool = True, resize_mode: str = "bilinear", dtype=numpy.float32):
+        if padding not in PADDING_MODES:
+            raise ValueError(f"unknown padding mode {padding!r}: expected one of {', '.join(PADDING_MODES)}")
+        if resize_mode not in RESIZE_MODES:
+            raise ValueError(f"unknown resize mode {resize_mode!r}: expected one of {', '.join(RESIZE_MODES)}")
+        if pad < 0:
+            raise ValueError(f"crop padding must be >= 0, got {pad}")
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.out_size, self.pad, self.padding = int(out_size), int(pad), padding
+        self.flip, self.resize_mode, self.dtype = bool(flip), resize_mode, dtype
+
+    def train(self, images, rng: numpy.random.Generator):
+        """(B, C, H, W) uint8 -> (B, C, S, S) float: crop, flip, normalise, resize.
+
+        ``rng`` (host) draws 3 numbers per image: crop origin y, x and the flip.
+        """
+        b = images.shape[0]
+        oy = rng.integers(0, 2 * self.pad + 1, size=b)
+        ox = rng.integers(0, 2 * self.pad + 1, size=b)
+        flips = rng.random(b) < 0.5 if self.flip else numpy.zeros(b, dtype=bool)
+        if self.pad:
+            images = crop_flip(images, oy, ox, flips, self.pad, self.padding)
+        elif self.flip:
+            images = hflip(images, flips)
+        return self.eval(images)
+
+    def eval(self, images):
+        """(B, C, H, W) uint8 -> (B, C, S, S) float: normalise and resize only."""
+        x = normalize(images, self.mean, self.std, self.dtype)
+        return resize(x, self.out_size, self.resize_mode)

@@ -1,0 +1,62 @@
+"""The per-epoch record of a run: ``metrics.csv`` and a PNG of the curves.
+
+Both files are rewritten whole (atomically) from the history saved in the
+checkpoint after every epoch, so after a crash and ``--resume`` they hold
+exactly the epochs of the checkpoint: no duplicated or missing rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from ..data.atomic import atomic_write, atomic_write_text
+
+COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_seconds", "images_per_s")
+METRICS_CSV, CURVES_PNG = "metrics.csv", "curves.png"
+
+
+def write_metrics_csv(path, history: list[dict]) -> Path:
+    """One row per epoch with :data:`COLUMNS` (empty cells for missing values)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in COLUMNS})
+    return atomic_write_text(path, buffer.getvalue())
+
+
+def read_metrics_csv(path) -> list[dict]:
+    """The rows of a ``metrics.csv`` as dicts of floats (None for empty cells)."""
+    with open(path, newline="") as f:
+        return [{k: (float(v) if v not in ("", None) else None) for k, v in row.items()}
+                for row in csv.DictReader(f)]
+
+
+def plot_curves(path, history: list[dict], title: str = "") -> Path:
+    """Loss and accuracy (train, validation) against the epoch, as a PNG."""
+    import matplotlib  # noqa: PLC0415 (only needed here; slow to import)
+
+    matplotlib.use("Agg")   # no display on servers; must precede pyplot
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    epochs = [r["epoch"] for r in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    for key, label, ax, scale in (("train_loss", "train", ax_loss, 1), ("val_loss", "validation", ax_loss, 1),
+                                  ("train_acc", "train", ax_acc, 100), ("val_acc", "validation", ax_acc, 100)):
+        points = [(e, r[key] * scale) for e, r in zip(epochs, history) if r.get(key) is not None]
+        if points:
+            ax.plot(*zip(*points), marker="o", markersize=3, label=label)
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    try:
+        return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
+    finally:
+        plt.close(fig)
