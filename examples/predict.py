@@ -20,8 +20,8 @@ try:
 except ImportError:   # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from npalexnet.data import DataError  # noqa: E402
-from npalexnet.train import CheckpointError, Predictor  # noqa: E402
+from npalexnet.data import DataError
+from npalexnet.train import CheckpointError, Predictor
 
 
 def main(argv=None) -> int:

@@ -22,9 +22,9 @@ try:
 except ImportError:   # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from npalexnet.data import DATASETS, DataError  # noqa: E402
-from npalexnet.models.alexnet import VARIANTS  # noqa: E402
-from npalexnet.train import SCHEDULES, CheckpointError, NonFiniteLossError, TrainConfig, TrainingInterrupted, fit  # noqa: E402
+from npalexnet.data import DATASETS, DataError
+from npalexnet.models.alexnet import VARIANTS
+from npalexnet.train import SCHEDULES, CheckpointError, NonFiniteLossError, TrainConfig, TrainingInterrupted, fit
 
 D = TrainConfig()   # the defaults shown in --help are the recipe's
 

@@ -16,6 +16,23 @@ from .loader import BatchLoader, derived_seed
 from .sources import DATASETS, load_dataset
 from .split import stratified_sample, stratified_split
 
-__all__ = ["BatchLoader", "CIFAR10_MEAN", "CIFAR10_STD", "DATASETS", "DataError", "DataNotFoundError",
-           "Dataset", "Preprocess", "Split", "channel_stats", "crop_flip", "derived_seed", "hflip",
-           "load_dataset", "normalize", "resize", "stratified_sample", "stratified_split"]
+__all__ = [
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
+    "DATASETS",
+    "BatchLoader",
+    "DataError",
+    "DataNotFoundError",
+    "Dataset",
+    "Preprocess",
+    "Split",
+    "channel_stats",
+    "crop_flip",
+    "derived_seed",
+    "hflip",
+    "load_dataset",
+    "normalize",
+    "resize",
+    "stratified_sample",
+    "stratified_split",
+]

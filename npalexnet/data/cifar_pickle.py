@@ -55,6 +55,7 @@ def load_cifar_batches(directory) -> Dataset:
         try:
             with open(directory / META_FILE, "rb") as f:
                 classes = [c.decode() for c in pickle.load(f, encoding="bytes")[b"label_names"]]
-        except Exception:   # the names are cosmetic: fall back to the official ones
+        except (OSError, EOFError, KeyError, AttributeError, UnicodeDecodeError, pickle.UnpicklingError):
+            # the names are cosmetic: fall back to the official ones
             classes = list(CLASSES)
     return Dataset("cifar10", train, test, classes, source=str(directory))

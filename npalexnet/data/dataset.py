@@ -33,7 +33,7 @@ class Split:
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
-    def take(self, indices) -> "Split":
+    def take(self, indices) -> Split:
         """The images at ``indices`` (a copy)."""
         indices = numpy.asarray(indices)
         return Split(self.images[indices], self.labels[indices])

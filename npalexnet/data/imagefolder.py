@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -72,7 +73,7 @@ def is_imagefolder(root: Path) -> bool:
 
 def decode_image(path: str, image_size: int, channels: int = 3) -> numpy.ndarray:
     """One file -> (C, S, S) uint8 (RGB or grey), resized bilinearly when needed."""
-    from PIL import Image, UnidentifiedImageError  # noqa: PLC0415 (workers import it themselves)
+    from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as img:
@@ -132,8 +133,8 @@ def load_split(root: Path, classes: list[str], split: str, image_size: int, chan
                     images, cached_labels = z["images"], z["labels"]
                 if images.shape[0] == len(paths) and numpy.array_equal(cached_labels, labels):
                     return Split(images, labels)
-            except Exception:   # a damaged cache is only a cache: decode again
-                pass
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+                continue   # a damaged cache is only a cache: decode again
     start = time.perf_counter()
     images = decode_images(paths, image_size, channels, workers)
     if log:

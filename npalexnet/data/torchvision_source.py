@@ -21,7 +21,7 @@ def load_torchvision(name: str, root, download: bool = True) -> Dataset:
     """
     root = Path(root)
     try:
-        import torchvision  # noqa: PLC0415 (optional: only this source needs it)
+        import torchvision
     except ImportError as exc:
         raise DataNotFoundError(f"no {name} data in {root} and torchvision is not installed to download "
                                 "it (pip install torchvision)") from exc

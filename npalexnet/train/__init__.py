@@ -17,7 +17,26 @@ from .loop import EpochStats, NonFiniteLossError, train_one_epoch
 from .predict import Predictor
 from .run import FitResult, TrainingInterrupted, fit
 
-__all__ = ["BEST", "LAST", "Checkpoint", "CheckpointError", "EpochStats", "FitResult", "NonFiniteLossError",
-           "Predictor", "SCHEDULES", "TrainConfig", "TrainingInterrupted", "build_model", "build_optimizer",
-           "build_scheduler", "evaluate", "fit", "load_checkpoint", "predict_proba", "save_checkpoint", "softmax",
-           "train_one_epoch"]
+__all__ = [
+    "BEST",
+    "LAST",
+    "SCHEDULES",
+    "Checkpoint",
+    "CheckpointError",
+    "EpochStats",
+    "FitResult",
+    "NonFiniteLossError",
+    "Predictor",
+    "TrainConfig",
+    "TrainingInterrupted",
+    "build_model",
+    "build_optimizer",
+    "build_scheduler",
+    "evaluate",
+    "fit",
+    "load_checkpoint",
+    "predict_proba",
+    "save_checkpoint",
+    "softmax",
+    "train_one_epoch",
+]

@@ -68,7 +68,7 @@ class TrainConfig:
     progress: bool = True
     extra: dict = field(default_factory=dict)
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         """Raise ValueError with the option's name for values that cannot work."""
         checks = [
             (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),

@@ -36,10 +36,10 @@ def read_metrics_csv(path) -> list[dict]:
 
 def plot_curves(path, history: list[dict], title: str = "") -> Path:
     """Loss and accuracy (train, validation) against the epoch, as a PNG."""
-    import matplotlib  # noqa: PLC0415 (only needed here; slow to import)
+    import matplotlib
 
     matplotlib.use("Agg")   # no display on servers; must precede pyplot
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     epochs = [r["epoch"] for r in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))

@@ -30,7 +30,7 @@ class GracefulInterrupt:
     def __call__(self) -> bool:
         return self.requested
 
-    def __enter__(self) -> "GracefulInterrupt":
+    def __enter__(self) -> GracefulInterrupt:
         if threading.current_thread() is threading.main_thread():   # signals only reach the main thread
             self._previous = signal.signal(signal.SIGINT, self._handler)
         return self

@@ -35,7 +35,7 @@ class Predictor:
     tta: bool = True
 
     @classmethod
-    def from_checkpoint(cls, path, device: str = "cpu", tta: bool = True) -> "Predictor":
+    def from_checkpoint(cls, path, device: str = "cpu", tta: bool = True) -> Predictor:
         """Load ``path``; raises CheckpointError for a missing, corrupt or incomplete file."""
         ckpt: Checkpoint = load_checkpoint(path)
         meta = ckpt.meta

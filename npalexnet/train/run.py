@@ -14,11 +14,26 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import backend, nn
-from ..data import (CIFAR10_MEAN, CIFAR10_STD, BatchLoader, Preprocess, channel_stats, load_dataset,
-                    stratified_sample, stratified_split)
+from ..data import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    BatchLoader,
+    Preprocess,
+    channel_stats,
+    load_dataset,
+    stratified_sample,
+    stratified_split,
+)
 from .checkpoint import BEST, LAST, CheckpointError, load_checkpoint, load_model_state, save_checkpoint
-from .config import (TrainConfig, build_model, build_optimizer, build_scheduler, input_size, merge_for_resume,
-                     model_kwargs)
+from .config import (
+    TrainConfig,
+    build_model,
+    build_optimizer,
+    build_scheduler,
+    input_size,
+    merge_for_resume,
+    model_kwargs,
+)
 from .evaluate import evaluate
 from .history import CURVES_PNG, METRICS_CSV, plot_curves, write_metrics_csv
 from .interrupt import GracefulInterrupt
