@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .. import backend
+from .. import backend, random_streams
 from ..backend import get_array_module
 from ..kernels.cuda_dispatch import kernels_for
 from ._utils import check_grad
@@ -22,7 +22,10 @@ class Dropout(Module):
     Backward reuses the forward mask: :math:`\partial x = dY \cdot m / (1-p)`.
 
     The mask comes from the library generator (``npalexnet.manual_seed``),
-    or from ``seed`` when given, so a gradient check can replay it.
+    or from ``seed`` when given, so a gradient check can replay it. Inside
+    :func:`npalexnet.random_streams.sample_keys` (and without ``seed``) row
+    ``i`` of the mask is a hash of (seed, epoch, global index of sample ``i``,
+    call number), so it does not depend on how a batch is split across ranks.
     """
 
     def __init__(self, p: float = 0.5, inplace: bool = False, seed: int | None = None):
@@ -45,8 +48,13 @@ class Dropout(Module):
         if self.p == 1.0:
             mask = xp.zeros(x.shape, dtype=bool)
         else:
-            gen = xp.random.default_rng(self.seed) if self.seed is not None else backend.rng(xp)
-            mask = gen.random(x.shape, dtype=x.dtype if x.dtype.itemsize >= 4 else "float32") >= self.p
+            dtype = x.dtype if x.dtype.itemsize >= 4 else "float32"
+            keys = random_streams.active() if self.seed is None else None
+            if keys is not None:   # rank-independent: row i keyed by its sample's global index
+                mask = keys.uniform(x.shape, dtype, xp) >= self.p
+            else:
+                gen = xp.random.default_rng(self.seed) if self.seed is not None else backend.rng(xp)
+                mask = gen.random(x.shape, dtype=dtype) >= self.p
         self._cache = (mask, x.shape)
         return self._apply_mask(x, mask)
 

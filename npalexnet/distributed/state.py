@@ -1,0 +1,147 @@
+"""Keeping the ranks' state identical: broadcast from rank 0, averaged buffers, summed metrics.
+
+* :func:`broadcast_module` copies rank 0's parameters and buffers to every
+  rank (initial weights, or the weights of a resumed checkpoint), so no rank
+  depends on having drawn the same initialisation.
+* :func:`broadcast_tree` does the same for any nest of dicts, lists and
+  arrays: optimizer state, scheduler state, epoch, RNG state on resume. The
+  structure and small values travel pickled, the arrays in place.
+* :func:`average_buffers` averages floating buffers (BatchNorm's running
+  mean and variance) weighted by the ranks' shares of the batch.
+* :func:`allreduce_sums` sums a few numbers (loss*count, correct, count) for
+  an evaluation over all ranks.
+"""
+
+from __future__ import annotations
+
+import numpy
+
+from .. import backend
+from ..backend import get_array_module
+from ..nn.module import Module
+from .communicator import Communicator
+from .gradients import FusedBuffer
+
+
+def broadcast_module(module: Module, comm: Communicator, root: int = 0) -> Module:
+    """Overwrite every parameter and buffer with ``root``'s, in place; returns ``module``."""
+    if comm.size == 1:
+        return module
+    names = comm.allgather_object([(k, tuple(v.shape), str(v.dtype))
+                                   for k, v in module.state_dict().items()])
+    if any(n != names[root] for n in names):
+        bad = [r for r, n in enumerate(names) if n != names[root]]
+        raise ValueError(f"broadcast_module: ranks {bad} hold a model whose parameters differ in "
+                         f"names, shapes or dtypes from rank {root}'s")
+    for mod in module.modules():
+        for p in mod._parameters.values():
+            p.data = _broadcast_array(p.data, comm, root)
+        for name in mod._buffers:
+            value = getattr(mod, name)
+            if value is not None and hasattr(value, "shape"):
+                object.__setattr__(mod, name, _broadcast_array(value, comm, root))
+    return module
+
+
+def _broadcast_array(array, comm: Communicator, root: int):
+    xp = get_array_module(array)
+    target = xp.array(array, order="C", copy=True).reshape(-1)   # never write into a caller's array
+    comm.broadcast(target, root)
+    return target.reshape(array.shape)
+
+
+class _ArraySlot:
+    """A placeholder for an array inside a broadcast structure."""
+
+    def __init__(self, index, shape, dtype, device):
+        self.index, self.shape, self.dtype, self.device = index, shape, dtype, device
+
+
+def broadcast_tree(tree, comm: Communicator, root: int = 0):
+    """``root``'s nest of dicts/lists/tuples/arrays/scalars, returned on every rank.
+
+    Arrays keep their device (CuPy arrays arrive as CuPy arrays on the
+    receiving ranks) and are sent with the communicator's array broadcast, so
+    a large optimizer state is not pickled; everything else is pickled.
+    Typical use on resume: ``state = broadcast_tree(checkpoint if comm.is_root else None, comm)``.
+    """
+    if comm.size == 1:
+        return tree
+    arrays = []
+
+    def strip(node):
+        if isinstance(node, dict):
+            return type(node)((k, strip(v)) for k, v in node.items())
+        if isinstance(node, (list, tuple)):
+            return type(node)(strip(v) for v in node)
+        if hasattr(node, "shape") and hasattr(node, "dtype") and getattr(node, "ndim", 0) > 0:
+            arrays.append(node)
+            return _ArraySlot(len(arrays) - 1, tuple(node.shape), str(node.dtype), backend.device_of(node))
+        return node
+
+    skeleton = comm.broadcast_object(strip(tree) if comm.rank == root else None, root)
+    received = {}
+
+    def fill(node):
+        if isinstance(node, dict):
+            return type(node)((k, fill(v)) for k, v in node.items())
+        if isinstance(node, (list, tuple)):
+            return type(node)(fill(v) for v in node)
+        if isinstance(node, _ArraySlot):
+            if comm.rank == root:
+                array = get_array_module(arrays[node.index]).ascontiguousarray(arrays[node.index])
+            else:
+                xp = backend.xp_for(node.device) if node.device == "cuda" else numpy
+                array = xp.empty(node.shape, dtype=node.dtype)
+            received[node.index] = comm.broadcast(array, root)
+            return received[node.index]
+        return node
+
+    return fill(skeleton)
+
+
+def average_buffers(module: Module, comm: Communicator, local_count: int, global_count: int) -> None:
+    """Replace each floating buffer by ``sum_r (n_r/N) buffer_r`` (in place, one allreduce).
+
+    For BatchNorm this makes the running mean exactly the running mean of the
+    global batch's mean (the update is linear in the batch mean), and the
+    running variance the share-weighted mean of the ranks' batch variances
+    (which leaves out the spread of the ranks' means: the usual approximation
+    of unsynchronised data-parallel BatchNorm, as in Horovod and ChainerMN
+    without their SyncBatchNorm). Integer buffers (``num_batches_tracked``)
+    advance identically on every rank and are left alone.
+    """
+    if comm.size == 1:
+        return
+    if not 0 <= local_count <= global_count or global_count < 1:
+        raise ValueError(f"average_buffers: need 0 <= local_count ({local_count}) <= global_count "
+                         f"({global_count}) and global_count >= 1")
+    slots = [(mod, name) for mod in module.modules() for name in mod._buffers
+             if getattr(mod, name) is not None and getattr(mod, name).dtype.kind == "f"]
+    if not slots:
+        return
+    first = getattr(*slots[0])
+    dtype = numpy.result_type(*[getattr(m, n).dtype for m, n in slots])
+    fused = FusedBuffer([getattr(m, n).shape for m, n in slots], dtype, get_array_module(first))
+    weight = local_count / global_count
+    for (mod, name), view in zip(slots, fused.views):
+        view[...] = getattr(mod, name) * weight
+    comm.allreduce(fused.flat)
+    for (mod, name), view in zip(slots, fused.views):
+        object.__setattr__(mod, name, view.astype(getattr(mod, name).dtype, copy=True))
+    # A rank without samples in this step did not count the batch; rank 0 always has samples.
+    counters = [(mod, name) for mod in module.modules() for name in mod._buffers
+                if getattr(mod, name) is not None and getattr(mod, name).dtype.kind in "iu"]
+    values = comm.broadcast_object([int(getattr(m, n)) if getattr(m, n).ndim == 0 else None
+                                    for m, n in counters], 0)
+    for (mod, name), value in zip(counters, values):
+        if value is not None:
+            object.__setattr__(mod, name, get_array_module(getattr(mod, name)).asarray(
+                value, dtype=getattr(mod, name).dtype))
+
+
+def allreduce_sums(comm: Communicator, *values: float) -> tuple[float, ...]:
+    """The sums over ranks of a few numbers, in float64 (e.g. ``loss*count, correct, count``)."""
+    buffer = numpy.array(values, dtype=numpy.float64)
+    comm.allreduce(buffer)
+    return tuple(float(v) for v in buffer)

@@ -1,0 +1,199 @@
+"""Counter-based random numbers keyed by (seed, epoch, sample index, stream, element).
+
+Why: under data-parallel training a sample may be processed by any rank, in
+any position of any local batch. A sequential generator (``numpy.random``)
+hands out numbers in call order, so the dropout mask or the crop a sample gets
+would depend on how the global batch was split. Here a number is a pure
+function of *what* it is for, never of *when* it is drawn:
+
+.. math:: u = \\mathrm{hash}(\\text{seed}, \\text{epoch}, \\text{sample}, \\text{stream}, \\text{element}) / 2^{64}
+
+so one process with a global batch of 128 and four processes with 32 each draw
+bit-identical masks and augmentations. ``sample`` is the sample's index in the
+training set (its identity, not its position in the batch).
+
+The hash is the splitmix64 finaliser (Steele, Lea and Flood, "Fast splittable
+pseudorandom number generators", OOPSLA 2014; the mixing constants are
+Stafford's "Mix13"), used as a counter-based generator: a row key is folded
+from the key fields one at a time, and element ``j`` of that row is
+``mix(key + (j + 1) * gamma)``, exactly splitmix64's ``j``-th output from state
+``key``. It is written as uint64 array code (xor, shift, wrapping multiply),
+so NumPy and CuPy produce the same bits.
+
+Notation: n samples in the (local) batch, F numbers per sample.
+
+Two ways in:
+
+* the functions :func:`row_keys`, :func:`uniform` and :func:`integers` take
+  the key fields explicitly (used for augmentation: crop offsets, flips);
+* the context :func:`sample_keys` tells the layers which samples the current
+  batch holds; :class:`~npalexnet.nn.Dropout` then draws its mask rows from the
+  hash (one stream per dropout call inside the context, in forward order).
+  Outside the context the layers use the library generator as before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+
+import numpy
+
+from .backend import get_array_module
+
+_GAMMA = 0x9E3779B97F4A7C15          # 2^64 / golden ratio, splitmix64's increment
+_M1 = 0xBF58476D1CE4E5B9
+_M2 = 0x94D049BB133111EB
+_MASK64 = (1 << 64) - 1
+
+#: Stream ids below this are free for callers (augmentation uses 1, 2, ...);
+#: dropout calls inside :func:`sample_keys` use ``DROPOUT_STREAM_BASE + k``.
+DROPOUT_STREAM_BASE = 1 << 20
+
+
+def _mix(z, xp):
+    """The splitmix64 finaliser on a uint64 array (wrapping arithmetic)."""
+    u = xp.uint64
+    z = (z ^ (z >> u(30))) * u(_M1)
+    z = (z ^ (z >> u(27))) * u(_M2)
+    return z ^ (z >> u(31))
+
+
+def _mix_int(z: int) -> int:
+    """The same finaliser on a Python int (for the scalar part of a key)."""
+    z &= _MASK64
+    z = ((z ^ (z >> 30)) * _M1) & _MASK64
+    z = ((z ^ (z >> 27)) * _M2) & _MASK64
+    return z ^ (z >> 31)
+
+
+def _fold(key: int, value: int) -> int:
+    return _mix_int(key + _GAMMA + (value & _MASK64))
+
+
+def row_keys(seed: int, epoch: int, indices, stream: int, xp=None):
+    """One uint64 key per sample: ``hash(seed, epoch, index, stream)``.
+
+    Args:
+        seed, epoch, stream: non-negative Python ints.
+        indices: (n,) integer array (NumPy or CuPy) or sequence of sample indices.
+        xp: the array module of the result (default: that of ``indices``).
+    Returns:
+        (n,) uint64 array.
+    """
+    if xp is None:
+        xp = get_array_module(indices) if hasattr(indices, "dtype") else numpy
+    scalar = _fold(_fold(_mix_int(int(seed)), int(epoch)), int(stream))
+    idx = xp.asarray(indices).astype(xp.int64).astype(xp.uint64)
+    return _mix(_mix(idx + xp.uint64(_GAMMA), xp) ^ xp.uint64(scalar), xp)
+
+
+def bits(keys, count: int):
+    """(n, count) uint64 words: element ``j`` of row ``i`` is splitmix64 output ``j`` from ``keys[i]``."""
+    xp = get_array_module(keys)
+    counters = (xp.arange(1, count + 1, dtype=xp.uint64) * xp.uint64(_GAMMA))
+    return _mix(keys.reshape(-1, 1) + counters.reshape(1, -1), xp)
+
+
+def uniform_from_keys(keys, shape, dtype=numpy.float64):
+    """Uniform numbers in [0, 1) of shape ``(n,) + shape`` from per-row keys.
+
+    float64 takes the top 53 bits of each word, float32 the top 24, so every
+    value is exact in its dtype and strictly below 1.
+    """
+    xp = get_array_module(keys)
+    shape = tuple(int(s) for s in shape)
+    count = int(numpy.prod(shape, dtype=numpy.int64))
+    words = bits(keys, count)
+    dtype = numpy.dtype(dtype)
+    if dtype == numpy.float32:
+        u = (words >> xp.uint64(40)).astype(xp.float32) * xp.float32(2.0 ** -24)
+    else:
+        u = (words >> xp.uint64(11)).astype(xp.float64) * (2.0 ** -53)
+        u = u.astype(dtype, copy=False)
+    return u.reshape((keys.shape[0],) + shape)
+
+
+def uniform(seed: int, epoch: int, indices, stream: int, shape=(), dtype=numpy.float64, xp=None):
+    """Uniform [0, 1) numbers of shape ``(n,) + shape`` for samples ``indices``."""
+    return uniform_from_keys(row_keys(seed, epoch, indices, stream, xp), shape, dtype)
+
+
+def integers(seed: int, epoch: int, indices, stream: int, high: int, shape=(), xp=None):
+    """Integers in ``[0, high)`` of shape ``(n,) + shape`` (e.g. crop offsets, flips).
+
+    ``floor(u * high)`` with a 53-bit ``u``: the bias is below ``high / 2^53``.
+    """
+    if high < 1:
+        raise ValueError(f"integers: high must be >= 1, got {high}")
+    u = uniform(seed, epoch, indices, stream, shape, numpy.float64, xp)
+    xp = get_array_module(u)
+    return xp.minimum((u * high).astype(xp.int64), high - 1)
+
+
+# ----------------------------------------------------------------------------
+# The per-batch context read by the layers
+# ----------------------------------------------------------------------------
+
+@dataclass
+class SampleKeys:
+    """The samples of the current (local) batch, for the layers that draw random numbers.
+
+    Attributes:
+        indices: (n,) host int64 array, the global (training-set) index of each
+            row of the batch, in batch order.
+        seed, epoch: the run's seed and the current epoch.
+        calls: how many streams have been handed out in this context.
+    """
+
+    indices: numpy.ndarray
+    seed: int
+    epoch: int
+    calls: int = field(default=0)
+
+    def next_stream(self) -> int:
+        """A fresh stream id; the k-th random layer call in a forward gets the k-th id."""
+        stream = DROPOUT_STREAM_BASE + self.calls
+        self.calls += 1
+        return stream
+
+    def uniform(self, shape, dtype, xp):
+        """Uniform numbers of ``shape`` (its first axis the batch) for the next stream."""
+        if shape[0] != self.indices.shape[0]:
+            raise ValueError(f"sample_keys: the batch has {shape[0]} rows but the context holds "
+                             f"{self.indices.shape[0]} sample indices")
+        keys = row_keys(self.seed, self.epoch, xp.asarray(self.indices), self.next_stream(), xp)
+        return uniform_from_keys(keys, shape[1:], dtype)
+
+
+_active: SampleKeys | None = None
+
+
+@contextlib.contextmanager
+def sample_keys(indices, seed: int, epoch: int):
+    """Within this block, random layers key their numbers by sample (see the module doc).
+
+    Usage, for one training step::
+
+        with random_streams.sample_keys(batch_indices, seed, epoch):
+            loss = loss_fn(model(x), y)
+        model.backward(loss_fn.backward())
+
+    Nesting replaces the outer context for the duration of the inner one.
+    """
+    global _active
+    indices = numpy.asarray(indices)
+    if indices.ndim != 1 or indices.dtype.kind not in "iu":
+        raise ValueError(f"sample_keys: indices must be a 1-D integer array, got {indices.dtype} "
+                         f"of shape {indices.shape}")
+    previous = _active
+    _active = SampleKeys(indices.astype(numpy.int64), int(seed), int(epoch))
+    try:
+        yield _active
+    finally:
+        _active = previous
+
+
+def active() -> SampleKeys | None:
+    """The current :class:`SampleKeys`, or ``None`` outside :func:`sample_keys`."""
+    return _active
