@@ -1,0 +1,112 @@
+"""Batched augmentation against plain NumPy references (numpy.pad, slicing, torch's interpolate)."""
+
+from __future__ import annotations
+
+import numpy
+import pytest
+
+from npalexnet.data.augment import (Preprocess, channel_stats, crop_flip, hflip, interpolation_matrix, normalize,
+                                    resize, source_indices)
+
+
+def _images(b=6, c=3, h=8, w=8, seed=0):
+    return numpy.random.default_rng(seed).integers(0, 256, size=(b, c, h, w)).astype(numpy.uint8)
+
+
+@pytest.mark.parametrize("mode, np_mode", [("reflect", "reflect"), ("zero", "constant")])
+def test_crop_flip_matches_pad_then_slice(mode, np_mode):
+    x = _images()
+    pad = 3
+    rng = numpy.random.default_rng(1)
+    oy, ox = rng.integers(0, 2 * pad + 1, 6), rng.integers(0, 2 * pad + 1, 6)
+    flips = numpy.array([True, False, True, False, True, False])
+    padded = numpy.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), mode=np_mode)
+    expected = numpy.stack([padded[i, :, oy[i]:oy[i] + 8, ox[i]:ox[i] + 8] for i in range(6)])
+    expected[flips] = expected[flips][..., ::-1]
+    out = crop_flip(x, oy, ox, flips, pad, mode)
+    assert out.dtype == numpy.uint8
+    numpy.testing.assert_array_equal(out, expected)
+
+
+def test_crop_corners_and_centre():
+    """Offset P is the identity; offsets 0 and 2P shift the image by P pixels."""
+    x = _images(b=1)
+    pad = 2
+    numpy.testing.assert_array_equal(crop_flip(x, [pad], [pad], [False], pad), x)
+    shifted = crop_flip(x, [2 * pad], [0], [False], pad, "zero")
+    numpy.testing.assert_array_equal(shifted[0, :, :-pad, pad:], x[0, :, pad:, :-pad])
+    assert not shifted[0, :, -pad:, :].any() and not shifted[0, :, :, :pad].any()
+
+
+def test_source_indices_reflect_and_errors():
+    rows, valid = source_indices(numpy, [0], 4, 2, "reflect")
+    assert valid is None
+    assert rows.tolist() == [[2, 1, 0, 1]]            # numpy's reflect: ..2 1 | 0 1 2 3 | 2 1..
+    with pytest.raises(ValueError, match="larger than"):
+        source_indices(numpy, [0], 4, 4, "reflect")
+    with pytest.raises(ValueError, match="padding mode"):
+        source_indices(numpy, [0], 4, 1, "edge")
+
+
+def test_hflip_only_flagged_images():
+    x = _images(b=2)
+    out = hflip(x, [True, False])
+    numpy.testing.assert_array_equal(out[0], x[0, :, :, ::-1])
+    numpy.testing.assert_array_equal(out[1], x[1])
+
+
+def test_normalize_per_channel():
+    x = _images()
+    mean, std = (0.1, 0.5, 0.9), (0.2, 0.3, 0.4)
+    out = normalize(x, mean, std)
+    expected = (x / 255.0 - numpy.array(mean)[None, :, None, None]) / numpy.array(std)[None, :, None, None]
+    assert out.dtype == numpy.float32
+    numpy.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+@pytest.mark.parametrize("size", [227, 13])
+def test_resize_matches_torch(mode, size):
+    torch = pytest.importorskip("torch")
+    x = numpy.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(numpy.float32)
+    kwargs = {"align_corners": False} if mode == "bilinear" else {}
+    expected = torch.nn.functional.interpolate(torch.from_numpy(x), size=(size, size), mode=mode, **kwargs)
+    numpy.testing.assert_allclose(resize(x, size, mode), expected.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_interpolation_rows_sum_to_one_and_identity():
+    m = interpolation_matrix(numpy, 32, 227, "bilinear", numpy.float64)
+    numpy.testing.assert_allclose(m.sum(axis=1), 1.0)
+    x = numpy.ones((1, 1, 5, 5), numpy.float32)
+    assert resize(x, 5) is x
+    with pytest.raises(ValueError, match="resize mode"):
+        interpolation_matrix(numpy, 4, 8, "bicubic")
+
+
+def test_preprocess_train_is_a_function_of_the_generator():
+    x = _images(b=8)
+    pre = Preprocess((0.5, 0.5, 0.5), (0.25, 0.25, 0.25), 8, pad=2)
+    a = pre.train(x, numpy.random.default_rng(7))
+    b = pre.train(x, numpy.random.default_rng(7))
+    c = pre.train(x, numpy.random.default_rng(8))
+    numpy.testing.assert_array_equal(a, b)
+    assert not numpy.array_equal(a, c)
+    assert a.shape == (8, 3, 8, 8) and a.dtype == numpy.float32
+    # evaluation: no randomness, same normalisation
+    numpy.testing.assert_array_equal(pre.eval(x), normalize(x, pre.mean, pre.std))
+    assert Preprocess((0.5,) * 3, (0.25,) * 3, 227).eval(x).shape == (8, 3, 227, 227)
+
+
+def test_preprocess_rejects_bad_options():
+    with pytest.raises(ValueError, match="padding mode"):
+        Preprocess((0,), (1,), 32, padding="edge")
+    with pytest.raises(ValueError, match=">= 0"):
+        Preprocess((0,), (1,), 32, pad=-1)
+
+
+def test_channel_stats():
+    x = _images(b=50, c=2)
+    mean, std = channel_stats(x, chunk=7)
+    scaled = x / 255.0
+    numpy.testing.assert_allclose(mean, scaled.mean(axis=(0, 2, 3)))
+    numpy.testing.assert_allclose(std, scaled.std(axis=(0, 2, 3)))

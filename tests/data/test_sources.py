@@ -1,0 +1,98 @@
+"""Finding and reading datasets: pickled CIFAR batches, ImageFolder trees (cached), clear errors."""
+
+from __future__ import annotations
+
+import numpy
+import pytest
+
+from npalexnet.data import DataError, DataNotFoundError, load_dataset
+from npalexnet.data import imagefolder as imagefolder_module
+from npalexnet.data.imagefolder import CACHE_DIR_NAME
+from tests.fakedata import CLASSES, fake_images, write_cifar_batches, write_imagefolder
+
+
+def test_cifar_batches_layout(tmp_path):
+    write_cifar_batches(tmp_path, per_batch=4, test=6)
+    for where in (tmp_path, tmp_path / "cifar-10-batches-py"):
+        ds = load_dataset("cifar10", where)
+        assert ds.train.images.shape == (20, 3, 32, 32) and ds.test.images.shape == (6, 3, 32, 32)
+        assert ds.classes == list(CLASSES)
+        images, labels = fake_images(4, seed=0)
+        numpy.testing.assert_array_equal(ds.train.images[:4], images.transpose(0, 3, 1, 2))
+        numpy.testing.assert_array_equal(ds.train.labels[:4], labels)
+
+
+def test_default_root_reads_an_existing_download_without_torch(tmp_path):
+    write_cifar_batches(tmp_path / "data", per_batch=2, test=2)
+    ds = load_dataset("cifar10", root=tmp_path / "data", download=False)
+    assert len(ds.train) == 10
+
+
+def test_truncated_batch_file_names_the_file(tmp_path):
+    folder = write_cifar_batches(tmp_path, per_batch=2, test=2)
+    (folder / "data_batch_3").write_bytes((folder / "data_batch_3").read_bytes()[:50])
+    with pytest.raises(DataError, match="data_batch_3"):
+        load_dataset("cifar10", tmp_path)
+
+
+def test_imagefolder_train_test_is_decoded_once_then_cached(tmp_path, monkeypatch):
+    write_imagefolder(tmp_path, per_class=3)
+    ds = load_dataset("cifar10", tmp_path, workers=1)
+    assert ds.classes == list(CLASSES[:4])
+    assert ds.train.images.shape == (12, 3, 32, 32) and ds.train.images.dtype == numpy.uint8
+    assert sorted(ds.train.labels.tolist()) == sorted([0, 1, 2, 3] * 3)
+    # PNG is lossless: the training images are the generated ones, sorted by class
+    images, labels = fake_images(12, 4, seed=0)
+    first_of_class0 = images[labels == 0][0].transpose(2, 0, 1)
+    numpy.testing.assert_array_equal(ds.train.images[0], first_of_class0)
+    assert list((tmp_path / "train" / CACHE_DIR_NAME).glob("*.npz"))
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded again despite the cache")
+
+    monkeypatch.setattr(imagefolder_module, "decode_images", no_decoding)
+    again = load_dataset("cifar10", tmp_path)
+    numpy.testing.assert_array_equal(again.train.images, ds.train.images)
+    numpy.testing.assert_array_equal(again.test.labels, ds.test.labels)
+
+
+def test_changed_tree_is_decoded_again(tmp_path):
+    write_imagefolder(tmp_path, per_class=2)
+    load_dataset("cifar10", tmp_path)
+    next((tmp_path / "train" / "bird").iterdir()).unlink()
+    assert len(load_dataset("cifar10", tmp_path).train) == 7
+
+
+def test_flat_imagefolder_resized_grey_and_separate_cache_dir(tmp_path):
+    write_imagefolder(tmp_path / "flowers", per_class=5, classes=("daisy", "rose"), size=20, split=False)
+    ds = load_dataset("imagefolder", tmp_path / "flowers", image_size=16, channels=1,
+                      cache_dir=tmp_path / "cache", seed=1)
+    assert ds.classes == ["daisy", "rose"]
+    assert len(ds.train) == 9 and len(ds.test) == 1
+    assert ds.train.images.shape[1:] == (1, 16, 16)
+    assert list((tmp_path / "cache").glob("all-16px-1ch-*.npz"))
+
+
+def test_unreadable_image_names_the_file(tmp_path):
+    write_imagefolder(tmp_path, per_class=1)
+    bad = tmp_path / "train" / "cat" / "broken.jpg"
+    bad.write_bytes(b"not a jpeg")
+    with pytest.raises(DataError, match="broken.jpg"):
+        load_dataset("cifar10", tmp_path)
+
+
+def test_missing_and_empty_directories_say_where_they_looked(tmp_path):
+    with pytest.raises(DataNotFoundError, match="no such directory.*--data-dir"):
+        load_dataset("cifar10", tmp_path / "missing")
+    with pytest.raises(DataNotFoundError, match=r"cifar-10-batches-py.*train/<class>"):
+        load_dataset("cifar10", tmp_path)
+    with pytest.raises(DataNotFoundError, match="needs --data-dir"):
+        load_dataset("imagefolder")
+    with pytest.raises(ValueError, match="unknown dataset"):
+        load_dataset("mnist", tmp_path)
+
+
+def test_no_download_and_nothing_local(tmp_path):
+    pytest.importorskip("torchvision")
+    with pytest.raises(DataNotFoundError, match=f"{tmp_path.name}.*--data-dir"):
+        load_dataset("cifar10", root=tmp_path, download=False)
