@@ -19,8 +19,15 @@ augmentation) comes from :mod:`npalexnet.random_streams`.
 from .communicator import Communicator, DistributedSetupError, SingleProcessCommunicator
 from .data_parallel import DataParallel, train_step
 from .gradients import FusedBuffer, GradientAverager, shares
-from .launch import (check_consistent, init, install_abort_on_exception, launcher_rank,
-                     report_setup_error, run, select_local_gpu)
+from .launch import (
+                     check_consistent,
+                     init,
+                     install_abort_on_exception,
+                     launcher_rank,
+                     report_setup_error,
+                     run,
+                     select_local_gpu,
+)
 from .sharding import epoch_permutation, global_batches, local_slice, shard_bounds, shard_counts
 from .state import allreduce_sums, average_buffers, broadcast_module, broadcast_tree
 

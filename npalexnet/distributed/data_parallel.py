@@ -71,7 +71,7 @@ def train_step(model: Module, loss_fn: Module, optimizer, images, labels, indice
         ``(loss * n_r, correct)`` for this rank, as Python numbers (sum them over
         ranks with :func:`~npalexnet.distributed.state.allreduce_sums`).
     """
-    n_local = int(len(indices))
+    n_local = len(indices)
     global_count = n_local if global_count is None else int(global_count)
     optimizer.zero_grad()
     loss_sum, correct = 0.0, 0

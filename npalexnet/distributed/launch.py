@@ -50,14 +50,14 @@ def init(distributed: bool = True, device: str = "cpu", backend: str = "auto") -
         raise ValueError(f"distributed backend must be 'auto', 'mpi' or 'nccl', got {backend!r}")
     if not distributed:
         return SingleProcessCommunicator()
-    from .mpi import MPICommunicator, import_mpi  # noqa: PLC0415 (optional dependency)
+    if device != "cuda" and backend == "nccl":
+        raise DistributedSetupError("the NCCL backend needs --device cuda")
+    from .mpi import MPICommunicator, import_mpi
 
     import_mpi()
     if device != "cuda":
-        if backend == "nccl":
-            raise DistributedSetupError("the NCCL backend needs --device cuda")
         return MPICommunicator()
-    from .nccl import NCCLCommunicator, nccl_available  # noqa: PLC0415
+    from .nccl import NCCLCommunicator, nccl_available
 
     use_nccl = backend == "nccl" or (backend == "auto" and nccl_available())
     if use_nccl:
@@ -77,10 +77,10 @@ def select_local_gpu(comm: Communicator) -> int:
     more ranks than it has GPUs.
     """
     try:
-        import cupy  # noqa: PLC0415 (optional dependency)
+        import cupy
 
         gpus = cupy.cuda.runtime.getDeviceCount()
-    except Exception:   # no CuPy, no driver
+    except Exception:   # noqa: BLE001 (no CuPy, no driver, a broken CUDA install: all mean no GPU)
         cupy, gpus = None, 0
     counts = comm.allgather_object((gpus, comm.local_size))
     short = [(r, g, ls) for r, (g, ls) in enumerate(counts) if g < ls]

@@ -20,7 +20,7 @@ MPI_INSTALL_HINT = ('install the MPI extra: `pip install -e ".[mpi]"` (mpi4py an
 def import_mpi():
     """``mpi4py.MPI``, initialising MPI; a DistributedSetupError when mpi4py is missing."""
     try:
-        from mpi4py import MPI  # noqa: PLC0415 (optional dependency)
+        from mpi4py import MPI
     except ImportError as exc:
         raise DistributedSetupError(f"--distributed needs mpi4py, which is not importable "
                                     f"({exc}); {MPI_INSTALL_HINT}") from exc
@@ -30,7 +30,7 @@ def import_mpi():
 def mpi_available() -> bool:
     """True when mpi4py imports (it does not initialise MPI)."""
     try:
-        import mpi4py  # noqa: F401, PLC0415
+        import mpi4py  # noqa: F401
     except ImportError:
         return False
     return True

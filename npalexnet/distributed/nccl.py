@@ -22,8 +22,8 @@ from .mpi import MPICommunicator
 def nccl_available() -> bool:
     """True when CuPy imports with its NCCL bindings usable."""
     try:
-        from cupy.cuda import nccl  # noqa: PLC0415 (optional dependency)
-    except Exception:   # ImportError, or a CUDA/NCCL library that fails to load
+        from cupy.cuda import nccl
+    except Exception:   # noqa: BLE001 (ImportError, or a CUDA/NCCL library that fails to load)
         return False
     return bool(getattr(nccl, "available", True))
 
@@ -57,11 +57,11 @@ class NCCLCommunicator(MPICommunicator):
 
     def __init__(self, comm=None):
         super().__init__(comm)
-        import cupy  # noqa: PLC0415 (optional dependency)
-        from cupy.cuda import nccl  # noqa: PLC0415
+        import cupy
+        from cupy.cuda import nccl
 
         self._cupy, self._nccl = cupy, nccl
-        from .launch import select_local_gpu  # noqa: PLC0415 (launch imports this module)
+        from .launch import select_local_gpu
 
         select_local_gpu(self)   # GPU local_rank, checked on every rank together
         uid = nccl.get_unique_id() if self.rank == 0 else None
@@ -98,6 +98,6 @@ class NCCLCommunicator(MPICommunicator):
     def abort(self, code: int = 1) -> None:
         try:
             self.nccl_comm.abort()
-        except Exception:   # already broken: MPI's abort below still ends every rank
+        except Exception:   # noqa: BLE001, S110 (already broken: MPI's abort below ends every rank)
             pass
         super().abort(code)

@@ -1,0 +1,76 @@
+"""Shared by the distributed tests: simulated ranks in one process, and the mpiexec runner."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from npalexnet.distributed import Communicator
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKER = Path(__file__).resolve().parent / "mpi_worker.py"
+
+
+class RecordingCommunicator(Communicator):
+    """Rank ``rank`` of ``size``: ``allreduce`` records the buffer instead of reducing it.
+
+    Lets a test play every rank in one process: pack on each, sum the
+    recorded buffers by hand, compare with one process.
+    """
+
+    name = "recording"
+
+    def __init__(self, rank, size):
+        super().__init__(rank, size)
+        self.sent = []
+
+    def allreduce(self, buffer):
+        self.sent.append(buffer.copy())
+        return buffer
+
+    def broadcast(self, array, root=0):
+        return array
+
+    def broadcast_object(self, obj, root=0):
+        return obj
+
+    def allgather_object(self, obj):
+        return [obj] * self.size
+
+    def barrier(self):
+        return None
+
+
+def mpiexec() -> str:
+    """The mpiexec next to this Python (the mpich wheel's), else on PATH; skips when neither."""
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        pytest.skip('mpi4py is not installed (pip install -e ".[mpi]")')
+    here = Path(sys.executable).parent / "mpiexec"
+    found = str(here) if here.exists() else shutil.which("mpiexec")
+    if not found:
+        pytest.skip("no mpiexec found (the mpich wheel provides one: pip install mpich)")
+    return found
+
+
+def run_mpi(ranks: int, *args, timeout: float = 120, env_extra: dict | None = None):
+    """``mpiexec -n ranks python mpi_worker.py *args`` with a hard timeout; returns (result, seconds)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", NPALEXNET_DEVICE="cpu")
+    env.update(env_extra or {})
+    command = [mpiexec(), "-n", str(ranks), sys.executable, str(WORKER), *map(str, args)]
+    start = time.perf_counter()
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, check=False,
+                                cwd=ROOT, start_new_session=True)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"{' '.join(command)} did not finish in {timeout} s (a rank hangs):\n"
+                    f"{exc.stdout}\n{exc.stderr}")
+    return result, time.perf_counter() - start

@@ -1,0 +1,32 @@
+"""Sharding: each rank's slice of a global batch, the shared shuffle."""
+
+import numpy
+import pytest
+
+from npalexnet.distributed import epoch_permutation, global_batches, local_slice, shard_bounds, shard_counts
+
+
+@pytest.mark.parametrize("count,size", [(7, 2), (8, 2), (1, 3), (0, 2), (128, 3), (5, 5)])
+def test_slices_cover_the_batch_in_order(count, size):
+    batch = numpy.arange(100, 100 + count)
+    parts = [local_slice(batch, r, size) for r in range(size)]
+    numpy.testing.assert_array_equal(numpy.concatenate(parts), batch)
+    counts = shard_counts(count, size)
+    assert [len(p) for p in parts] == counts and max(counts) - min(counts) <= 1
+    assert counts == sorted(counts, reverse=True)   # rank 0 never has fewer
+
+
+def test_shard_bounds_rejects_bad_ranks():
+    assert shard_bounds(7, 1, 2) == (4, 7)
+    with pytest.raises(ValueError):
+        shard_bounds(7, 2, 2)
+
+
+def test_every_rank_draws_the_same_permutation_and_batches():
+    a, b = epoch_permutation(50, 3, 1), epoch_permutation(50, 3, 1)
+    numpy.testing.assert_array_equal(a, b)
+    assert not numpy.array_equal(a, epoch_permutation(50, 3, 2))
+    batches = global_batches(50, 16, 3, 1)
+    assert [len(x) for x in batches] == [16, 16, 16, 2]
+    numpy.testing.assert_array_equal(numpy.concatenate(batches), a)
+    assert [len(x) for x in global_batches(50, 16, 3, 1, drop_last=True)] == [16, 16, 16]
