@@ -1,0 +1,134 @@
+"""``fit`` end to end on tiny generated datasets: resume exactness, Ctrl-C, NaN guard, outputs."""
+
+from __future__ import annotations
+
+import numpy
+import pytest
+
+from npalexnet.train import (BEST, LAST, CheckpointError, NonFiniteLossError, Predictor, TrainConfig,
+                             TrainingInterrupted, fit, load_checkpoint)
+from npalexnet.train import run as run_module
+from npalexnet.train.history import read_metrics_csv
+from tests.fakedata import write_cifar_batches, write_imagefolder
+
+
+@pytest.fixture(scope="module")
+def cifar_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cifar")
+    write_cifar_batches(root, per_batch=12, test=10)
+    return root
+
+
+def _config(data_dir, out, **kwargs) -> TrainConfig:
+    base = dict(data_dir=str(data_dir), out=str(out), width=0.125, batch_size=16, eval_batch_size=32,
+                device="cpu", progress=False, val_fraction=0.2, epochs=2)
+    return TrainConfig(**{**base, **kwargs})
+
+
+def _weights(path):
+    return load_checkpoint(path).model
+
+
+def _assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for name in a:
+        numpy.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+class _StopAfter:
+    """Stands in for GracefulInterrupt: "Ctrl-C" after ``steps`` training steps."""
+
+    def __init__(self, steps):
+        self.steps, self.calls = steps, 0
+
+    def __call__(self):
+        self.calls += 1
+        return self.calls >= self.steps
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+
+def test_outputs_of_a_run(cifar_dir, tmp_path):
+    result = fit(_config(cifar_dir, tmp_path, schedule="cosine"), log=lambda *a: None)
+    assert {p.name for p in tmp_path.iterdir()} == {LAST, BEST, "metrics.csv", "curves.png"}
+    rows = read_metrics_csv(tmp_path / "metrics.csv")
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert all(0 <= r["val_acc"] <= 1 and r["train_loss"] > 0 for r in rows)
+    assert 0.0 <= result.test_accuracy <= 1.0
+    meta = load_checkpoint(tmp_path / LAST).meta
+    assert meta["epoch"] == 2 and meta["classes"][0] == "airplane" and len(meta["mean"]) == 3
+    assert meta["model_kwargs"]["variant"] == "cifar" and isinstance(meta["rng_state"], str)
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_resume_after_a_finished_run_equals_a_longer_run(cifar_dir, tmp_path):
+    """A constant schedule does not depend on --epochs, so 1 + 1 epochs = 2 epochs exactly."""
+    fit(_config(cifar_dir, tmp_path / "full", schedule="constant"), log=lambda *a: None)
+    fit(_config(cifar_dir, tmp_path / "split", schedule="constant", epochs=1), log=lambda *a: None)
+    fit(_config(cifar_dir, tmp_path / "split", schedule="constant", resume=True), log=lambda *a: None)
+    _assert_same_weights(_weights(tmp_path / "full" / LAST), _weights(tmp_path / "split" / LAST))
+    assert len(read_metrics_csv(tmp_path / "split" / "metrics.csv")) == 2
+
+
+@pytest.mark.parametrize("stop_after", [2, 3])   # mid-epoch, and at the end of epoch 1 (3 steps per epoch)
+def test_interrupted_and_resumed_equals_uninterrupted(cifar_dir, tmp_path, monkeypatch, stop_after):
+    fit(_config(cifar_dir, tmp_path / "full"), log=lambda *a: None)
+    with monkeypatch.context() as m:
+        m.setattr(run_module, "GracefulInterrupt", lambda log=None: _StopAfter(stop_after))
+        with pytest.raises(TrainingInterrupted, match="--resume"):
+            fit(_config(cifar_dir, tmp_path / "cut"), log=lambda *a: None)
+    meta = load_checkpoint(tmp_path / "cut" / LAST).meta
+    assert (meta["epoch"], meta["partial"]["steps"]) == ((0, 2) if stop_after == 2 else (1, 0))
+    # the resumed run takes its recipe from the checkpoint, whatever the command line says
+    result = fit(_config(cifar_dir, tmp_path / "cut", resume=True, lr=99.0), log=lambda *a: None)
+    _assert_same_weights(_weights(tmp_path / "full" / LAST), _weights(tmp_path / "cut" / LAST))
+    assert [r["epoch"] for r in result.history] == [1, 2]
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(cifar_dir, tmp_path, monkeypatch):
+    real = run_module.train_one_epoch
+
+    def poisoned(model, *args, epoch, **kwargs):
+        if epoch == 1:   # the weights blow up at the start of epoch 2
+            next(iter(model.parameters())).data[...] = numpy.inf
+        return real(model, *args, epoch=epoch, **kwargs)
+
+    monkeypatch.setattr(run_module, "train_one_epoch", poisoned)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 2.*last good checkpoint .*epoch 1\) is kept"), \
+            numpy.errstate(all="ignore"):
+        fit(_config(cifar_dir, tmp_path), log=lambda *a: None)
+    ckpt = load_checkpoint(tmp_path / LAST)   # loads: finite weights
+    assert ckpt.meta["epoch"] == 1
+    assert len(read_metrics_csv(tmp_path / "metrics.csv")) == 1
+
+
+def test_huge_learning_rate_diverges_without_writing_a_checkpoint(cifar_dir, tmp_path):
+    with pytest.raises(NonFiniteLossError, match="no checkpoint was written"), numpy.errstate(all="ignore"):
+        fit(_config(cifar_dir, tmp_path, lr=1e6, schedule="constant", epochs=3), log=lambda *a: None)
+    assert not (tmp_path / LAST).exists()
+
+
+def test_an_existing_run_is_not_overwritten(cifar_dir, tmp_path):
+    fit(_config(cifar_dir, tmp_path, epochs=1), log=lambda *a: None)
+    with pytest.raises(CheckpointError, match="--resume"):
+        fit(_config(cifar_dir, tmp_path, epochs=1), log=lambda *a: None)
+    fit(_config(cifar_dir, tmp_path, epochs=1, overwrite=True, schedule="plateau", val_fraction=0.0),
+        log=lambda *a: None)
+
+
+def test_flat_imagefolder_on_the_paper_variant_and_predict(tmp_path):
+    """ImageFolder without test/, computed normalisation, resize to 227, then top-k prediction."""
+    data = write_imagefolder(tmp_path / "data", per_class=2, classes=("a", "b", "c"), size=24, split=False)
+    cfg = _config(data, tmp_path / "out", dataset="imagefolder", variant="paper", width=0.0625, image_size=16,
+                  batch_size=4, epochs=1, val_fraction=0.0, optimizer="adam", lr=1e-3)
+    fit(cfg, log=lambda *a: None)
+    meta = load_checkpoint(tmp_path / "out" / LAST).meta
+    assert meta["input_size"] == 227 and meta["image_size"] == 16 and meta["classes"] == ["a", "b", "c"]
+    predictor = Predictor.from_checkpoint(tmp_path / "out" / BEST)
+    top = predictor.topk([next((data / "b").iterdir())], k=5)
+    assert len(top[0]) == 3 and abs(sum(p for _, p in top[0]) - 1) < 1e-5
+    assert [p for _, p in top[0]] == sorted((p for _, p in top[0]), reverse=True)

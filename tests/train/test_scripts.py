@@ -1,0 +1,88 @@
+"""The example scripts as a user runs them: train -> checkpoint -> resume -> predict, and their errors."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fakedata import write_cifar_batches, write_imagefolder
+
+ROOT = Path(__file__).resolve().parents[2]
+TRAIN, PREDICT = ROOT / "examples" / "train_cifar10.py", ROOT / "examples" / "predict.py"
+TINY = ["--width", "0.125", "--batch-size", "16", "--no-progress", "--device", "cpu", "--val-fraction", "0.2"]
+
+
+def _run(script, *args, cwd=None):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NPALEXNET_CACHE": str(Path(cwd or ROOT) / ".cache")}
+    return subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=300)
+
+
+def _one_line_error(proc):
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    return lines[0]
+
+
+@pytest.mark.slow
+def test_train_resume_predict_on_pickled_batches(tmp_path):
+    write_cifar_batches(tmp_path / "data", per_batch=12, test=10)
+    out = tmp_path / "run"
+    first = _run(TRAIN, "--data-dir", tmp_path / "data", "--out", out, "--epochs", "1", *TINY, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert re.fullmatch(r"test accuracy: \d{1,3}\.\d\d%", first.stdout.strip().splitlines()[-1])
+    assert re.search(r"epoch 1/1: train loss [\d.]+ acc [\d.]+% \| val loss [\d.]+ acc [\d.]+% \| lr", first.stdout)
+
+    again = _run(TRAIN, "--data-dir", tmp_path / "data", "--out", out, "--epochs", "1", *TINY, cwd=tmp_path)
+    assert "--resume" in _one_line_error(again)
+
+    resumed = _run(TRAIN, "--data-dir", tmp_path / "data", "--out", out, "--epochs", "2", "--resume", *TINY,
+                   cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from" in resumed.stdout and "epoch 2/2:" in resumed.stdout
+    assert (out / "metrics.csv").read_text().count("\n") == 3   # header + 2 epochs
+
+    image = write_imagefolder(tmp_path / "images", per_class=1, classes=("x",)) / "train" / "x" / "0000.png"
+    pred = _run(PREDICT, "--checkpoint", out / "best.npz", image, image)
+    assert pred.returncode == 0, pred.stderr
+    lines = pred.stdout.splitlines()
+    assert lines[0] == str(image) and len(lines) == 12
+    assert all(re.fullmatch(r"\s+\d+\.\d\d%  \w+", line) for line in lines[1:6])
+
+
+@pytest.mark.slow
+def test_imagefolder_training_through_the_script(tmp_path):
+    write_imagefolder(tmp_path / "folder", per_class=3)
+    proc = _run(TRAIN, "--data-dir", tmp_path / "folder", "--out", tmp_path / "run", "--epochs", "1",
+                "--schedule", "step", "--step-epochs", "1", "--padding", "zero", *TINY, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "10 train, 2 validation, 12 test images" in proc.stdout and "test accuracy: " in proc.stdout
+
+
+def test_user_errors_are_one_line(tmp_path):
+    assert "no such directory" in _one_line_error(_run(TRAIN, "--data-dir", tmp_path / "nowhere", cwd=tmp_path))
+    assert "no checkpoint at" in _one_line_error(_run(PREDICT, "--checkpoint", tmp_path / "x.npz", "a.png"))
+    (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 truncated")
+    assert "corrupt or truncated" in _one_line_error(_run(PREDICT, "--checkpoint", tmp_path / "bad.npz", "a.png"))
+    bad_lr = _run(TRAIN, "--lr", "-1", cwd=tmp_path)
+    assert bad_lr.returncode == 2 and "--lr must be > 0" in bad_lr.stderr and "Traceback" not in bad_lr.stderr
+
+
+@pytest.mark.slow
+def test_unreadable_image_is_one_line(tmp_path):
+    write_cifar_batches(tmp_path / "data", per_batch=4, test=4)
+    proc = _run(TRAIN, "--data-dir", tmp_path / "data", "--out", tmp_path / "run", "--epochs", "1", *TINY,
+                cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    (tmp_path / "notes.jpg").write_text("not an image")
+    line = _one_line_error(_run(PREDICT, "--checkpoint", tmp_path / "run" / "last.npz", tmp_path / "notes.jpg"))
+    assert "notes.jpg" in line
+    assert "no such file" in _one_line_error(_run(PREDICT, "--checkpoint", tmp_path / "run" / "last.npz",
+                                                  tmp_path / "missing.png"))
