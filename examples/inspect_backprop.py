@@ -92,7 +92,7 @@ def output_directional_error(model, criterion, x, y, rec, rng, seed, directions=
         values = []
         for sign in (1.0, -1.0):
             shift = backend.get_array_module(x).asarray(sign * h * v)
-            with layer.register_forward_hook(lambda m, i, out: out + shift):
+            with layer.register_forward_hook(lambda m, i, out, shift=shift: out + shift):
                 npalexnet.manual_seed(seed)
                 values.append(float(criterion(model(x), y)))
         numeric, exact = (values[0] - values[1]) / (2 * h), float(numpy.sum(g * v))

@@ -132,7 +132,7 @@ def check_module(module, x, grad_out=None, *, h: float = 1e-6, max_elements: int
 def main(argv=None) -> int:
     """``python -m npalexnet.gradcheck``: every layer checked, as a table (see
     :mod:`npalexnet.inspect.gradcheck_report`). Returns the exit status."""
-    from .inspect.gradcheck_report import main as report_main   # noqa: PLC0415
+    from .inspect.gradcheck_report import main as report_main
     return report_main(argv)
 
 

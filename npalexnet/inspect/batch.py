@@ -42,7 +42,7 @@ def denormalize(x):
 
 
 def _from_image_folder(root, split, n, rng):
-    from PIL import Image   # noqa: PLC0415 (Pillow is a dependency; imported when used)
+    from PIL import Image
     base = os.path.join(root, split) if os.path.isdir(os.path.join(root, split)) else root
     if not os.path.isdir(base):
         return None
@@ -75,9 +75,9 @@ def _from_pickles(root, split, n, rng):
 def _from_pipeline(data_dir, split, n, rng):
     """The training pipeline's reader (``npalexnet.data.load_dataset``, no download), or None."""
     try:
-        from ..data import load_dataset   # noqa: PLC0415
+        from ..data import load_dataset
         dataset = load_dataset("cifar10", data_dir, download=False, log=lambda *a, **k: None)
-    except Exception:   # no such package yet, nothing found, or a layout it does not read
+    except Exception:   # noqa: BLE001 (nothing found, or a layout it does not read: use ours)
         return None
     part = dataset.test if split == "test" else dataset.train
     if part.images.shape[1:] != (3, 32, 32):

@@ -212,7 +212,7 @@ def run_case(case, device, check, seed=0) -> Result:
 
 def _torch_available() -> bool:
     try:
-        import torch  # noqa: F401, PLC0415
+        import torch  # noqa: F401
     except ImportError:
         return False
     return True
@@ -230,7 +230,7 @@ def run(devices=None, checks=None, cases=None, seed=0, progress=None) -> list[Re
             for check in checks:
                 try:
                     r = run_case(case, device, check, seed)
-                except Exception as exc:   # a crash is a failure with its reason, not a traceback
+                except Exception as exc:   # noqa: BLE001 (a crash is a failed row with its reason)
                     r = Result(case.layer, case.config, device, check, float("nan"),
                                f"{type(exc).__name__}: {exc}", "-", False, 0.0)
                 results.append(r)

@@ -185,8 +185,8 @@ def summary(model, input_shape) -> str:
     out += [line(b) for b in body]
     out += [rule,
             f"Total params:       {total_params:,} ({_human_bytes(total_params * dtype.itemsize)})",
-            f"Mult-adds:          {macs:,} ({macs / 1e9:.3f} G) per forward pass of {shape[0]} "
-            f"input{'s' if shape[0] != 1 else ''}",
+            (f"Mult-adds:          {macs:,} ({macs / 1e9:.3f} G) per forward pass of {shape[0]} "
+             f"input{'s' if shape[0] != 1 else ''}"),
             f"Activation memory:  {_human_bytes(act)} (all layer outputs of one forward pass)",
             f"Input memory:       {_human_bytes(int(numpy.prod(shape)) * dtype.itemsize)}",
             rule]

@@ -25,7 +25,7 @@ from .. import backend, nn
 
 def _torch():
     try:
-        import torch  # noqa: PLC0415 (optional dependency)
+        import torch
     except ImportError as exc:   # pragma: no cover - exercised only without torch
         raise ImportError("comparing with PyTorch needs torch: pip install -e \".[test]\"") from exc
     return torch
@@ -56,7 +56,7 @@ def to_torch(module, *, replay_dropout: bool = True, dtype=None):
     Returns:
         A ``torch.nn.Module`` on the CPU, in the module's train/eval mode.
     """
-    torch = _torch()
+    _torch()   # fail early, with the install hint
     twin = _build(module, replay_dropout)
     twin = twin.to(dtype or torch_dtype(module.dtype))
     state = {k: to_tensor(v) for k, v in module.state_dict().items()}
@@ -66,8 +66,7 @@ def to_torch(module, *, replay_dropout: bool = True, dtype=None):
 
 
 def _build(m, replay_dropout):
-    torch = _torch()
-    T = torch.nn
+    T = _torch().nn
     if isinstance(m, nn.Conv2d):
         return T.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding,
                         groups=m.groups, bias=m.bias is not None)
@@ -146,11 +145,11 @@ def _replay_class():
 _CLASSES = {}
 
 
-def _Stages(m, replay_dropout):  # noqa: N802 (a class factory: torch is imported lazily)
+def _Stages(m, replay_dropout):
     cls = _CLASSES.get("stages") or _CLASSES.setdefault("stages", _stages_class())
     return cls(m, replay_dropout)
 
 
-def ReplayDropout(layer):  # noqa: N802 (a class factory: torch is imported lazily)
+def ReplayDropout(layer):
     cls = _CLASSES.get("replay") or _CLASSES.setdefault("replay", _replay_class())
     return cls(layer)

@@ -348,7 +348,7 @@ class Module:
         ``input_shape`` is (N, C, H, W) or (C, H, W); computed from shapes
         alone (see :mod:`npalexnet.inspect.summary`). Returns a string.
         """
-        from ..inspect.summary import summary   # noqa: PLC0415 (inspect imports nn)
+        from ..inspect.summary import summary   # here: npalexnet.inspect imports nn
         return summary(self, input_shape)
 
     def extra_repr(self) -> str:

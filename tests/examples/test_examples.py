@@ -1,0 +1,107 @@
+"""The study examples, run in-process on tiny nets: exit codes, output, pictures."""
+
+import importlib.util
+import json
+import os
+
+import numpy
+import pytest
+from PIL import Image
+
+import npalexnet
+from npalexnet import nn
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "examples")
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(f"example_{name}", os.path.join(EXAMPLES, f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_compare_with_pytorch_tiny(tmp_path, capsys):
+    out = tmp_path / "curves.png"
+    rc = load("compare_with_pytorch").main(["--steps", "4", "--width", "0.0625", "--images", "32",
+                                            "--batch-size", "8", "--data-dir", str(tmp_path / "none"),
+                                            "--out", str(out)])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert "lie on top of each other" in text and "random Gaussian" in text
+    with Image.open(out) as im:
+        assert im.format == "PNG" and im.size == (800, 600)
+
+
+def test_compare_with_pytorch_float32_and_a_broken_gradient_is_seen(tmp_path, monkeypatch, capsys):
+    example = load("compare_with_pytorch")
+    common = ["--steps", "3", "--width", "0.0625", "--images", "16", "--batch-size", "8", "--data-dir",
+              str(tmp_path / "none"), "--out", str(tmp_path / "c.png")]
+    assert example.main(common + ["--dtype", "float32"]) == 0
+    original = nn.Parameter.accumulate_grad
+    monkeypatch.setattr(nn.Parameter, "accumulate_grad", lambda self, g: original(self, g * 1.5))
+    assert example.main(common) == 1
+    assert "FAILED" in capsys.readouterr().out
+
+
+def test_inspect_backprop_tiny_random_batch(tmp_path, capsys):
+    rc = load("inspect_backprop").main(["--data-dir", str(tmp_path / "none"), "--width", "0.0625",
+                                        "--batch-size", "2", "--lrn", "--directions", "1"])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    for part in ("NOTE: no CIFAR-10 data", "Forward and backward, layer by layer", "Against PyTorch autograd",
+                 "Against finite differences", "features.2    LocalResponseNorm", "All checks passed"):
+        assert part in text
+
+
+def test_inspect_backprop_catches_a_wrong_gradient(tmp_path, monkeypatch, capsys):
+    original = nn.Parameter.accumulate_grad
+    monkeypatch.setattr(nn.Parameter, "accumulate_grad", lambda self, g: original(self, g * 1.01))
+    rc = load("inspect_backprop").main(["--data-dir", str(tmp_path / "none"), "--width", "0.0625",
+                                        "--batch-size", "2", "--directions", "1"])
+    text = capsys.readouterr().out
+    assert rc == 1 and "FAILED" in text and "torch: features.0 dL/dW" in text
+    assert "finite differences: features.0 dL/dweight" in text
+
+
+def test_inspect_backprop_reads_an_image_folder(tmp_path, capsys):
+    rng = numpy.random.default_rng(0)
+    for c in ("airplane", "cat"):
+        (tmp_path / "train" / c).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=numpy.uint8)).save(
+                tmp_path / "train" / c / f"{i}.png")
+    rc = load("inspect_backprop").main(["--data-dir", str(tmp_path), "--width", "0.0625", "--batch-size", "3",
+                                        "--directions", "1", "--no-torch"])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert "batch: 3 images" in text and "NOTE" not in text
+
+
+def test_visualize_a_checkpoint(tmp_path, capsys):
+    pytest.importorskip("npalexnet.train.predict", reason="the training pipeline is not on this branch")
+    from npalexnet.models import alexnet
+    from npalexnet.train.checkpoint import save_checkpoint
+
+    rng = numpy.random.default_rng(0)
+    classes = ["cat", "dog"]
+    for split in ("train", "test"):
+        for c in classes:
+            (tmp_path / "data" / split / c).mkdir(parents=True)
+            for i in range(3):
+                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=numpy.uint8)).save(
+                    tmp_path / "data" / split / c / f"{i}.png")
+    kwargs = {"variant": "cifar", "num_classes": 2, "in_channels": 3, "width": 0.0625}
+    npalexnet.manual_seed(0)
+    model = alexnet(**kwargs)
+    meta = {"model_kwargs": kwargs, "classes": classes, "mean": [0.5] * 3, "std": [0.25] * 3, "image_size": 32,
+            "input_size": 32, "in_channels": 3, "config": {"dataset": "cifar10",
+                                                           "data_dir": str(tmp_path / "data")}}
+    ckpt = save_checkpoint(tmp_path / "run" / "best.npz", model, meta=json.loads(json.dumps(meta)))
+    rc = load("visualize").main(["--checkpoint", str(ckpt)])
+    text = capsys.readouterr().out
+    assert rc == 0 and "test accuracy" in text
+    for name in ("conv1_filters.png", "confusion_matrix.png", "misclassified.png"):
+        with Image.open(tmp_path / "run" / name) as im:
+            im.load()
+            assert im.format == "PNG" and min(im.size) > 10
