@@ -5,7 +5,7 @@ Notation: N images, C channels (3 colour, 1 grey), H x W pixels, K classes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy
 
@@ -52,7 +52,6 @@ class Dataset:
     test: Split
     classes: list[str]
     source: str = ""
-    extra: dict = field(default_factory=dict)
 
     @property
     def in_channels(self) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .. import nn, optim
 from ..models import INPUT_SIZE, alexnet
@@ -66,7 +66,6 @@ class TrainConfig:
     resume: bool = False
     overwrite: bool = False
     progress: bool = True
-    extra: dict = field(default_factory=dict)
 
     def validate(self) -> TrainConfig:
         """Raise ValueError with the option's name for values that cannot work."""

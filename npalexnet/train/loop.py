@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from tqdm import tqdm
 
@@ -33,7 +33,6 @@ class EpochStats:
     steps: int = 0             # steps of this epoch done so far
     seconds: float = 0.0       # training time of the epoch so far
     interrupted: bool = False
-    extra: dict = field(default_factory=dict)
 
     @property
     def loss(self) -> float:
