@@ -3,7 +3,8 @@
 * :func:`summary` (also ``Module.summary``): per-layer output shapes,
   parameters, multiply-adds and activation memory.
 * :func:`trace_step`: one training step with every layer's input, output,
-  upstream gradient and parameter gradients recorded through the hooks.
+  upstream gradient and parameter gradients recorded through the hooks;
+  :func:`parameter_norms` for logging gradient and weight norms.
 * :mod:`npalexnet.inspect.torch_twin`: the same network in PyTorch, for
   comparing every gradient with autograd.
 * :mod:`npalexnet.inspect.gradcheck_report`: the table that
@@ -11,6 +12,6 @@
 """
 
 from .summary import summary
-from .trace import LayerRecord, Trace, trace_step
+from .trace import LayerRecord, Trace, parameter_norms, trace_step
 
-__all__ = ["LayerRecord", "Trace", "summary", "trace_step"]
+__all__ = ["LayerRecord", "Trace", "parameter_norms", "summary", "trace_step"]

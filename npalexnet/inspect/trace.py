@@ -112,6 +112,17 @@ def activation_stats(a) -> dict:
             "zero_fraction": float(numpy.mean(h == 0)) if h.size else 0.0}
 
 
+def parameter_norms(model) -> dict:
+    """``{name: {"grad": |dL/dθ|, "weight": |θ|}}`` for every parameter (grad None before a backward).
+
+    For logging per-layer gradient and weight norms during training (e.g.
+    once per epoch into the metrics file): vanishing or exploding gradients
+    show up here first.
+    """
+    return {name: {"grad": None if p.grad is None else norm(p.grad), "weight": norm(p.data)}
+            for name, p in model.named_parameters()}
+
+
 def _copy(a):
     return None if a is None else backend.get_array_module(a).array(a, copy=True)
 

@@ -5,7 +5,7 @@ import pytest
 
 import npalexnet
 from npalexnet import nn, optim
-from npalexnet.inspect import trace_step
+from npalexnet.inspect import parameter_norms, trace_step
 from npalexnet.inspect.trace import activation_stats, norm
 from npalexnet.models import alexnet
 
@@ -77,3 +77,15 @@ def test_containers_too_when_asked(batch):
     names = [r.name for r in trace]
     assert "AlexNet" in names and "features" in names and "classifier" in names
     assert trace["AlexNet"].grad_output.shape == (4, 10)
+
+
+def test_parameter_norms(batch):
+    model = alexnet("cifar", width=0.0625)
+    norms = parameter_norms(model)
+    assert list(norms) == [n for n, _ in model.named_parameters()]
+    assert norms["features.0.weight"]["grad"] is None
+    trace_step(model, *batch)
+    norms = parameter_norms(model)
+    w = model.features[0].weight
+    assert norms["features.0.weight"]["grad"] == pytest.approx(float(numpy.linalg.norm(w.grad)), rel=1e-6)
+    assert norms["features.0.weight"]["weight"] == pytest.approx(float(numpy.linalg.norm(w.data)), rel=1e-6)
