@@ -52,3 +52,18 @@ def write_imagefolder(root, per_class: int = 3, classes=CLASSES[:4], size: int =
             folder.mkdir(parents=True, exist_ok=True)
             Image.fromarray(image).save(folder / f"{i:04d}{ext}")
     return root
+
+
+def write_fashionmnist_raw(root, train: int = 20, test: int = 10, seed: int = 0) -> Path:
+    """``root/FashionMNIST/raw/`` with the four uncompressed idx files torchvision reads."""
+    import struct
+
+    raw = Path(root) / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for prefix, n in (("train", train), ("t10k", test)):
+        images, labels = fake_images(n, size=28, seed=seed)
+        grey = images[..., 0]
+        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 0x803, n, 28, 28) + grey.tobytes())
+        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 0x801, n)
+                                                          + labels.astype(numpy.uint8).tobytes())
+    return raw

@@ -8,7 +8,7 @@ import pytest
 from npalexnet.data import DataError, DataNotFoundError, load_dataset
 from npalexnet.data import imagefolder as imagefolder_module
 from npalexnet.data.imagefolder import CACHE_DIR_NAME
-from tests.fakedata import CLASSES, fake_images, write_cifar_batches, write_imagefolder
+from tests.fakedata import CLASSES, fake_images, write_cifar_batches, write_fashionmnist_raw, write_imagefolder
 
 
 def test_cifar_batches_layout(tmp_path):
@@ -96,3 +96,12 @@ def test_no_download_and_nothing_local(tmp_path):
     pytest.importorskip("torchvision")
     with pytest.raises(DataNotFoundError, match=f"{tmp_path.name}.*--data-dir"):
         load_dataset("cifar10", root=tmp_path, download=False)
+
+
+def test_fashionmnist_raw_files_through_torchvision(tmp_path):
+    pytest.importorskip("torchvision")
+    write_fashionmnist_raw(tmp_path, train=12, test=6)
+    ds = load_dataset("fashionmnist", tmp_path)
+    assert ds.train.images.shape == (12, 1, 28, 28) and ds.test.images.shape == (6, 1, 28, 28)
+    assert ds.in_channels == 1 and len(ds.classes) == 10
+    numpy.testing.assert_array_equal(ds.train.images[:, 0], fake_images(12, size=28)[0][..., 0])

@@ -9,7 +9,7 @@ from npalexnet.train import (BEST, LAST, CheckpointError, NonFiniteLossError, Pr
                              TrainingInterrupted, fit, load_checkpoint)
 from npalexnet.train import run as run_module
 from npalexnet.train.history import read_metrics_csv
-from tests.fakedata import write_cifar_batches, write_imagefolder
+from tests.fakedata import write_cifar_batches, write_fashionmnist_raw, write_imagefolder
 
 
 @pytest.fixture(scope="module")
@@ -132,3 +132,12 @@ def test_flat_imagefolder_on_the_paper_variant_and_predict(tmp_path):
     top = predictor.topk([next((data / "b").iterdir())], k=5)
     assert len(top[0]) == 3 and abs(sum(p for _, p in top[0]) - 1) < 1e-5
     assert [p for _, p in top[0]] == sorted((p for _, p in top[0]), reverse=True)
+
+
+def test_fashionmnist_is_one_channel_resized_to_the_cifar_net(tmp_path):
+    pytest.importorskip("torchvision")
+    write_fashionmnist_raw(tmp_path / "data", train=16, test=8)
+    fit(_config(tmp_path / "data", tmp_path / "out", dataset="fashionmnist", epochs=1, val_fraction=0.25),
+        log=lambda *a: None)
+    meta = load_checkpoint(tmp_path / "out" / LAST).meta
+    assert (meta["in_channels"], meta["image_size"], meta["input_size"], len(meta["mean"])) == (1, 28, 32, 1)
