@@ -197,3 +197,26 @@ def sample_keys(indices, seed: int, epoch: int):
 def active() -> SampleKeys | None:
     """The current :class:`SampleKeys`, or ``None`` outside :func:`sample_keys`."""
     return _active
+
+
+# ----------------------------------------------------------------------------
+# Augmentation
+# ----------------------------------------------------------------------------
+
+#: Streams of the augmentation numbers (dropout uses DROPOUT_STREAM_BASE and up).
+CROP_Y_STREAM, CROP_X_STREAM, FLIP_STREAM = 1, 2, 3
+
+
+def crop_flip_params(seed: int, epoch: int, indices, pad: int, flip: bool = True):
+    """Random-crop origins and flips for the samples ``indices`` (host arrays).
+
+    Returns:
+        ``(offsets_y, offsets_x, flips)``: (n,) int64 in [0, 2P] and (n,) bool
+        (all False without ``flip``), each a function of (seed, epoch, index)
+        only, so a sample is augmented the same on any number of ranks.
+    """
+    indices = numpy.asarray(indices)
+    oy = integers(seed, epoch, indices, CROP_Y_STREAM, 2 * pad + 1)
+    ox = integers(seed, epoch, indices, CROP_X_STREAM, 2 * pad + 1)
+    flips = (uniform(seed, epoch, indices, FLIP_STREAM) < 0.5) if flip else numpy.zeros(len(indices), bool)
+    return oy, ox, flips

@@ -10,12 +10,14 @@ Modules, one job each:
 * :mod:`.sharding`: the shared shuffle and each rank's slice of a global batch;
 * :mod:`.gradients`: share-weighted gradient averaging in one fused buffer;
 * :mod:`.state`: broadcasts from rank 0, averaged BatchNorm statistics, summed metrics;
-* :mod:`.data_parallel`: the per-step glue a training loop calls.
+* :mod:`.data_parallel`: the per-step glue a training loop calls;
+* :mod:`.collective`: a step on rank 0 (or rank 0 first) whose errors reach every rank.
 
 Randomness that must not depend on the number of ranks (dropout masks,
 augmentation) comes from :mod:`npalexnet.random_streams`.
 """
 
+from .collective import any_rank, on_root, root_first
 from .communicator import Communicator, DistributedSetupError, SingleProcessCommunicator
 from .data_parallel import DataParallel, train_step
 from .gradients import FusedBuffer, GradientAverager, shares
@@ -32,7 +34,7 @@ from .sharding import epoch_permutation, global_batches, local_slice, shard_boun
 from .state import allreduce_sums, average_buffers, broadcast_module, broadcast_tree
 
 __all__ = [
-    "Communicator", "DataParallel", "DistributedSetupError", "FusedBuffer", "GradientAverager",
+    "Communicator", "DataParallel", "any_rank", "on_root", "root_first", "DistributedSetupError", "FusedBuffer", "GradientAverager",
     "SingleProcessCommunicator", "allreduce_sums", "average_buffers", "broadcast_module",
     "broadcast_tree", "check_consistent", "epoch_permutation", "global_batches", "init",
     "install_abort_on_exception", "launcher_rank", "local_slice", "report_setup_error", "run",

@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy
 
 from .. import backend
@@ -57,8 +59,15 @@ class _ArraySlot:
         self.index, self.shape, self.dtype, self.device = index, shape, dtype, device
 
 
+class _DataclassSlot:
+    """A dataclass inside a broadcast structure: its type and its (stripped) fields."""
+
+    def __init__(self, kind, fields):
+        self.kind, self.fields = kind, fields
+
+
 def broadcast_tree(tree, comm: Communicator, root: int = 0):
-    """``root``'s nest of dicts/lists/tuples/arrays/scalars, returned on every rank.
+    """``root``'s nest of dicts/lists/tuples/dataclasses/arrays/scalars, returned on every rank.
 
     Arrays keep their device (CuPy arrays arrive as CuPy arrays on the
     receiving ranks) and are sent with the communicator's array broadcast, so
@@ -70,6 +79,9 @@ def broadcast_tree(tree, comm: Communicator, root: int = 0):
     arrays = []
 
     def strip(node):
+        if dataclasses.is_dataclass(node) and not isinstance(node, type):
+            return _DataclassSlot(type(node), {f.name: strip(getattr(node, f.name))
+                                               for f in dataclasses.fields(node) if f.init})
         if isinstance(node, dict):
             return type(node)((k, strip(v)) for k, v in node.items())
         if isinstance(node, (list, tuple)):
@@ -80,9 +92,10 @@ def broadcast_tree(tree, comm: Communicator, root: int = 0):
         return node
 
     skeleton = comm.broadcast_object(strip(tree) if comm.rank == root else None, root)
-    received = {}
 
     def fill(node):
+        if isinstance(node, _DataclassSlot):
+            return node.kind(**{name: fill(value) for name, value in node.fields.items()})
         if isinstance(node, dict):
             return type(node)((k, fill(v)) for k, v in node.items())
         if isinstance(node, (list, tuple)):
@@ -93,8 +106,7 @@ def broadcast_tree(tree, comm: Communicator, root: int = 0):
             else:
                 xp = backend.xp_for(node.device) if node.device == "cuda" else numpy
                 array = xp.empty(node.shape, dtype=node.dtype)
-            received[node.index] = comm.broadcast(array, root)
-            return received[node.index]
+            return comm.broadcast(array, root)
         return node
 
     return fill(skeleton)

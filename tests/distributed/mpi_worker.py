@@ -13,6 +13,7 @@ Modes:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -25,6 +26,16 @@ from npalexnet import distributed, nn, optim
 from npalexnet.models import alexnet
 
 SEED = 1234
+
+
+@dataclasses.dataclass
+class Record:
+    """A dataclass holding an array, as a checkpoint does."""
+
+    name: str
+    values: numpy.ndarray
+
+
 SAMPLES, BATCH, EPOCHS = 20, 7, 2    # batches of 7, 7, 6: shares 4/3, 4/3, 3/3 on two ranks
 
 
@@ -89,11 +100,13 @@ def equivalence(comm, out):
     dist_sums = evaluate(model, images, labels, comm)
 
     # Optimizer state and Python objects from rank 0 (what a resume broadcasts).
-    state = {"optimizer": opt.state_dict(), "epoch": 3, "rng": npalexnet.backend.get_rng_state()}
+    state = {"optimizer": opt.state_dict(), "epoch": 3, "rng": npalexnet.backend.get_rng_state(),
+             "record": Record("rank0", numpy.arange(3.0))}
     got = distributed.broadcast_tree(state if comm.rank == 0 else None, comm)
     momentum_ok = all(numpy.array_equal(got["optimizer"]["state"][i]["momentum_buffer"],
                                         opt.state_dict()["state"][i]["momentum_buffer"])
                       for i in opt.state_dict()["state"])
+    momentum_ok = momentum_ok and got["record"].name == "rank0" and got["record"].values.tolist() == [0, 1, 2]
     momentum_ok = all(comm.allgather_object(momentum_ok)) and got["epoch"] == 3
 
     # BatchNorm running statistics: share-weighted average = one process's running mean.
