@@ -5,6 +5,7 @@
     python examples/train_cifar10.py --data-dir ../shared/data/cifar10 --subset 5000 --epochs 2
     python examples/train_cifar10.py --resume --out runs/cifar10       # continue an interrupted run
     python examples/train_cifar10.py --dataset imagefolder --data-dir flowers --variant paper --width 0.5
+    mpiexec -n 2 python -m mpi4py examples/train_cifar10.py --distributed --device cpu   # data-parallel
 
 Prints a progress bar per epoch, a summary line per epoch and, last,
 ``test accuracy: NN.NN%``. Writes last.npz, best.npz, metrics.csv and
@@ -22,6 +23,7 @@ try:
 except ImportError:   # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from npalexnet import backend, distributed
 from npalexnet.data import DATASETS, DataError
 from npalexnet.models.alexnet import VARIANTS
 from npalexnet.train import SCHEDULES, CheckpointError, NonFiniteLossError, TrainConfig, TrainingInterrupted, fit
@@ -83,6 +85,9 @@ def parse_args(argv=None) -> TrainConfig:
     g.add_argument("--resume", action="store_true", help="continue from --out/last.npz up to --epochs")
     g.add_argument("--overwrite", action="store_true", help="start afresh even if --out holds a run")
     g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    g.add_argument("--distributed", action="store_true",
+                   help="data-parallel over the processes mpiexec starts (one per GPU with --device cuda); "
+                        "--batch-size is then the global batch, split across them (README: Distributed training)")
     args = p.parse_args(argv)
     cfg = TrainConfig(**vars(args))
     try:
@@ -91,20 +96,40 @@ def parse_args(argv=None) -> TrainConfig:
         p.error(str(exc))
 
 
+def start_distributed(cfg: TrainConfig):
+    """The communicator of a --distributed run (None otherwise); an uncaught error on any rank aborts all."""
+    if not cfg.distributed:
+        return None
+    try:
+        device = backend.resolve_device(cfg.device)
+    except RuntimeError as exc:   # --device cuda without a usable GPU: the same on every rank
+        raise distributed.DistributedSetupError(str(exc)) from exc
+    comm = distributed.init(True, device)
+    distributed.install_abort_on_exception(comm)
+    return comm
+
+
 def main(argv=None) -> int:
     cfg = parse_args(argv)
+    comm = None
     try:
-        result = fit(cfg)
-    except (DataError, CheckpointError, NonFiniteLossError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        comm = start_distributed(cfg)
+        result = fit(cfg, comm=comm)
+    except distributed.DistributedSetupError as exc:   # raised on every rank: all exit together
+        return distributed.report_setup_error(exc, comm)
+    except (DataError, CheckpointError, NonFiniteLossError) as exc:   # also raised on every rank
+        if comm is None or comm.is_root:
+            print(f"error: {exc}", file=sys.stderr)
         return 1
     except TrainingInterrupted as exc:
-        print(str(exc), file=sys.stderr)
+        if comm is None or comm.is_root:
+            print(str(exc), file=sys.stderr)
         return 130
     except KeyboardInterrupt:   # a second Ctrl-C: the last checkpoint on disk is whole
         print("interrupted", file=sys.stderr)
         return 130
-    print(f"test accuracy: {100 * result.test_accuracy:.2f}%")
+    if comm is None or comm.is_root:
+        print(f"test accuracy: {100 * result.test_accuracy:.2f}%")
     return 0
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy
 
+from .. import random_streams
 from ..backend import get_array_module
 
 #: Per-channel mean and standard deviation of CIFAR-10's training images (pixels in [0, 1]).
@@ -176,15 +177,22 @@ class Preprocess:
         self.out_size, self.pad, self.padding = int(out_size), int(pad), padding
         self.flip, self.resize_mode, self.dtype = bool(flip), resize_mode, dtype
 
-    def train(self, images, rng: numpy.random.Generator):
+    def train(self, images, rng: numpy.random.Generator | None = None, *, keys=None):
         """(B, C, H, W) uint8 -> (B, C, S, S) float: crop, flip, normalise, resize.
 
         ``rng`` (host) draws 3 numbers per image: crop origin y, x and the flip.
+        ``keys=(seed, epoch, indices)`` instead takes them from
+        :func:`npalexnet.random_streams.crop_flip_params`, keyed by each image's
+        index in the split, so an image is augmented the same whatever batch or
+        rank it lands in (distributed training).
         """
         b = images.shape[0]
-        oy = rng.integers(0, 2 * self.pad + 1, size=b)
-        ox = rng.integers(0, 2 * self.pad + 1, size=b)
-        flips = rng.random(b) < 0.5 if self.flip else numpy.zeros(b, dtype=bool)
+        if keys is not None:
+            oy, ox, flips = random_streams.crop_flip_params(*keys, pad=self.pad, flip=self.flip)
+        else:
+            oy = rng.integers(0, 2 * self.pad + 1, size=b)
+            ox = rng.integers(0, 2 * self.pad + 1, size=b)
+            flips = rng.random(b) < 0.5 if self.flip else numpy.zeros(b, dtype=bool)
         if self.pad:
             images = crop_flip(images, oy, ox, flips, self.pad, self.padding)
         elif self.flip:

@@ -13,6 +13,7 @@ import math
 import numpy
 
 from .. import backend
+from ..distributed.sharding import local_slice
 from .augment import Preprocess
 from .dataset import Split
 
@@ -35,12 +36,24 @@ class BatchLoader:
         device: ``"cpu"`` or ``"cuda"``.
         train: shuffle and augment (else fixed order, evaluation transform).
         seed: the run's seed.
+        rank, world_size: distributed training: ``batch_size`` is the global
+            batch, and this rank gets its contiguous slice of each
+            (:func:`npalexnet.distributed.local_slice`); the order is the same
+            on every rank.
+        keyed: augmentation keyed by (seed, epoch, image index) instead of
+            (seed, epoch, step), so an image's crop and flip do not depend on
+            the number of ranks (see :mod:`npalexnet.random_streams`).
     """
 
     def __init__(self, split: Split, batch_size: int, preprocess: Preprocess, device: str = "cpu",
-                 *, train: bool = True, seed: int = 0):
+                 *, train: bool = True, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 keyed: bool = False):
         if batch_size < 1:
             raise ValueError(f"batch size must be >= 1, got {batch_size}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in a world of {world_size} processes")
+        self.rank, self.world_size, self.keyed = int(rank), int(world_size), bool(keyed)
+        self._order_cache = None
         self.device = backend.resolve_device(device)
         self.xp = backend.xp_for(self.device)
         self.images = backend.to_device(split.images, self.device)
@@ -61,13 +74,27 @@ class BatchLoader:
         n = self.num_images
         if not self.train:
             return numpy.arange(n)
-        return numpy.random.default_rng(derived_seed(self.seed, ORDER, epoch)).permutation(n)
+        if self._order_cache is None or self._order_cache[0] != epoch:
+            generator = numpy.random.default_rng(derived_seed(self.seed, ORDER, epoch))
+            self._order_cache = (epoch, generator.permutation(n))   # batch_indices asks once per step
+        return self._order_cache[1]
+
+    def batch_indices(self, epoch: int, step: int, order: numpy.ndarray | None = None):
+        """``(indices, global_count)``: this rank's image indices (host) of batch ``step``, and
+        the size of the whole (global) batch."""
+        order = self.order(epoch) if order is None else order
+        batch = order[step * self.batch_size:(step + 1) * self.batch_size]
+        if self.world_size == 1:
+            return batch, len(batch)
+        return local_slice(batch, self.rank, self.world_size), len(batch)
 
     def batch(self, epoch: int, step: int, order: numpy.ndarray | None = None):
         """Batch ``step`` of ``epoch``: ``(x, y)`` with x (B, C, S, S) float, y (B,) int64."""
-        order = self.order(epoch) if order is None else order
-        index = self.xp.asarray(order[step * self.batch_size:(step + 1) * self.batch_size])
+        indices, _ = self.batch_indices(epoch, step, order)
+        index = self.xp.asarray(indices)
         images, labels = self.images[index], self.labels[index]
+        if self.train and self.keyed:
+            return self.preprocess.train(images, keys=(self.seed, epoch, indices)), labels
         if self.train:
             rng = numpy.random.default_rng(derived_seed(self.seed, AUGMENT, epoch, step))
             return self.preprocess.train(images, rng), labels

@@ -66,6 +66,7 @@ class TrainConfig:
     resume: bool = False
     overwrite: bool = False
     progress: bool = True
+    distributed: bool = False
 
     def validate(self) -> TrainConfig:
         """Raise ValueError with the option's name for values that cannot work."""
@@ -93,7 +94,7 @@ class TrainConfig:
 #: Fields a resumed run takes from the command line; the rest come from the checkpoint,
 #: so ``--resume`` continues the same run whatever else the command line says.
 RUNTIME_FIELDS = ("epochs", "data_dir", "root", "download", "cache_dir", "workers", "device", "out",
-                  "resume", "overwrite", "progress", "eval_batch_size")
+                  "resume", "overwrite", "progress", "eval_batch_size", "distributed")
 
 
 def merge_for_resume(saved: dict, current: TrainConfig) -> TrainConfig:

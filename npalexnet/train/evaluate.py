@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..backend import get_array_module
 from ..data.augment import hflip
 from ..data.loader import BatchLoader
+from ..distributed import allreduce_sums
 
 
 def softmax(logits):
@@ -26,16 +27,19 @@ def predict_proba(model, x, tta: bool = False):
     return probs
 
 
-def evaluate(model, loader: BatchLoader, criterion, tta: bool = False) -> tuple[float, float]:
+def evaluate(model, loader: BatchLoader, criterion, tta: bool = False, comm=None) -> tuple[float, float]:
     """Mean loss and accuracy of ``model`` over every image of ``loader``.
 
     With ``tta`` the loss is the criterion applied to the log of the averaged
     probabilities (a valid set of logits: softmax(log p) = p). The model is
-    left in evaluation mode.
+    left in evaluation mode. In a distributed run (``comm`` given, ``loader``
+    sharded by rank) the sums (loss*count, correct, count) are added over ranks.
     """
     model.eval()
     loss_sum, correct, seen = 0.0, 0, 0
     for _, x, y in loader.epoch(0):
+        if not y.shape[0]:   # this rank's slice of a small last batch
+            continue
         if tta:
             xp = get_array_module(x)
             logits = xp.log(xp.maximum(predict_proba(model, x, tta=True), 1e-30))
@@ -44,4 +48,6 @@ def evaluate(model, loader: BatchLoader, criterion, tta: bool = False) -> tuple[
         loss_sum += float(criterion(logits, y)) * int(y.shape[0])
         correct += int((logits.argmax(axis=1) == y).sum())
         seen += int(y.shape[0])
+    if comm is not None:
+        loss_sum, correct, seen = allreduce_sums(comm, loss_sum, correct, seen)
     return loss_sum / max(seen, 1), correct / max(seen, 1)

@@ -5,18 +5,27 @@ Dropout draws from the library generator, which is reseeded from
 augmentation derived the same way, a step's randomness depends on nothing
 but its coordinates, so a run resumed at any step repeats an uninterrupted
 one exactly.
+
+Distributed (``parallel`` given): the loader yields this rank's slice of each
+global batch; dropout is keyed by (seed, epoch, image index) instead
+(:mod:`npalexnet.random_streams`), the loss, accuracy and image count are
+summed over ranks before the NaN check (so every rank stops together), and
+the gradients are averaged by share of the batch before the optimizer step.
+The result does not depend on the number of ranks.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass
 
 from tqdm import tqdm
 
-from .. import backend
+from .. import backend, random_streams
 from ..data.loader import DROPOUT, BatchLoader, derived_seed
+from ..distributed import DataParallel, allreduce_sums
 
 
 class NonFiniteLossError(RuntimeError):
@@ -49,7 +58,7 @@ class EpochStats:
 
 def train_one_epoch(model, loader: BatchLoader, criterion, optimizer, scheduler=None, *, epoch: int,
                     seed: int, stats: EpochStats | None = None, should_stop=None, progress: bool = True,
-                    desc: str = "") -> EpochStats:
+                    desc: str = "", parallel: DataParallel | None = None) -> EpochStats:
     """Train ``model`` on the batches of ``epoch``, from ``stats.steps`` on.
 
     Args:
@@ -62,6 +71,9 @@ def train_one_epoch(model, loader: BatchLoader, criterion, optimizer, scheduler=
             (``stats.interrupted``), with the model, optimizer and scheduler
             in the consistent state after that step.
         progress: show a tqdm bar with loss, accuracy and images/s.
+        parallel: the model's :class:`~npalexnet.distributed.DataParallel`
+            state in a distributed run (``should_stop`` must then give the same
+            answer on every rank: see :func:`npalexnet.distributed.any_rank`).
     Raises:
         NonFiniteLossError: before the backward pass of a step whose loss is NaN/inf.
     """
@@ -72,22 +84,37 @@ def train_one_epoch(model, loader: BatchLoader, criterion, optimizer, scheduler=
     start, images_this_call = time.perf_counter(), 0
     try:
         for step, x, y in loader.epoch(epoch, start=stats.steps):
-            backend.manual_seed(derived_seed(seed, DROPOUT, epoch, step))
-            logits = model(x)
-            loss = criterion(logits, y)
-            value = float(loss)
+            n = local_n = int(y.shape[0])
+            if parallel is None:
+                backend.manual_seed(derived_seed(seed, DROPOUT, epoch, step))
+                keys = contextlib.nullcontext()
+            else:
+                indices, global_n = loader.batch_indices(epoch, step)
+                keys = random_streams.sample_keys(indices, seed, epoch)
+            value, correct = 0.0, 0
+            if local_n:   # a rank may get no image of a last batch smaller than the world
+                with keys:
+                    logits = model(x)
+                    loss = criterion(logits, y)
+                value = float(loss)
+                correct = int((logits.argmax(axis=1) == y).sum())
+            if parallel is not None:   # the global batch's numbers, the same on every rank
+                loss_sum, correct, n = allreduce_sums(parallel.comm, value * local_n, correct, local_n)
+                value, correct, n = loss_sum / n, int(correct), int(n)
             if not math.isfinite(value):
                 lr = optimizer.param_groups[0]["lr"]
                 raise NonFiniteLossError(f"the loss became {value} at epoch {epoch + 1}, step {step + 1} "
                                          f"(lr {lr:.4g})")
             optimizer.zero_grad()
-            model.backward(criterion.backward())
+            if local_n:
+                model.backward(criterion.backward())
+            if parallel is not None:
+                parallel.synchronize(local_n, global_n)
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
-            n = int(y.shape[0])
             stats.loss_sum += value * n
-            stats.correct += int((logits.argmax(axis=1) == y).sum())
+            stats.correct += correct
             stats.seen += n
             stats.steps = step + 1
             images_this_call += n

@@ -4,16 +4,29 @@ Files in ``cfg.out``: ``last.npz`` (after every epoch, or at Ctrl-C),
 ``best.npz`` (the epoch of best validation accuracy), ``metrics.csv`` and
 ``curves.png``. ``cfg.resume`` continues from ``last.npz`` up to
 ``cfg.epochs`` epochs in total.
+
+Distributed (``fit(cfg, comm=...)`` with a communicator from
+:func:`npalexnet.distributed.init`): rank 0 opens the run (checkpoint, the
+overwrite guard) and broadcasts what it found; rank 0 prepares the data first
+(a download), then the others; the ranks check they agree on versions and
+data; every rank trains on its slice of each global batch of
+``cfg.batch_size``; only rank 0 logs, shows progress and writes checkpoints,
+metrics and plots. An error in any of these steps is raised on every rank.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import backend, nn
+import numpy
+
+from .. import __version__, backend, distributed, nn
 from ..data import (
     CIFAR10_MEAN,
     CIFAR10_STD,
@@ -76,16 +89,12 @@ def prepare_data(cfg: TrainConfig, log=print):
     return dataset, train, val
 
 
-def fit(cfg: TrainConfig, log=print) -> FitResult:
-    """Train (or resume), checkpoint every epoch, evaluate on the test split.
+def _silent(*args, **kwargs) -> None:
+    """The log of the ranks other than 0."""
 
-    Raises:
-        DataError: no usable data. CheckpointError: a bad checkpoint, or one in
-        the way of a fresh run. NonFiniteLossError: the loss diverged (the last
-        good checkpoint is kept). TrainingInterrupted: Ctrl-C (a checkpoint was saved).
-    """
-    cfg.validate()
-    out = Path(cfg.out)
+
+def _open_run(cfg: TrainConfig, out: Path, log):
+    """The checkpoint to resume from (or None) and the run's configuration."""
     ckpt = None
     if cfg.resume and (out / LAST).exists():
         ckpt = load_checkpoint(out / LAST)
@@ -95,8 +104,51 @@ def fit(cfg: TrainConfig, log=print) -> FitResult:
     elif (out / LAST).exists() and not cfg.overwrite:
         raise CheckpointError(f"{out} already holds a run ({out / LAST}): pass --resume to continue it, "
                               "--overwrite to replace it, or choose another --out")
+    return ckpt, cfg
+
+
+def _check_same_run(comm, cfg: TrainConfig) -> None:
+    """Same code and same command line on every rank, else the same DistributedSetupError on all."""
+    data_path = cfg.data_dir if cfg.data_dir is not None else cfg.root
+    distributed.check_consistent(comm, npalexnet=__version__, numpy=numpy.__version__,
+                                 python=platform.python_version(), data_path=os.path.abspath(data_path),
+                                 **{f"--{k.replace('_', '-')}": v for k, v in cfg.to_dict().items()})
+
+
+def _check_same_data(comm, dataset, train_split) -> None:
+    """The same training images on every rank (a digest of the labels and a sample of the pixels)."""
+    step = max(1, len(train_split) // 64)
+    digest = hashlib.sha1(train_split.labels.tobytes() + train_split.images[::step].tobytes()).hexdigest()
+    distributed.check_consistent(comm, dataset=f"{dataset.name} ({dataset.source})",
+                                 train_images=len(train_split), train_digest=digest)
+
+
+def fit(cfg: TrainConfig, log=print, comm=None) -> FitResult:
+    """Train (or resume), checkpoint every epoch, evaluate on the test split.
+
+    ``comm`` (a distributed communicator) makes this rank one of a data-parallel
+    run (see the module doc); None trains in this process alone.
+
+    Raises:
+        DataError: no usable data. CheckpointError: a bad checkpoint, or one in
+        the way of a fresh run. NonFiniteLossError: the loss diverged (the last
+        good checkpoint is kept). TrainingInterrupted: Ctrl-C (a checkpoint was saved).
+    """
+    cfg.validate()
+    parallel_run = comm is not None
+    comm = comm if parallel_run else distributed.SingleProcessCommunicator()
+    if not comm.is_root:
+        log = _silent
+    if parallel_run:
+        _check_same_run(comm, cfg)
+    out = Path(cfg.out)
+    ckpt, cfg = distributed.on_root(comm, _open_run, cfg, out, log)   # rank 0 reads, all get it
     device = backend.resolve_device(cfg.device)
-    dataset, train_split, val_split = prepare_data(cfg, log)
+    dataset, train_split, val_split = distributed.root_first(comm, prepare_data, cfg, log)
+    if parallel_run:
+        _check_same_data(comm, dataset, train_split)
+    shard = {"rank": comm.rank, "world_size": comm.size}
+    eval_comm = comm if parallel_run else None   # evaluation sums over ranks
 
     if ckpt is not None:
         kwargs, mean, std = ckpt.meta["model_kwargs"], ckpt.meta["mean"], ckpt.meta["std"]
@@ -111,8 +163,9 @@ def fit(cfg: TrainConfig, log=print) -> FitResult:
     size = input_size(kwargs["variant"])
     preprocess = Preprocess(mean, std, size, pad=cfg.pad, padding=cfg.padding, flip=cfg.flip,
                             resize_mode=cfg.resize_mode)
-    train_loader = BatchLoader(train_split, cfg.batch_size, preprocess, device, train=True, seed=cfg.seed)
-    val_loader = (BatchLoader(val_split, cfg.eval_batch_size, preprocess, device, train=False)
+    train_loader = BatchLoader(train_split, cfg.batch_size, preprocess, device, train=True, seed=cfg.seed,
+                               keyed=parallel_run, **shard)
+    val_loader = (BatchLoader(val_split, cfg.eval_batch_size, preprocess, device, train=False, **shard)
                   if val_split is not None else None)
     optimizer = build_optimizer(cfg, model)
     scheduler, per_step = build_scheduler(cfg, optimizer, len(train_loader))
@@ -138,6 +191,12 @@ def fit(cfg: TrainConfig, log=print) -> FitResult:
         log(f"resumed from {ckpt.path} ({where}), continuing to epoch {cfg.epochs}")
     else:
         model.to(device)
+    parallel = None
+    if parallel_run:
+        parallel = distributed.DataParallel(model, comm)
+        parallel.broadcast_initial_state()   # rank 0's weights (fresh or resumed) on every rank
+        log(f"distributed: {comm.size} processes ({comm.name}); batch {cfg.batch_size} is the global batch, "
+            f"{-(-cfg.batch_size // comm.size)} or fewer images per process")
     log(f"model: AlexNet {kwargs['variant']} (width {kwargs['width']}), "
         f"{sum(p.size for p in model.parameters()):,} parameters, {size}x{size} input, device {device}; "
         f"{cfg.optimizer} lr {cfg.lr} ({cfg.schedule}), batch {cfg.batch_size}, {len(train_loader)} steps/epoch")
@@ -153,23 +212,28 @@ def fit(cfg: TrainConfig, log=print) -> FitResult:
     def save(path: Path, epoch: int, stats: EpochStats) -> None:
         if not _is_finite_model(model):   # never replace a good checkpoint with NaN weights
             raise NonFiniteLossError(f"the weights became NaN or infinite during epoch {epoch + 1}")
-        save_checkpoint(path, model, optimizer, meta(epoch, stats))
+        if comm.is_root:
+            save_checkpoint(path, model, optimizer, meta(epoch, stats))
 
-    out.mkdir(parents=True, exist_ok=True)
+    if comm.is_root:
+        out.mkdir(parents=True, exist_ok=True)
     try:
-        with GracefulInterrupt(log) as stop:
+        with GracefulInterrupt(log) as local_stop:
+            # A Ctrl-C seen by any rank stops all of them at the same step.
+            stop = (lambda: distributed.any_rank(comm, local_stop())) if parallel_run else local_stop
             for epoch in range(start_epoch, cfg.epochs):
                 stats = train_one_epoch(model, train_loader, criterion, optimizer, scheduler if per_step else None,
                                         epoch=epoch, seed=cfg.seed, stats=partial, should_stop=stop,
-                                        progress=cfg.progress, desc=f"epoch {epoch + 1}/{cfg.epochs}")
+                                        progress=cfg.progress and comm.is_root,
+                                        desc=f"epoch {epoch + 1}/{cfg.epochs}", parallel=parallel)
                 partial = EpochStats()
                 if stats.interrupted:
                     save(out / LAST, epoch, stats)
                     raise TrainingInterrupted(f"interrupted at epoch {epoch + 1}, step {stats.steps}: saved "
                                               f"{out / LAST}; continue with --resume --out {out}")
                 eval_start = time.perf_counter()
-                val_loss, val_acc = (evaluate(model, val_loader, criterion, cfg.tta) if val_loader
-                                     else (None, None))
+                val_loss, val_acc = (evaluate(model, val_loader, criterion, cfg.tta, comm=eval_comm)
+                                     if val_loader else (None, None))
                 if not per_step:
                     scheduler.step(val_acc if val_acc is not None else stats.accuracy)
                 seconds = stats.seconds + time.perf_counter() - eval_start
@@ -183,8 +247,9 @@ def fit(cfg: TrainConfig, log=print) -> FitResult:
                 save(out / LAST, epoch + 1, EpochStats())
                 if improved:
                     save(out / BEST, epoch + 1, EpochStats())
-                write_metrics_csv(out / METRICS_CSV, history)
-                plot_curves(out / CURVES_PNG, history, title=f"AlexNet {kwargs['variant']} on {dataset.name}")
+                if comm.is_root:
+                    write_metrics_csv(out / METRICS_CSV, history)
+                    plot_curves(out / CURVES_PNG, history, title=f"AlexNet {kwargs['variant']} on {dataset.name}")
                 val_text = (f"val loss {val_loss:.4f} acc {100 * val_acc:.2f}%" if val_acc is not None
                             else "no validation split")
                 log(f"epoch {epoch + 1}/{cfg.epochs}: train loss {stats.loss:.4f} acc {100 * stats.accuracy:.2f}%"
@@ -198,8 +263,8 @@ def fit(cfg: TrainConfig, log=print) -> FitResult:
                 if (out / LAST).exists() and history else "no checkpoint was written")
         raise NonFiniteLossError(f"{exc}: training stopped; {kept}. Try a lower --lr or more --warmup") from exc
 
-    test_loader = BatchLoader(dataset.test, cfg.eval_batch_size, preprocess, device, train=False)
-    test_loss, test_acc = evaluate(model, test_loader, criterion, cfg.tta)
+    test_loader = BatchLoader(dataset.test, cfg.eval_batch_size, preprocess, device, train=False, **shard)
+    test_loss, test_acc = evaluate(model, test_loader, criterion, cfg.tta, comm=eval_comm)
     log(f"test loss {test_loss:.4f} ({'with' if cfg.tta else 'without'} flip averaging)")
     return FitResult(model, history, test_loss, test_acc, out, cfg)
 
