@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -62,15 +63,24 @@ def mpiexec() -> str:
 
 def run_mpi(ranks: int, *args, timeout: float = 120, env_extra: dict | None = None):
     """``mpiexec -n ranks python mpi_worker.py *args`` with a hard timeout; returns (result, seconds)."""
+    return mpirun(["-n", ranks, sys.executable, WORKER, *args], timeout=timeout, env_extra=env_extra)
+
+
+def mpirun(arguments, timeout: float = 120, env_extra: dict | None = None, cwd=ROOT):
+    """``mpiexec *arguments`` (one BLAS thread per rank) with a hard timeout; returns (result, seconds)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
                OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", NPALEXNET_DEVICE="cpu")
     env.update(env_extra or {})
-    command = [mpiexec(), "-n", str(ranks), sys.executable, str(WORKER), *map(str, args)]
+    command = [mpiexec(), *map(str, arguments)]
     start = time.perf_counter()
+    # A session of its own, so that a timeout kills mpiexec *and* every rank it started.
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               cwd=cwd, start_new_session=True)
     try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, check=False,
-                                cwd=ROOT, start_new_session=True)
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"{' '.join(command)} did not finish in {timeout} s (a rank hangs):\n"
-                    f"{exc.stdout}\n{exc.stderr}")
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        pytest.fail(f"{' '.join(command)} did not finish in {timeout} s (a rank hangs):\n{stdout}\n{stderr}")
+    result = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
     return result, time.perf_counter() - start

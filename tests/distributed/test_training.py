@@ -1,0 +1,134 @@
+"""The training program under --distributed: sharded loader, 2 ranks = 1 rank, resume, errors.
+
+The script runs under ``mpiexec`` in a subprocess with a hard timeout
+(skipped without mpi4py/mpiexec); the models are tiny and the data fake.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy
+import pytest
+
+from npalexnet.data import BatchLoader, Preprocess
+from npalexnet.data.dataset import Split
+from tests.fakedata import fake_images, write_cifar_batches
+
+from ..conftest import rel_error
+from .helpers import ROOT, mpirun
+
+TRAIN = ROOT / "examples" / "train_cifar10.py"
+TINY = ["--width", "0.125", "--batch-size", "30", "--eval-batch-size", "25", "--no-progress", "--device", "cpu",
+        "--val-fraction", "0.1"]
+
+
+def _split(n=23):
+    images, labels = fake_images(n)
+    return Split(images.transpose(0, 3, 1, 2).copy(), labels)
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_sharded_keyed_batches_concatenate_to_the_one_process_batch(world):
+    split, pre = _split(), Preprocess((0.5,) * 3, (0.25,) * 3, 32, pad=4)
+    whole = BatchLoader(split, 10, pre, train=True, seed=3, keyed=True)
+    parts = [BatchLoader(split, 10, pre, train=True, seed=3, keyed=True, rank=r, world_size=world)
+             for r in range(world)]
+    assert len(whole) == len(parts[0]) == 3
+    for epoch in (0, 1):
+        for step in range(3):
+            x, y = whole.batch(epoch, step)
+            xs, ys = zip(*(p.batch(epoch, step) for p in parts))
+            numpy.testing.assert_array_equal(numpy.concatenate(xs), x)
+            numpy.testing.assert_array_equal(numpy.concatenate(ys), y)
+            indices, count = parts[-1].batch_indices(epoch, step)
+            assert count == len(y) and len(indices) == len(ys[-1])
+
+
+def test_keyed_augmentation_does_not_depend_on_the_batch_size():
+    split, pre = _split(), Preprocess((0.5,) * 3, (0.25,) * 3, 32, pad=4)
+    small, large = (BatchLoader(split, b, pre, train=True, seed=1, keyed=True) for b in (5, 23))
+    x_large, _ = large.batch(0, 0)
+    order = large.order(0)
+    x_small, _ = small.batch(0, 1)
+    numpy.testing.assert_array_equal(x_small, x_large[5:10])
+    assert numpy.array_equal(small.order(0), order)
+
+
+def test_a_rank_outside_the_world_is_an_error():
+    with pytest.raises(ValueError, match="rank 2"):
+        BatchLoader(_split(), 4, Preprocess((0.5,) * 3, (0.25,) * 3, 32), rank=2, world_size=2)
+
+
+def _train(tmp_path, ranks, out, *extra, epochs=2, timeout=240):
+    result, _ = mpirun(["-n", ranks, sys.executable, TRAIN, "--data-dir", tmp_path / "data", "--out", out,
+                        "--epochs", epochs, "--distributed", *TINY, *extra], timeout=timeout, cwd=tmp_path)
+    return result
+
+
+def _weights(path):
+    with numpy.load(path) as z:
+        return {k: z[k].astype(numpy.float64) for k in z.files if k.startswith("model/")}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("dist")
+    write_cifar_batches(tmp_path / "data", per_batch=40, test=40)
+    one = _train(tmp_path, 1, tmp_path / "one")
+    two = _train(tmp_path, 2, tmp_path / "two")
+    # A constant learning rate: the one-cycle schedule is sized by --epochs, which the resume changes.
+    straight = _train(tmp_path, 2, tmp_path / "straight", "--schedule", "constant")
+    first = _train(tmp_path, 2, tmp_path / "resumed", "--schedule", "constant", epochs=1)
+    resumed = _train(tmp_path, 2, tmp_path / "resumed", "--schedule", "constant", "--resume")
+    for result in (one, two, straight, first, resumed):
+        assert result.returncode == 0, result.stdout + result.stderr
+    return tmp_path, one, two, resumed
+
+
+@pytest.mark.slow
+def test_two_ranks_train_the_model_one_rank_does(runs):
+    tmp_path, one, two, _ = runs
+    a, b = _weights(tmp_path / "one" / "last.npz"), _weights(tmp_path / "two" / "last.npz")
+    assert max(rel_error(a[k], b[k]) for k in a) < 1e-5     # float32: sums in another order
+    assert one.stdout.splitlines()[-1] == two.stdout.splitlines()[-1]   # the same test accuracy
+
+
+@pytest.mark.slow
+def test_only_rank_0_prints_and_writes(runs):
+    tmp_path, _, two, _ = runs
+    assert two.stdout.count("test accuracy:") == 1 and two.stdout.count("epoch 2/2:") == 1
+    assert "2 processes (mpi); batch 30 is the global batch" in two.stdout
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["best.npz", "curves.png", "last.npz",
+                                                                    "metrics.csv"]
+
+
+@pytest.mark.slow
+def test_a_distributed_resume_continues_the_same_run(runs):
+    tmp_path, _, _, resumed = runs
+    assert "resumed from" in resumed.stdout
+    a, b = _weights(tmp_path / "straight" / "last.npz"), _weights(tmp_path / "resumed" / "last.npz")
+    assert max(rel_error(a[k], b[k]) for k in a) == 0.0   # bit-identical
+
+
+@pytest.mark.slow
+def test_ranks_with_different_data_paths_stop_with_one_message(tmp_path):
+    write_cifar_batches(tmp_path / "a", per_batch=10, test=10)
+    write_cifar_batches(tmp_path / "b", per_batch=10, test=10)
+    rank = [sys.executable, TRAIN, "--out", tmp_path / "run", "--epochs", "1", "--distributed", *TINY]
+    result, _ = mpirun(["-n", 1, *rank, "--data-dir", tmp_path / "a", ":", "-n", 1, *rank, "--data-dir",
+                        tmp_path / "b"], cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.count("error: the ranks disagree") == 1 and "--data-dir: rank 0 has" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_distributed_without_mpi4py_is_one_clear_error(tmp_path):
+    block = ("import runpy, sys; sys.modules['mpi4py'] = None; sys.argv = sys.argv[1:]; "
+             "runpy.run_path(sys.argv[0], run_name='__main__')")
+    result, _ = mpirun(["-n", 2, sys.executable, "-c", block, TRAIN, "--distributed", "--out", tmp_path / "run",
+                        *TINY], cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.count("error: --distributed needs mpi4py") == 1
+    assert "Traceback" not in result.stderr
