@@ -11,6 +11,10 @@ when CuPy sees one):
   gradient and every parameter gradient against PyTorch's autograd on the
   same weights, input and random upstream gradient.
 
+On a GPU every check runs twice: ``cuda`` (the CuPy array code, the same
+source as the CPU's) and ``cuda+kernels`` (with the hand-written CUDA
+kernels of :mod:`npalexnet.kernels.cuda_dispatch` switched on).
+
 Each row gives the largest relative error ``max|a-b| / max(|a|+|b|)`` over
 all compared arrays, the array where it occurred, and the tolerance it must
 pass. In float32 an array whose absolute differences all stay below 1e-6
@@ -189,6 +193,16 @@ def _check_torch(case, device, dtype, seed=0):
 
 
 def run_case(case, device, check, seed=0) -> Result:
+    """One row; ``device`` is ``cpu``, ``cuda`` or ``cuda+kernels``."""
+    if device.endswith("+kernels"):
+        from ..kernels.cuda_dispatch import use_cuda_kernels
+        previous = use_cuda_kernels(True)
+        try:
+            result = run_case(case, device.split("+")[0], check, seed)
+        finally:
+            use_cuda_kernels(previous)
+        result.device = device
+        return result
     t0 = time.perf_counter()
     if check == "finite-diff f64":
         errors, tol = _check_fd(case, device, seed)
@@ -218,10 +232,15 @@ def _torch_available() -> bool:
     return True
 
 
+def default_devices() -> list[str]:
+    """``cpu``, plus ``cuda`` and ``cuda+kernels`` when CuPy sees a GPU."""
+    return ["cpu"] + (["cuda", "cuda+kernels"] if backend.cupy_available() else [])
+
+
 def run(devices=None, checks=None, cases=None, seed=0, progress=None) -> list[Result]:
     """Run the checks; returns the rows. ``progress(result)`` is called after each."""
     if devices is None:
-        devices = ["cpu"] + (["cuda"] if backend.cupy_available() else [])
+        devices = default_devices()
     if checks is None:
         checks = ["finite-diff f64"] + (["torch f64", "torch f32"] if _torch_available() else [])
     results = []
@@ -265,15 +284,16 @@ def main(argv=None) -> int:
         description="Layer-by-layer gradient checks: finite differences (float64) and PyTorch's "
                     "autograd (float64, float32), on the CPU and on the GPU when CuPy sees one.")
     parser.add_argument("--device", choices=["cpu", "cuda", "all"], default="all",
-                        help="devices to check (default: cpu, plus cuda when available)")
+                        help="devices to check (default: cpu, plus cuda with and without the CUDA kernels "
+                             "when a GPU is available)")
     parser.add_argument("--no-torch", action="store_true", help="finite differences only")
     parser.add_argument("--layer", action="append", default=None,
                         help="only this layer type (repeatable), e.g. --layer Conv2d")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    devices = None if args.device == "all" else [args.device]
-    if devices == ["cuda"] and not backend.cupy_available():
+    devices = {"all": None, "cpu": ["cpu"], "cuda": ["cuda", "cuda+kernels"]}[args.device]
+    if args.device == "cuda" and not backend.cupy_available():
         print("no GPU: CuPy is missing or sees no CUDA device", file=sys.stderr)
         return 2
     checks = ["finite-diff f64"] if args.no_torch else None
@@ -284,7 +304,7 @@ def main(argv=None) -> int:
         if not cases:
             print(f"no layer among {sorted({c.layer for c in CASES})} matches {args.layer}", file=sys.stderr)
             return 2
-    used_devices = devices or ["cpu"] + (["cuda"] if backend.cupy_available() else [])
+    used_devices = devices or default_devices()
     notes = []
     if "cuda" not in used_devices:
         notes.append("GPU: skipped (CuPy is missing or sees no CUDA device)")

@@ -61,3 +61,13 @@ def test_results_hold_errors_and_tolerances():
     assert fd.passed and fd.error < 1e-7 and fd.tolerance == "1e-07"
     assert tf64.passed and tf64.error < 1e-10
     assert numpy.isfinite(fd.seconds)
+
+
+def test_gpu_rows_only_with_a_gpu():
+    from npalexnet import backend
+    devices = gradcheck_report.default_devices()
+    if backend.cupy_available():
+        assert devices == ["cpu", "cuda", "cuda+kernels"]
+    else:
+        assert devices == ["cpu"]
+        assert main(["--device", "cuda"]) == 2
