@@ -12,6 +12,8 @@
   normalised to the class's recall.
 * :func:`save_misclassified`: a grid of misclassified test images titled
   with their predicted and true labels.
+* :func:`save_norm_curves`: per-layer gradient and weight norms over
+  training (from :func:`npalexnet.inspect.parameter_norms`, one per epoch).
 
 PNG files are written with Pillow (filters) and matplotlib (the others, on
 its non-interactive Agg backend). The training curves are drawn by the
@@ -210,3 +212,44 @@ def save_misclassified(images, y_true, y_pred, classes, path, max_images: int = 
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path, n
+
+
+# ----------------------------------------------------------------------------- norms over training
+def save_norm_curves(norms, path, title: str = "Gradient and weight norms per layer"):
+    """Per-parameter gradient norms, weight norms and their ratio over training, one PNG.
+
+    Inputs:
+        norms: a list (one entry per epoch, or per logged step) of
+            ``{name: {"grad": float or None, "weight": float}}``, as
+            :func:`npalexnet.inspect.parameter_norms` returns.
+    Weights only (biases are left out, for legibility), on log axes: a
+    gradient norm falling by orders of magnitude towards the first layers
+    is a vanishing gradient; the rule of thumb for a healthy step is an
+    update ``lr * |dL/dW|`` near 1e-3 of ``|W|``.
+    Returns the path.
+    """
+    plt = _pyplot()
+    names = [n for n in (norms[0] if norms else {}) if n.endswith("weight")]
+    x = numpy.arange(1, len(norms) + 1)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    cmap = plt.get_cmap("viridis")
+    for i, name in enumerate(names):
+        color = cmap(i / max(len(names) - 1, 1))
+        grad = numpy.array([numpy.nan if e[name]["grad"] is None else e[name]["grad"] for e in norms])
+        weight = numpy.array([e[name]["weight"] for e in norms])
+        axes[0].semilogy(x, grad, color=color, label=name)
+        axes[1].semilogy(x, weight, color=color, label=name)
+        axes[2].semilogy(x, grad / weight, color=color, label=name)
+    for ax, label in zip(axes, ("|dL/dW|", "|W|", "|dL/dW| / |W|")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    if names:
+        axes[2].legend(fontsize=7, loc="best")
+    fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -67,3 +67,17 @@ def test_predict_restores_the_mode():
     assert pred.shape == (5,) and model.training
     model.eval()
     numpy.testing.assert_array_equal(pred, model(x).argmax(axis=1))
+
+
+def test_norm_curves_png(tmp_path):
+    from npalexnet.inspect import parameter_norms, trace_step
+    model = alexnet("cifar", width=0.0625)
+    rng = numpy.random.default_rng(0)
+    history = [parameter_norms(model)]          # before any backward: no gradients yet
+    for _ in range(2):
+        trace_step(model, rng.standard_normal((2, 3, 32, 32)).astype(numpy.float32), rng.integers(0, 10, 2))
+        history.append(parameter_norms(model))
+    path = viz.save_norm_curves(history, tmp_path / "norms.png")
+    with Image.open(path) as im:
+        im.load()
+        assert im.format == "PNG" and im.size == (1500, 450)
