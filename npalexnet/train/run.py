@@ -187,7 +187,8 @@ def fit(cfg: TrainConfig, log=print, comm=None) -> FitResult:
         history, best_acc = list(ckpt.meta.get("history", [])), float(ckpt.meta.get("best_val_acc", -1.0))
         start_epoch = int(ckpt.meta["epoch"])
         partial = EpochStats(**ckpt.meta.get("partial", {}))
-        where = f"epoch {start_epoch}" + (f", step {partial.steps}" if partial.steps else "")
+        where = (f"epoch {start_epoch + 1}, step {partial.steps} of {len(train_loader)}" if partial.steps
+                 else f"end of epoch {start_epoch}")
         log(f"resumed from {ckpt.path} ({where}), continuing to epoch {cfg.epochs}")
     else:
         model.to(device)
