@@ -86,3 +86,32 @@ def test_unreadable_image_is_one_line(tmp_path):
     assert "notes.jpg" in line
     assert "no such file" in _one_line_error(_run(PREDICT, "--checkpoint", tmp_path / "run" / "last.npz",
                                                   tmp_path / "missing.png"))
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path):
+    """A real SIGINT in the middle of a long run: exit 130, a loadable checkpoint, --resume finishes."""
+    import signal
+
+    from npalexnet.train import load_checkpoint
+
+    write_cifar_batches(tmp_path / "data", per_batch=12, test=10)
+    args = ["--data-dir", tmp_path / "data", "--out", tmp_path / "run", *TINY]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, str(TRAIN), *map(str, args), "--epochs", "10000"], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:   # wait until training has begun
+            if line.startswith("epoch 2/"):
+                break
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "--resume" in stderr and "Traceback" not in stderr
+    meta = load_checkpoint(tmp_path / "run" / "last.npz").meta
+    done = meta["epoch"] + (1 if meta["partial"]["steps"] else 0)
+    resumed = _run(TRAIN, *args, "--epochs", done + 1, "--resume", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.strip().splitlines()[-1].startswith("test accuracy: ")
