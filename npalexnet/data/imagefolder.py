@@ -13,13 +13,16 @@ one (N, C, S, S) uint8 array. Decoding tens of thousands of small files is
 dominated by per-file overhead, so it runs in worker processes, and the
 result is cached as an ``.npz`` whose name carries a fingerprint of the file
 list (names, sizes, modification times): a second run loads the arrays in
-about a second, and a changed tree is decoded again.
+about a second, and a changed tree is decoded again. The cache goes beside
+``train/`` and ``test/`` (``DIR/.npalexnet-cache/``), never inside a class
+tree, or to ``~/.cache/npalexnet`` (see :func:`cache_places`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import time
 import zipfile
 from concurrent.futures import ProcessPoolExecutor
@@ -107,25 +110,45 @@ def decode_images(paths: list[str], image_size: int, channels: int = 3, workers:
     return numpy.concatenate(parts) if parts else numpy.empty((0, channels, image_size, image_size), numpy.uint8)
 
 
-def _cache_path(root: Path, cache_dir, split: str, image_size: int, channels: int, fingerprint: str) -> Path:
-    name = f"{split}-{image_size}px-{channels}ch-{fingerprint}.npz"
-    base = Path(cache_dir) if cache_dir else root / CACHE_DIR_NAME
-    return base / name
+def cache_places(root: Path, cache_dir=None, split_layout: bool = True) -> list[tuple[Path, str]]:
+    """Where decoded arrays are cached, in order of preference, each with a file-name prefix.
 
-
-def load_split(root: Path, classes: list[str], split: str, image_size: int, channels: int = 3,
-               cache_dir=None, workers: int | None = None, log=None) -> Split:
-    """One ImageFolder split as a :class:`Split`, from the cache when it is current.
-
-    The cache goes to ``root/.npalexnet-cache/`` or, when ``cache_dir`` is
-    given (or ``root`` is read-only), to ``cache_dir``.
+    Never inside a class tree: torchvision's ImageFolder would take a cache
+    folder there for a class. With ``train/`` and ``test/`` the cache sits
+    beside them (``DIR/.npalexnet-cache``); a flat tree, an explicit
+    ``cache_dir`` and the fallback for read-only data use a shared folder, so
+    the names carry the tree's path. A read-only data folder (no write bits)
+    is left untouched.
     """
-    paths, labels, fingerprint = list_images(root, classes)
+    resolved = root.resolve()
+    tag = f"{resolved.name}-{hashlib.sha1(str(resolved).encode()).hexdigest()[:8]}-"
+    if cache_dir is not None:
+        return [(Path(cache_dir), tag)]
+    beside = [(root / CACHE_DIR_NAME, "")] if split_layout and _writable(root) else []
+    return beside + [(default_cache_dir(), tag)]
+
+
+def _writable(folder: Path) -> bool:
+    """Writable, and not marked read-only (root may write anywhere; a data folder
+    without write bits says it is not meant to be written to)."""
+    try:
+        return os.access(folder, os.W_OK) and bool(stat.S_IMODE(folder.stat().st_mode) & 0o222)
+    except OSError:
+        return False
+
+
+def load_split(folder: Path, classes: list[str], split: str, image_size: int, channels: int = 3,
+               places: list[tuple[Path, str]] = (), workers: int | None = None, log=None) -> Split:
+    """One ImageFolder split (``folder/<class>/*``) as a :class:`Split`, from the cache when it is current.
+
+    ``places`` (from :func:`cache_places`) are tried in order, for reading and
+    for writing (a read-only data folder falls through to the next one).
+    """
+    paths, labels, fingerprint = list_images(folder, classes)
     if not paths:
-        raise DataError(f"no images ({', '.join(EXTENSIONS)}) under {root}/<class>/")
-    candidates = [_cache_path(root, cache_dir, split, image_size, channels, fingerprint)]
-    if cache_dir is None:
-        candidates.append(_cache_path(root, default_cache_dir(), split, image_size, channels, fingerprint))
+        raise DataError(f"no images ({', '.join(EXTENSIONS)}) under {folder}/<class>/")
+    name = f"{split}-{image_size}px-{channels}ch-{fingerprint}.npz"
+    candidates = [base / f"{prefix}{name}" for base, prefix in places]
     for path in candidates:
         if path.is_file():
             try:
@@ -138,7 +161,7 @@ def load_split(root: Path, classes: list[str], split: str, image_size: int, chan
     start = time.perf_counter()
     images = decode_images(paths, image_size, channels, workers)
     if log:
-        log(f"decoded {len(paths)} images of {root} in {time.perf_counter() - start:.1f} s")
+        log(f"decoded {len(paths)} images of {folder} in {time.perf_counter() - start:.1f} s")
     for path in candidates:
         try:
             atomic_savez(path, {"images": images, "labels": labels})
@@ -162,7 +185,8 @@ def load_imagefolder(root, image_size: int, channels: int = 3, *, name: str = "i
     root = Path(root)
     if is_imagefolder(root / "train"):
         classes = list_classes(root / "train")
-        train = load_split(root / "train", classes, "train", image_size, channels, cache_dir, workers, log)
+        places = cache_places(root, cache_dir, split_layout=True)
+        train = load_split(root / "train", classes, "train", image_size, channels, places, workers, log)
         if not is_imagefolder(root / "test"):
             raise DataError(f"{root}/train/ has class folders but {root}/test/ has none: add the test "
                             f"split, or put the class folders directly under {root}")
@@ -170,10 +194,11 @@ def load_imagefolder(root, image_size: int, channels: int = 3, *, name: str = "i
         if not set(test_classes) <= set(classes):
             raise DataError(f"{root}/test/ has classes missing from {root}/train/: "
                             f"{sorted(set(test_classes) - set(classes))}")
-        test = load_split(root / "test", classes, "test", image_size, channels, cache_dir, workers, log)
+        test = load_split(root / "test", classes, "test", image_size, channels, places, workers, log)
     else:
         classes = list_classes(root)
-        everything = load_split(root, classes, "all", image_size, channels, cache_dir, workers, log)
+        places = cache_places(root, cache_dir, split_layout=False)
+        everything = load_split(root, classes, "all", image_size, channels, places, workers, log)
         train_idx, test_idx = stratified_split(everything.labels, test_fraction, seed)
         train, test = everything.take(train_idx), everything.take(test_idx)
     return Dataset(name, train, test, classes, source=str(root))

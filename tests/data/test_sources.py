@@ -45,7 +45,7 @@ def test_imagefolder_train_test_is_decoded_once_then_cached(tmp_path, monkeypatc
     images, labels = fake_images(12, 4, seed=0)
     first_of_class0 = images[labels == 0][0].transpose(2, 0, 1)
     numpy.testing.assert_array_equal(ds.train.images[0], first_of_class0)
-    assert list((tmp_path / "train" / CACHE_DIR_NAME).glob("*.npz"))
+    assert len(list((tmp_path / CACHE_DIR_NAME).glob("*.npz"))) == 2   # beside train/ and test/, not inside
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded again despite the cache")
@@ -70,7 +70,7 @@ def test_flat_imagefolder_resized_grey_and_separate_cache_dir(tmp_path):
     assert ds.classes == ["daisy", "rose"]
     assert len(ds.train) == 9 and len(ds.test) == 1
     assert ds.train.images.shape[1:] == (1, 16, 16)
-    assert list((tmp_path / "cache").glob("all-16px-1ch-*.npz"))
+    assert list((tmp_path / "cache").glob("flowers-*-all-16px-1ch-*.npz"))
 
 
 def test_unreadable_image_names_the_file(tmp_path):
@@ -105,3 +105,29 @@ def test_fashionmnist_raw_files_through_torchvision(tmp_path):
     assert ds.train.images.shape == (12, 1, 28, 28) and ds.test.images.shape == (6, 1, 28, 28)
     assert ds.in_channels == 1 and len(ds.classes) == 10
     numpy.testing.assert_array_equal(ds.train.images[:, 0], fake_images(12, size=28)[0][..., 0])
+
+
+def test_torchvision_imagefolder_still_reads_the_tree_after_caching(tmp_path, monkeypatch):
+    """No cache folder inside a class tree (torchvision would take it for a class)."""
+    datasets = pytest.importorskip("torchvision.datasets")
+    monkeypatch.setenv("NPALEXNET_CACHE", str(tmp_path / "user-cache"))
+    write_imagefolder(tmp_path / "split", per_class=1)
+    write_imagefolder(tmp_path / "flat", per_class=2, split=False)
+    load_dataset("cifar10", tmp_path / "split")
+    load_dataset("imagefolder", tmp_path / "flat")
+    assert datasets.ImageFolder(tmp_path / "split" / "train").classes == list(CLASSES[:4])
+    assert datasets.ImageFolder(tmp_path / "flat").classes == list(CLASSES[:4])
+    assert len(list((tmp_path / "user-cache").glob("flat-*-all-*.npz"))) == 1
+
+
+def test_read_only_data_folder_is_left_untouched(tmp_path):
+    import os
+
+    write_imagefolder(tmp_path / "ro", per_class=1)
+    os.chmod(tmp_path / "ro", 0o555)
+    try:
+        load_dataset("cifar10", tmp_path / "ro")
+        assert not (tmp_path / "ro" / CACHE_DIR_NAME).exists()
+        assert len(list((tmp_path / "npalexnet-cache").glob("ro-*-t*-32px-3ch-*.npz"))) == 2
+    finally:
+        os.chmod(tmp_path / "ro", 0o755)
