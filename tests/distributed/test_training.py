@@ -6,6 +6,8 @@ The script runs under ``mpiexec`` in a subprocess with a hard timeout
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 
 import numpy
@@ -132,3 +134,15 @@ def test_distributed_without_mpi4py_is_one_clear_error(tmp_path):
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.count("error: --distributed needs mpi4py") == 1
     assert "Traceback" not in result.stderr
+
+
+def test_distributed_without_mpi4py_and_without_mpiexec(tmp_path):
+    """Runs everywhere (mpi4py blocked in the child): one error line, exit status 2, no traceback."""
+    block = ("import runpy, sys; sys.modules['mpi4py'] = None; sys.argv = sys.argv[1:]; "
+             "runpy.run_path(sys.argv[0], run_name='__main__')")
+    result = subprocess.run([sys.executable, "-c", block, str(TRAIN), "--distributed", "--out", str(tmp_path / "run"),
+                             *TINY], capture_output=True, text=True, timeout=120, cwd=tmp_path, check=False,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith("error: --distributed needs mpi4py") and "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
