@@ -39,7 +39,7 @@ def stratified_split(labels, fraction: float, seed: int, stream: int = 1) -> tup
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"the held-out fraction must be in [0, 1), got {fraction}")
     n = labels.shape[0]
-    held = int(round(fraction * n))
+    held = round(fraction * n)
     if held == 0:
         return numpy.arange(n), numpy.arange(0)
     held_idx = stratified_sample(labels, held, seed, stream)

@@ -5,8 +5,16 @@ from __future__ import annotations
 import numpy
 import pytest
 
-from npalexnet.data.augment import (Preprocess, channel_stats, crop_flip, hflip, interpolation_matrix, normalize,
-                                    resize, source_indices)
+from npalexnet.data.augment import (
+    Preprocess,
+    channel_stats,
+    crop_flip,
+    hflip,
+    interpolation_matrix,
+    normalize,
+    resize,
+    source_indices,
+)
 
 
 def _images(b=6, c=3, h=8, w=8, seed=0):

@@ -5,8 +5,17 @@ from __future__ import annotations
 import numpy
 import pytest
 
-from npalexnet.train import (BEST, LAST, CheckpointError, NonFiniteLossError, Predictor, TrainConfig,
-                             TrainingInterrupted, fit, load_checkpoint)
+from npalexnet.train import (
+    BEST,
+    LAST,
+    CheckpointError,
+    NonFiniteLossError,
+    Predictor,
+    TrainConfig,
+    TrainingInterrupted,
+    fit,
+    load_checkpoint,
+)
 from npalexnet.train import run as run_module
 from npalexnet.train.history import read_metrics_csv
 from tests.fakedata import write_cifar_batches, write_fashionmnist_raw, write_imagefolder
@@ -20,8 +29,8 @@ def cifar_dir(tmp_path_factory):
 
 
 def _config(data_dir, out, **kwargs) -> TrainConfig:
-    base = dict(data_dir=str(data_dir), out=str(out), width=0.125, batch_size=16, eval_batch_size=32,
-                device="cpu", progress=False, val_fraction=0.2, epochs=2)
+    base = {"data_dir": str(data_dir), "out": str(out), "width": 0.125, "batch_size": 16, "eval_batch_size": 32,
+            "device": "cpu", "progress": False, "val_fraction": 0.2, "epochs": 2}
     return TrainConfig(**{**base, **kwargs})
 
 

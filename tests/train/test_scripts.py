@@ -19,7 +19,7 @@ TINY = ["--width", "0.125", "--batch-size", "16", "--no-progress", "--device", "
 
 def _run(script, *args, cwd=None):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "NPALEXNET_CACHE": str(Path(cwd or ROOT) / ".cache")}
-    return subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True, check=False,
                           cwd=cwd, env=env, timeout=300)
 
 
