@@ -1,10 +1,12 @@
-"""Batched augmentation against plain NumPy references (numpy.pad, slicing, torch's interpolate)."""
+"""Batched augmentation against plain NumPy references (numpy.pad, slicing, torch's interpolate),
+on every backend (CuPy where a GPU exists)."""
 
 from __future__ import annotations
 
 import numpy
 import pytest
 
+from npalexnet import asnumpy
 from npalexnet.data.augment import (
     Preprocess,
     channel_stats,
@@ -22,7 +24,7 @@ def _images(b=6, c=3, h=8, w=8, seed=0):
 
 
 @pytest.mark.parametrize("mode, np_mode", [("reflect", "reflect"), ("zero", "constant")])
-def test_crop_flip_matches_pad_then_slice(mode, np_mode):
+def test_crop_flip_matches_pad_then_slice(xp, mode, np_mode):
     x = _images()
     pad = 3
     rng = numpy.random.default_rng(1)
@@ -31,9 +33,9 @@ def test_crop_flip_matches_pad_then_slice(mode, np_mode):
     padded = numpy.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), mode=np_mode)
     expected = numpy.stack([padded[i, :, oy[i]:oy[i] + 8, ox[i]:ox[i] + 8] for i in range(6)])
     expected[flips] = expected[flips][..., ::-1]
-    out = crop_flip(x, oy, ox, flips, pad, mode)
-    assert out.dtype == numpy.uint8
-    numpy.testing.assert_array_equal(out, expected)
+    out = crop_flip(xp.asarray(x), oy, ox, flips, pad, mode)
+    assert out.dtype == numpy.uint8 and isinstance(out, xp.ndarray)
+    numpy.testing.assert_array_equal(asnumpy(out), expected)
 
 
 def test_crop_corners_and_centre():
@@ -56,17 +58,17 @@ def test_source_indices_reflect_and_errors():
         source_indices(numpy, [0], 4, 1, "edge")
 
 
-def test_hflip_only_flagged_images():
+def test_hflip_only_flagged_images(xp):
     x = _images(b=2)
-    out = hflip(x, [True, False])
+    out = asnumpy(hflip(xp.asarray(x), [True, False]))
     numpy.testing.assert_array_equal(out[0], x[0, :, :, ::-1])
     numpy.testing.assert_array_equal(out[1], x[1])
 
 
-def test_normalize_per_channel():
+def test_normalize_per_channel(xp):
     x = _images()
     mean, std = (0.1, 0.5, 0.9), (0.2, 0.3, 0.4)
-    out = normalize(x, mean, std)
+    out = asnumpy(normalize(xp.asarray(x), mean, std))
     expected = (x / 255.0 - numpy.array(mean)[None, :, None, None]) / numpy.array(std)[None, :, None, None]
     assert out.dtype == numpy.float32
     numpy.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
@@ -74,12 +76,12 @@ def test_normalize_per_channel():
 
 @pytest.mark.parametrize("mode", ["bilinear", "nearest"])
 @pytest.mark.parametrize("size", [227, 13])
-def test_resize_matches_torch(mode, size):
+def test_resize_matches_torch(xp, mode, size):
     torch = pytest.importorskip("torch")
     x = numpy.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(numpy.float32)
     kwargs = {"align_corners": False} if mode == "bilinear" else {}
     expected = torch.nn.functional.interpolate(torch.from_numpy(x), size=(size, size), mode=mode, **kwargs)
-    numpy.testing.assert_allclose(resize(x, size, mode), expected.numpy(), rtol=1e-4, atol=1e-5)
+    numpy.testing.assert_allclose(asnumpy(resize(xp.asarray(x), size, mode)), expected.numpy(), rtol=1e-4, atol=1e-5)
 
 
 def test_interpolation_rows_sum_to_one_and_identity():

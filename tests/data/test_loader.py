@@ -38,3 +38,17 @@ def test_evaluation_order_is_fixed_and_unaugmented():
     numpy.testing.assert_array_equal(loader.order(0), numpy.arange(37))
     x0 = next(loader.epoch(0))[1]
     numpy.testing.assert_array_equal(x0, loader.preprocess.eval(loader.images[:8]))
+
+
+def test_the_device_gets_the_same_augmented_batches(xp):
+    """Random numbers are drawn on the host, so NumPy and CuPy batches agree."""
+    from npalexnet import asnumpy
+
+    cpu = _loader()
+    here = BatchLoader(Split(asnumpy(cpu.images), asnumpy(cpu.labels)), 8, cpu.preprocess,
+                       "cpu" if xp is numpy else "cuda", train=True, seed=0)
+    x, y = here.batch(1, 2)
+    assert isinstance(x, xp.ndarray) and isinstance(y, xp.ndarray)
+    x_cpu, y_cpu = cpu.batch(1, 2)
+    numpy.testing.assert_allclose(asnumpy(x), x_cpu, rtol=1e-6, atol=1e-6)
+    numpy.testing.assert_array_equal(asnumpy(y), y_cpu)
