@@ -85,6 +85,8 @@ def parse_args(argv=None) -> TrainConfig:
     g.add_argument("--resume", action="store_true", help="continue from --out/last.npz up to --epochs")
     g.add_argument("--overwrite", action="store_true", help="start afresh even if --out holds a run")
     g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    g.add_argument("--log-grad-norms", action="store_true",
+                   help="per-layer gradient and weight norms each epoch into metrics.csv, plotted in norms.png")
     g.add_argument("--distributed", action="store_true",
                    help="data-parallel over the processes mpiexec starts (one per GPU with --device cuda); "
                         "--batch-size is then the global batch, split across them (README: Distributed training)")

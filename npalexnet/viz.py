@@ -133,7 +133,23 @@ def confusion_matrix(y_true, y_pred, num_classes: int | None = None):
     return cm
 
 
-def _pyplot():
+def save_figure(fig, path) -> Path:
+    """Write ``fig`` as a PNG atomically (temporary file, then rename) and close it.
+
+    A crash or Ctrl-C while saving leaves the previous picture, never half a file.
+    """
+    from .data.atomic import atomic_write  # here: npalexnet.data is not needed to import viz
+
+    plt = pyplot()
+    try:
+        fig.tight_layout()
+        return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
+    finally:
+        plt.close(fig)
+
+
+def pyplot():
+    """matplotlib.pyplot with the file-only Agg backend (servers have no display)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -142,7 +158,7 @@ def _pyplot():
 
 def save_confusion_matrix(cm, classes, path, title: str = "Confusion matrix (test set)"):
     """Draw ``cm`` (K, K), rows normalised to recall, counts written in each cell; returns the path."""
-    plt = _pyplot()
+    plt = pyplot()
     cm = numpy.asarray(cm)
     k = cm.shape[0]
     classes = list(classes) if classes is not None else [str(i) for i in range(k)]
@@ -162,12 +178,7 @@ def save_confusion_matrix(cm, classes, path, title: str = "Confusion matrix (tes
             for p in range(k):
                 ax.text(p, t, str(int(cm[t, p])), ha="center", va="center", fontsize=8,
                         color="white" if recall[t, p] > 0.5 else "black")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def save_misclassified(images, y_true, y_pred, classes, path, max_images: int = 36, cols: int = 6,
@@ -180,7 +191,7 @@ def save_misclassified(images, y_true, y_pred, classes, path, max_images: int = 
         y_true, y_pred: (N,) class indices. classes: names.
     The first ``max_images`` mistakes, in dataset order, are shown.
     """
-    plt = _pyplot()
+    plt = pyplot()
     images = backend.asnumpy(images)
     y_true, y_pred = backend.asnumpy(y_true), backend.asnumpy(y_pred)
     wrong = numpy.flatnonzero(y_true != y_pred)[:max_images]
@@ -206,12 +217,7 @@ def save_misclassified(images, y_true, y_pred, classes, path, max_images: int = 
     if n == 0:
         axes.flat[0].text(0.5, 0.5, "no misclassified images", ha="center", va="center")
     fig.suptitle(f"Misclassified test images ({n} shown of {int((y_true != y_pred).sum())})")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path, n
+    return save_figure(fig, path), n
 
 
 # ----------------------------------------------------------------------------- norms over training
@@ -228,7 +234,7 @@ def save_norm_curves(norms, path, title: str = "Gradient and weight norms per la
     update ``lr * |dL/dW|`` near 1e-3 of ``|W|``.
     Returns the path.
     """
-    plt = _pyplot()
+    plt = pyplot()
     names = [n for n in (norms[0] if norms else {}) if n.endswith("weight")]
     x = numpy.arange(1, len(norms) + 1)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
@@ -247,9 +253,4 @@ def save_norm_curves(norms, path, title: str = "Gradient and weight norms per la
     if names:
         axes[2].legend(fontsize=7, loc="best")
     fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -67,6 +67,7 @@ class TrainConfig:
     overwrite: bool = False
     progress: bool = True
     distributed: bool = False
+    log_grad_norms: bool = False
 
     def validate(self) -> TrainConfig:
         """Raise ValueError with the option's name for values that cannot work."""
@@ -94,7 +95,7 @@ class TrainConfig:
 #: Fields a resumed run takes from the command line; the rest come from the checkpoint,
 #: so ``--resume`` continues the same run whatever else the command line says.
 RUNTIME_FIELDS = ("epochs", "data_dir", "root", "download", "cache_dir", "workers", "device", "out",
-                  "resume", "overwrite", "progress", "eval_batch_size", "distributed")
+                  "resume", "overwrite", "progress", "eval_batch_size", "distributed", "log_grad_norms")
 
 
 def merge_for_resume(saved: dict, current: TrainConfig) -> TrainConfig:

@@ -11,19 +11,46 @@ import csv
 import io
 from pathlib import Path
 
-from ..data.atomic import atomic_write, atomic_write_text
+from ..data.atomic import atomic_write_text
+from ..viz import pyplot, save_figure
 
 COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_seconds", "images_per_s")
-METRICS_CSV, CURVES_PNG = "metrics.csv", "curves.png"
+METRICS_CSV, CURVES_PNG, NORMS_PNG = "metrics.csv", "curves.png", "norms.png"
+
+#: Column prefixes of ``--log-grad-norms``: ``grad_norm:<parameter name>``, ``weight_norm:<parameter name>``.
+GRAD_NORM, WEIGHT_NORM = "grad_norm:", "weight_norm:"
+
+
+def norm_columns(norms: dict) -> dict:
+    """Flatten :func:`npalexnet.inspect.parameter_norms` into metrics.csv columns."""
+    row = {}
+    for name, entry in norms.items():
+        row[GRAD_NORM + name] = entry["grad"]
+        row[WEIGHT_NORM + name] = entry["weight"]
+    return row
+
+
+def norms_from_history(history: list[dict]) -> list[dict]:
+    """The inverse of :func:`norm_columns` for every epoch that logged norms (for the plot)."""
+    out = []
+    for row in history:
+        names = [k[len(WEIGHT_NORM):] for k in row if k.startswith(WEIGHT_NORM)]
+        if names:
+            out.append({n: {"grad": row.get(GRAD_NORM + n), "weight": row[WEIGHT_NORM + n]} for n in names})
+    return out
 
 
 def write_metrics_csv(path, history: list[dict]) -> Path:
-    """One row per epoch with :data:`COLUMNS` (empty cells for missing values)."""
+    """One row per epoch with :data:`COLUMNS`, then any norm columns (empty cells for missing values)."""
+    extra = []
+    for row in history:
+        extra += [k for k in row if k.startswith((GRAD_NORM, WEIGHT_NORM)) and k not in extra]
+    columns = COLUMNS + tuple(extra)
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in history:
-        writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in COLUMNS})
+        writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in columns})
     return atomic_write_text(path, buffer.getvalue())
 
 
@@ -36,11 +63,7 @@ def read_metrics_csv(path) -> list[dict]:
 
 def plot_curves(path, history: list[dict], title: str = "") -> Path:
     """Loss and accuracy (train, validation) against the epoch, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")   # no display on servers; must precede pyplot
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     epochs = [r["epoch"] for r in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     for key, label, ax, scale in (("train_loss", "train", ax_loss, 1), ("val_loss", "validation", ax_loss, 1),
@@ -55,8 +78,4 @@ def plot_curves(path, history: list[dict], title: str = "") -> Path:
         ax.legend()
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    try:
-        return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
-    finally:
-        plt.close(fig)
+    return save_figure(fig, path)

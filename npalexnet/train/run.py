@@ -37,6 +37,8 @@ from ..data import (
     stratified_sample,
     stratified_split,
 )
+from ..inspect import parameter_norms
+from ..viz import save_norm_curves
 from .checkpoint import BEST, LAST, CheckpointError, load_checkpoint, load_model_state, save_checkpoint
 from .config import (
     TrainConfig,
@@ -48,7 +50,15 @@ from .config import (
     model_kwargs,
 )
 from .evaluate import evaluate
-from .history import CURVES_PNG, METRICS_CSV, plot_curves, write_metrics_csv
+from .history import (
+    CURVES_PNG,
+    METRICS_CSV,
+    NORMS_PNG,
+    norm_columns,
+    norms_from_history,
+    plot_curves,
+    write_metrics_csv,
+)
 from .interrupt import GracefulInterrupt
 from .loop import EpochStats, NonFiniteLossError, train_one_epoch
 
@@ -201,6 +211,7 @@ def fit(cfg: TrainConfig, log=print, comm=None) -> FitResult:
     log(f"model: AlexNet {kwargs['variant']} (width {kwargs['width']}), "
         f"{sum(p.size for p in model.parameters()):,} parameters, {size}x{size} input, device {device}; "
         f"{cfg.optimizer} lr {cfg.lr} ({cfg.schedule}), batch {cfg.batch_size}, {len(train_loader)} steps/epoch")
+    log(model.summary((cfg.batch_size, dataset.in_channels, size, size)))
 
     def meta(epoch: int, stats: EpochStats) -> dict:
         return {"epoch": epoch, "partial": stats.to_dict(), "model_kwargs": kwargs, "variant": kwargs["variant"],
@@ -242,6 +253,8 @@ def fit(cfg: TrainConfig, log=print, comm=None) -> FitResult:
                                 "val_loss": val_loss, "val_acc": val_acc, "lr": optimizer.param_groups[0]["lr"],
                                 "epoch_seconds": round(seconds, 2),
                                 "images_per_s": round(stats.seen / max(stats.seconds, 1e-9), 1)})
+                if cfg.log_grad_norms:   # the gradient of the epoch's last step, the weights at its end
+                    history[-1].update(norm_columns(parameter_norms(model)))
                 score = val_acc if val_acc is not None else stats.accuracy
                 improved = score > best_acc
                 best_acc = max(best_acc, score)
@@ -251,6 +264,8 @@ def fit(cfg: TrainConfig, log=print, comm=None) -> FitResult:
                 if comm.is_root:
                     write_metrics_csv(out / METRICS_CSV, history)
                     plot_curves(out / CURVES_PNG, history, title=f"AlexNet {kwargs['variant']} on {dataset.name}")
+                    if cfg.log_grad_norms:
+                        save_norm_curves(norms_from_history(history), out / NORMS_PNG)
                 val_text = (f"val loss {val_loss:.4f} acc {100 * val_acc:.2f}%" if val_acc is not None
                             else "no validation split")
                 log(f"epoch {epoch + 1}/{cfg.epochs}: train loss {stats.loss:.4f} acc {100 * stats.accuracy:.2f}%"

@@ -74,6 +74,20 @@ def test_outputs_of_a_run(cifar_dir, tmp_path):
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_summary_is_printed_and_grad_norms_are_logged_and_plotted(cifar_dir, tmp_path):
+    lines = []
+    fit(_config(cifar_dir, tmp_path, log_grad_norms=True), log=lines.append)
+    text = "\n".join(map(str, lines))
+    assert "AlexNet summary, input (16, 3, 32, 32)" in text and "classifier.6" in text
+    rows = read_metrics_csv(tmp_path / "metrics.csv")
+    for row in rows:
+        assert row["grad_norm:features.0.weight"] > 0 and row["weight_norm:classifier.6.bias"] > 0
+    assert len([k for k in rows[0] if k.startswith("grad_norm:")]) == 16   # every parameter of the net
+    from PIL import Image
+    with Image.open(tmp_path / "norms.png") as image:
+        assert image.size[0] > 500
+
+
 def test_resume_after_a_finished_run_equals_a_longer_run(cifar_dir, tmp_path):
     """A constant schedule does not depend on --epochs, so 1 + 1 epochs = 2 epochs exactly."""
     fit(_config(cifar_dir, tmp_path / "full", schedule="constant"), log=lambda *a: None)
