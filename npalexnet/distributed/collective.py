@@ -12,15 +12,8 @@ from .communicator import Communicator, DistributedSetupError
 from .state import allreduce_sums, broadcast_tree
 
 
-def on_root(comm: Communicator, fn, *args, **kwargs):
-    """``fn(*args, **kwargs)`` on rank 0, its result broadcast to every rank.
-
-    An exception on rank 0 is raised on every rank (the same object, pickled).
-    Arrays in the result (dicts/lists/tuples of them) travel as arrays, not
-    pickles (see :func:`~npalexnet.distributed.state.broadcast_tree`).
-    """
-    if comm.size == 1:
-        return fn(*args, **kwargs)
+def _root_alone(comm: Communicator, fn, *args, **kwargs):
+    """``fn`` on rank 0 alone; its exception, if any, raised on every rank. Rank 0's result (None elsewhere)."""
     result, error = None, None
     if comm.is_root:
         try:
@@ -30,7 +23,19 @@ def on_root(comm: Communicator, fn, *args, **kwargs):
     error = comm.broadcast_object(error, 0)
     if error is not None:
         raise error
-    return broadcast_tree(result, comm)
+    return result
+
+
+def on_root(comm: Communicator, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` on rank 0, its result broadcast to every rank.
+
+    An exception on rank 0 is raised on every rank (the same object, pickled).
+    Arrays in the result (dicts/lists/tuples of them) travel as arrays, not
+    pickles (see :func:`~npalexnet.distributed.state.broadcast_tree`).
+    """
+    if comm.size == 1:
+        return fn(*args, **kwargs)
+    return broadcast_tree(_root_alone(comm, fn, *args, **kwargs), comm)
 
 
 def root_first(comm: Communicator, fn, *args, **kwargs):
@@ -42,15 +47,7 @@ def root_first(comm: Communicator, fn, *args, **kwargs):
     """
     if comm.size == 1:
         return fn(*args, **kwargs)
-    result, error = None, None
-    if comm.is_root:
-        try:
-            result = fn(*args, **kwargs)
-        except Exception as exc:   # noqa: BLE001 (re-raised below, on every rank)
-            error = exc
-    first = comm.broadcast_object(error, 0)
-    if first is not None:
-        raise first
+    result, error = _root_alone(comm, fn, *args, **kwargs), None
     if not comm.is_root:
         try:
             result = fn(*args, **kwargs)

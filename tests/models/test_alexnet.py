@@ -6,62 +6,9 @@ import torch
 import torchvision
 
 from npalexnet import nn
+from npalexnet.inspect.torch_twin import to_torch
 from npalexnet.models import INPUT_SIZE, VARIANTS, alexnet
 from tests.conftest import check_against_torch, rel_error
-
-
-class TorchAlexNet(torch.nn.Module):
-    """The torch twin of npalexnet's AlexNet container (features -> [avgpool] -> flatten -> classifier)."""
-
-    def __init__(self, features, classifier, avgpool=None):
-        super().__init__()
-        self.features = features
-        if avgpool is not None:
-            self.avgpool = avgpool
-        self.classifier = classifier
-
-    def forward(self, x):
-        x = self.features(x)
-        if hasattr(self, "avgpool"):
-            x = self.avgpool(x)
-        return self.classifier(torch.flatten(x, 1))
-
-
-def to_torch(module):
-    """Build the torch twin of an npalexnet module tree, layer by layer."""
-    T = torch.nn
-    if isinstance(module, nn.Sequential):
-        return T.Sequential(*[to_torch(m) for m in module])
-    if isinstance(module, nn.Conv2d):
-        return T.Conv2d(module.in_channels, module.out_channels, module.kernel_size, module.stride,
-                        module.padding, groups=module.groups, bias=module.bias is not None)
-    if isinstance(module, nn.Linear):
-        return T.Linear(module.in_features, module.out_features, bias=module.bias is not None)
-    if isinstance(module, nn.ReLU):
-        return T.ReLU()
-    if isinstance(module, nn.MaxPool2d):
-        return T.MaxPool2d(module.kernel_size, module.stride, module.padding)
-    if isinstance(module, nn.LocalResponseNorm):
-        return T.LocalResponseNorm(module.size, module.alpha, module.beta, module.k)
-    if isinstance(module, nn.Dropout):
-        return T.Dropout(module.p)
-    if isinstance(module, nn.AdaptiveAvgPool2d):
-        return T.AdaptiveAvgPool2d(module.output_size)
-    if isinstance(module, nn.BatchNorm2d):
-        return T.BatchNorm2d(module.num_features, module.eps, module.momentum)
-    if isinstance(module, nn.Flatten):
-        return T.Flatten(module.start_dim, module.end_dim)
-    if module.variant == "bn":
-        twin = T.Module()
-        for name in ("layer1", "layer2", "layer3", "layer4", "layer5", "fc", "fc1", "fc2"):
-            setattr(twin, name, to_torch(getattr(module, name)))
-        stages = [twin.layer1, twin.layer2, twin.layer3, twin.layer4, twin.layer5, T.Flatten(1),
-                  twin.fc, twin.fc1, twin.fc2]
-        twin.forward = lambda x: torch.nn.Sequential(*stages)(x)
-        return twin
-    avgpool = to_torch(module.avgpool) if hasattr(module, "avgpool") else None
-    return TorchAlexNet(to_torch(module.features), to_torch(module.classifier), avgpool)
-
 
 # Reduced widths and inputs keep these float64 whole-net checks to seconds.
 MODEL_CASES = [
@@ -84,10 +31,7 @@ def test_variant_matches_torch(variant, kwargs, size, dtype, xp):
         for m in model.modules():
             if isinstance(m, nn.Dropout):
                 m.p = 0.0                              # BN in training mode, dropout off
-    twin = to_torch(model).train(model.training)
-    for m in twin.modules():
-        if isinstance(m, torch.nn.Dropout):
-            m.p = 0.0
+    twin = to_torch(model, replay_dropout=False)    # the same layers in torch, dropout p=0 as in `model`
     x = numpy.random.default_rng(0).standard_normal((2, kwargs.get("in_channels", 3), size, size))
     check_against_torch(model, twin, x, xp=xp, dtype=dtype)
 
