@@ -37,6 +37,7 @@ the array-code versions :func:`im2col_array` and :func:`col2im_array`.
 from __future__ import annotations
 
 from ..backend import get_array_module
+from . import numba_kernels
 from .cuda_dispatch import kernels_for
 
 
@@ -105,6 +106,8 @@ def im2col(x, kernel, stride, padding):
     cuda = kernels_for(x)   # CuPy arrays with the CUDA kernels switched on (off by default)
     if cuda is not None:
         return cuda.im2col(x, kernel, stride, padding)
+    if numba_kernels.use_for(x):
+        return numba_kernels.im2col(x, kernel, stride, padding, _output_hw(x.shape, kernel, stride, padding))
     return im2col_array(x, kernel, stride, padding)
 
 
@@ -113,4 +116,12 @@ def col2im(col, x_shape, kernel, stride, padding):
     cuda = kernels_for(col)
     if cuda is not None:
         return cuda.col2im(col, x_shape, kernel, stride, padding)
+    if numba_kernels.use_for(col):
+        return numba_kernels.col2im(col, x_shape, kernel, stride, padding,
+                                    _output_hw(x_shape, kernel, stride, padding))
     return col2im_array(col, x_shape, kernel, stride, padding)
+
+
+def _output_hw(x_shape, kernel, stride, padding):
+    return tuple(conv_output_size(size, k, s, p)
+                 for size, k, s, p in zip(x_shape[2:], kernel, stride, padding))

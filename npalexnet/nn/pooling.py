@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy
 
 from ..backend import get_array_module
+from ..kernels import numba_kernels
 from ..kernels.cuda_dispatch import kernels_for
 from ..kernels.im2col import conv_output_size
 from ._utils import check_array, check_grad, pair
@@ -67,6 +68,12 @@ class MaxPool2d(Module):
             out, argmax = cuda.maxpool2d_forward(x, self.kernel_size, self.stride, self.padding)
             self._cache = (argmax, x.shape)
             return out.transpose(1, 0, 2, 3)
+        index_dtype = numpy.uint8 if kh * kw <= 255 else numpy.int32
+        if numba_kernels.use_for(x):   # one compiled pass instead of KH*KW array passes
+            out, argmax = numba_kernels.maxpool_forward(x, self.kernel_size, self.stride, self.padding,
+                                                        (oh, ow), index_dtype)
+            self._cache = (argmax, x.shape)
+            return out.transpose(1, 0, 2, 3)
         # Work in (C, N, H, W) order: the memory layout conv and ReLU produce.
         x_cn = x.transpose(1, 0, 2, 3)
         if ph or pw:
@@ -74,7 +81,6 @@ class MaxPool2d(Module):
             x_pad[:, :, ph:ph + h, pw:pw + w] = x_cn
         else:
             x_pad = x_cn
-        index_dtype = numpy.uint8 if kh * kw <= 255 else numpy.int32
         out = argmax = None
         for k, (ky, kx) in enumerate(numpy.ndindex(kh, kw)):
             window = x_pad[:, :, ky:ky + sh * (oh - 1) + 1:sh, kx:kx + sw * (ow - 1) + 1:sw]
@@ -96,6 +102,9 @@ class MaxPool2d(Module):
         if cuda is not None:
             return cuda.maxpool2d_backward(grad_out, argmax, x_shape, self.kernel_size, self.stride,
                                            self.padding)
+        if numba_kernels.use_for(grad_out):
+            return numba_kernels.maxpool_backward(grad_out, argmax, x_shape, self.kernel_size, self.stride,
+                                                  self.padding)
         xp = get_array_module(grad_out)
         n, c, h, w = x_shape
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
