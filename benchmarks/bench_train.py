@@ -15,10 +15,9 @@ time per step is reported with images/s and the ratio npalexnet / PyTorch
 (above 1: npalexnet is faster). Each library runs in a worker process of its
 own, driven in alternation by this one (see :func:`compare` for why).
 
-Peak memory (``--memory``) is the high-water mark of the resident set of a
-fresh subprocess that builds one library's net and runs three training
-steps, minus the resident set right after the imports: what a training step
-of that library costs on top of the interpreter and its libraries.
+Peak memory (``--memory``) is the high-water mark of the resident set while
+one library runs three training steps in a fresh subprocess, minus the
+resident set right after the imports (see :func:`peak_memory`).
 """
 
 from __future__ import annotations
@@ -201,28 +200,39 @@ def compare(args) -> dict:
 
 
 def peak_memory(args, library: str) -> float:
-    """MiB a training step adds to the resident set, measured in a fresh subprocess."""
+    """MiB of the resident-set peak during training steps, over the process after its imports.
+
+    Measured in a fresh subprocess: import both libraries, note the resident
+    set, build the net (both libraries build it, for the same weights), drop
+    the other library's copy, reset the kernel's high-water mark
+    (``/proc/self/clear_refs``), run three training steps and read ``VmHWM``.
+    The figure holds weights, gradients, optimizer state, the batch and the
+    step's activations and temporaries.
+    """
     code = f"""
-import resource, sys
+import gc, sys
 sys.path.insert(0, {str(ROOT / 'benchmarks')!r})
 import bench_train as b
 b.set_threads({args.threads})
 import numpy, torch, npalexnet
 torch.set_num_threads({args.threads})
-def rss():
-    return int(open('/proc/self/statm').read().split()[1]) * resource.getpagesize() / 2**20
-base = rss()
+def status(key):
+    for line in open('/proc/self/status'):
+        if line.startswith(key):
+            return int(line.split()[1]) / 1024
+base = status('VmRSS')
 model, twin, ours, theirs = b.build({args.net!r}, {args.batch}, 'cpu')
 if {library!r} == 'npalexnet':
-    del twin
+    del twin, theirs
     train, _ = b.npalexnet_steps(model, ours, 'cpu')
 else:
-    del model
+    del model, ours
     train, _ = b.torch_steps(twin, theirs, 'cpu')
+gc.collect()
+open('/proc/self/clear_refs', 'w').write('5')
 for _ in range(3):
     train()
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(peak - base)
+print(status('VmHWM') - base)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ})
