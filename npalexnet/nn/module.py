@@ -15,6 +15,8 @@ architecture, so torch weights load directly.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections import OrderedDict
 from typing import Callable, Iterator
 
@@ -367,9 +369,6 @@ class Module:
 
 def _backward_firing_hooks(raw):
     """Wrap a subclass's ``backward`` so that it fires the backward hooks once."""
-    import functools
-    import inspect
-
     params = list(inspect.signature(raw).parameters.values())[1:]
     default = params[0].default if params and params[0].default is not inspect.Parameter.empty else None
 
