@@ -81,7 +81,7 @@ def npalexnet_steps(model, batch, device):
         model.train()
         opt.zero_grad()
         criterion(model(x), y)
-        model.backward(criterion.backward())
+        model.backward(criterion.backward(), input_grad=False)   # as torch: the batch needs no gradient
         opt.step()
         sync()
 

@@ -79,7 +79,7 @@ def train_step(model: Module, loss_fn: Module, optimizer, images, labels, indice
         with random_streams.sample_keys(numpy.asarray(indices), seed, epoch):
             logits = model(images)
             loss = loss_fn(logits, labels)
-        model.backward(loss_fn.backward())
+        model.backward(loss_fn.backward(), input_grad=False)
         xp = get_array_module(logits)
         loss_sum = float(loss) * n_local
         correct = int((xp.argmax(logits, axis=1) == labels).sum())

@@ -36,6 +36,8 @@ the array-code versions :func:`im2col_array` and :func:`col2im_array`.
 
 from __future__ import annotations
 
+import numpy
+
 from ..backend import get_array_module
 from . import numba_kernels
 from .cuda_dispatch import kernels_for
@@ -46,14 +48,15 @@ def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
     return (size + 2 * padding - kernel) // stride + 1
 
 
-def im2col_array(x, kernel, stride, padding):
+def im2col_array(x, kernel, stride, padding, out=None):
     """Unfold windows of ``x`` into columns, in plain array code.
 
     Inputs:
         x: (N, C, H, W) array, any memory layout.
         kernel, stride, padding: (KH, KW), (SH, SW), (PH, PW).
+        out: optional C-contiguous (C*KH*KW, N*OH*OW) array of x's dtype to write into.
     Returns:
-        col: (C*KH*KW, N*OH*OW) C-contiguous array of x's dtype.
+        col: (C*KH*KW, N*OH*OW) C-contiguous array of x's dtype (``out`` when given).
     """
     xp = get_array_module(x)
     n, c, h, w = x.shape
@@ -66,7 +69,7 @@ def im2col_array(x, kernel, stride, padding):
         x_pad[:, :, ph:ph + h, pw:pw + w] = x_cn
     else:
         x_pad = x_cn
-    col = xp.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)
+    col = _output(xp, out, (c, kh, kw, n, oh, ow), x.dtype)
     for ky in range(kh):
         y_end = ky + sh * (oh - 1) + 1
         for kx in range(kw):
@@ -101,14 +104,23 @@ def col2im_array(col, x_shape, kernel, stride, padding):
     return dx_pad[:, :, ph:ph + h, pw:pw + w].transpose(1, 0, 2, 3)
 
 
-def im2col(x, kernel, stride, padding):
-    """Unfold ``x`` (N, C, H, W) into ``col`` (C*KH*KW, N*OH*OW); see the module docstring."""
+def im2col(x, kernel, stride, padding, out=None):
+    """Unfold ``x`` (N, C, H, W) into ``col`` (C*KH*KW, N*OH*OW); see the module docstring.
+
+    ``out``: a C-contiguous array of that shape and x's dtype to write into
+    (a layer's reused buffer); returned.
+    """
     cuda = kernels_for(x)   # CuPy arrays with the CUDA kernels switched on (off by default)
     if cuda is not None:
-        return cuda.im2col(x, kernel, stride, padding)
+        col = cuda.im2col(x, kernel, stride, padding)
+        if out is None:
+            return col
+        out[...] = col
+        return out
     if numba_kernels.use_for(x):
-        return numba_kernels.im2col(x, kernel, stride, padding, _output_hw(x.shape, kernel, stride, padding))
-    return im2col_array(x, kernel, stride, padding)
+        return numba_kernels.im2col(x, kernel, stride, padding, _output_hw(x.shape, kernel, stride, padding),
+                                    out=out)
+    return im2col_array(x, kernel, stride, padding, out=out)
 
 
 def col2im(col, x_shape, kernel, stride, padding):
@@ -120,6 +132,19 @@ def col2im(col, x_shape, kernel, stride, padding):
         return numba_kernels.col2im(col, x_shape, kernel, stride, padding,
                                     _output_hw(x_shape, kernel, stride, padding))
     return col2im_array(col, x_shape, kernel, stride, padding)
+
+
+def _output(xp, out, shape, dtype):
+    """``out`` viewed as ``shape`` (checked), or a new array."""
+    if out is None:
+        return xp.empty(shape, dtype=dtype)
+    size = 1
+    for d in shape:
+        size *= d
+    if out.size != size or out.dtype != dtype or not out.flags.c_contiguous:
+        raise ValueError(f"im2col: out must be a C-contiguous {numpy.dtype(dtype)} array of {size} elements, "
+                         f"got {out.dtype} of shape {out.shape}")
+    return out.reshape(shape)
 
 
 def _output_hw(x_shape, kernel, stride, padding):

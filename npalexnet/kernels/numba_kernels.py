@@ -54,50 +54,55 @@ def _jit(fn):
 
 
 # ---------------------------------------------------------------------------- im2col / col2im
+# The kernels work one (channel, image) plane at a time through a small padded
+# copy of the plane (a few KB, in L1/L2): the inner loops then have no bounds
+# tests (numba vectorises them) and every output row is written once, in order.
+
 @_jit
 def _im2col(x_cn, col, kh, kw, sh, sw, ph, pw):
     # x_cn: (C, N, H, W) view of the input; col: (C, KH, KW, N, OH, OW)
     c_, n_, h, w = x_cn.shape
     oh, ow = col.shape[4], col.shape[5]
+    plane = numpy.zeros((h + 2 * ph, w + 2 * pw), dtype=col.dtype)   # the border stays zero
     for c in range(c_):
-        for ky in range(kh):
-            for kx in range(kw):
-                for n in range(n_):
+        for n in range(n_):
+            for i in range(h):
+                for j in range(w):
+                    plane[ph + i, pw + j] = x_cn[c, n, i, j]
+            for ky in range(kh):
+                for kx in range(kw):
                     for oy in range(oh):
-                        iy = oy * sh + ky - ph
-                        if iy < 0 or iy >= h:
-                            for ox in range(ow):
-                                col[c, ky, kx, n, oy, ox] = 0
-                            continue
+                        row = plane[oy * sh + ky]
                         for ox in range(ow):
-                            ix = ox * sw + kx - pw
-                            col[c, ky, kx, n, oy, ox] = x_cn[c, n, iy, ix] if 0 <= ix < w else 0
+                            col[c, ky, kx, n, oy, ox] = row[ox * sw + kx]
 
 
 @_jit
 def _col2im(col, dx_cn, kh, kw, sh, sw, ph, pw):
-    # col: (C, KH, KW, N, OH, OW); dx_cn: (C, N, H, W), zero on entry. One thread per channel: no races.
+    # col: (C, KH, KW, N, OH, OW); dx_cn: (C, N, H, W), written once per element (no zeroing pass).
     c_, n_, h, w = dx_cn.shape
     oh, ow = col.shape[4], col.shape[5]
+    plane = numpy.empty((h + 2 * ph, w + 2 * pw), dtype=col.dtype)
     for c in range(c_):
-        for ky in range(kh):
-            for kx in range(kw):
-                for n in range(n_):
+        for n in range(n_):
+            plane[:, :] = 0
+            for ky in range(kh):
+                for kx in range(kw):
                     for oy in range(oh):
-                        iy = oy * sh + ky - ph
-                        if iy < 0 or iy >= h:
-                            continue
+                        row = plane[oy * sh + ky]
                         for ox in range(ow):
-                            ix = ox * sw + kx - pw
-                            if 0 <= ix < w:
-                                dx_cn[c, n, iy, ix] += col[c, ky, kx, n, oy, ox]
+                            row[ox * sw + kx] += col[c, ky, kx, n, oy, ox]
+            for i in range(h):
+                for j in range(w):
+                    dx_cn[c, n, i, j] = plane[ph + i, pw + j]
 
 
-def im2col(x, kernel, stride, padding, out_hw):
+def im2col(x, kernel, stride, padding, out_hw, out=None):
     """numba im2col: same contract as :func:`npalexnet.kernels.im2col.im2col_array`."""
     n, c, _, _ = x.shape
     (kh, kw), (sh, sw), (ph, pw), (oh, ow) = kernel, stride, padding, out_hw
-    col = numpy.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)
+    shape = (c, kh, kw, n, oh, ow)
+    col = numpy.empty(shape, dtype=x.dtype) if out is None else out.reshape(shape)
     _im2col(x.transpose(1, 0, 2, 3), col, kh, kw, sh, sw, ph, pw)
     return col.reshape(c * kh * kw, n * oh * ow)
 
@@ -106,7 +111,7 @@ def col2im(col, x_shape, kernel, stride, padding, out_hw):
     """numba col2im: same contract as :func:`npalexnet.kernels.im2col.col2im_array`."""
     n, c, h, w = x_shape
     (kh, kw), (sh, sw), (ph, pw), (oh, ow) = kernel, stride, padding, out_hw
-    dx_cn = numpy.zeros((c, n, h, w), dtype=col.dtype)
+    dx_cn = numpy.empty((c, n, h, w), dtype=col.dtype)
     _col2im(numpy.ascontiguousarray(col).reshape(c, kh, kw, n, oh, ow), dx_cn, kh, kw, sh, sw, ph, pw)
     return dx_cn.transpose(1, 0, 2, 3)
 
@@ -116,40 +121,53 @@ def col2im(col, x_shape, kernel, stride, padding, out_hw):
 def _maxpool_forward(x_cn, out, argmax, kh, kw, sh, sw, ph, pw):
     # Exactly the array code's rule: the window's offsets in row-major order, padding read as
     # -inf, a later value wins only if strictly greater (ties keep the first maximum; a NaN
-    # neither wins nor is displaced once it leads).
+    # neither wins nor is displaced once it leads). Offsets outermost, so the inner loop over
+    # output columns is a branch-free select.
     c_, n_, h, w = x_cn.shape
     oh, ow = out.shape[2], out.shape[3]
+    plane = numpy.full((h + 2 * ph, w + 2 * pw), -numpy.inf, dtype=out.dtype)
     for c in range(c_):
         for n in range(n_):
+            for i in range(h):
+                for j in range(w):
+                    plane[ph + i, pw + j] = x_cn[c, n, i, j]
+            best = out[c, n]
+            arg = argmax[c, n]
             for oy in range(oh):
                 for ox in range(ow):
-                    best = x_cn.dtype.type(0)
-                    best_k = 0
-                    for ky in range(kh):
-                        iy = oy * sh + ky - ph
-                        for kx in range(kw):
-                            ix = ox * sw + kx - pw
-                            v = x_cn[c, n, iy, ix] if 0 <= iy < h and 0 <= ix < w else -numpy.inf
-                            if (ky == 0 and kx == 0) or v > best:
-                                best = v
-                                best_k = ky * kw + kx
-                    out[c, n, oy, ox] = best
-                    argmax[c, n, oy, ox] = best_k
+                    best[oy, ox] = plane[oy * sh, ox * sw]
+                    arg[oy, ox] = 0
+            for ky in range(kh):
+                for kx in range(kw):
+                    if ky == 0 and kx == 0:
+                        continue
+                    k = ky * kw + kx
+                    for oy in range(oh):
+                        row = plane[oy * sh + ky]
+                        for ox in range(ow):
+                            v = row[ox * sw + kx]
+                            if v > best[oy, ox]:
+                                best[oy, ox] = v
+                                arg[oy, ox] = k
 
 
 @_jit
 def _maxpool_backward(dy_cn, argmax, dx_cn, kh, kw, sh, sw, ph, pw):
+    # dx_cn is written once per element (no zeroing pass): each plane is summed in a padded copy.
     c_, n_, h, w = dx_cn.shape
     oh, ow = dy_cn.shape[2], dy_cn.shape[3]
+    plane = numpy.empty((h + 2 * ph, w + 2 * pw), dtype=dx_cn.dtype)
     for c in range(c_):
         for n in range(n_):
+            plane[:, :] = 0
             for oy in range(oh):
                 for ox in range(ow):
                     k = argmax[c, n, oy, ox]
-                    iy = oy * sh + k // kw - ph
-                    ix = ox * sw + k % kw - pw
-                    if 0 <= iy < h and 0 <= ix < w:   # a padded winner (all -inf) passes nothing on
-                        dx_cn[c, n, iy, ix] += dy_cn[c, n, oy, ox]
+                    plane[oy * sh + k // kw, ox * sw + k % kw] += dy_cn[c, n, oy, ox]
+            # A winner in the padding (a window of -inf only) passes nothing on.
+            for i in range(h):
+                for j in range(w):
+                    dx_cn[c, n, i, j] = plane[ph + i, pw + j]
 
 
 def maxpool_forward(x, kernel, stride, padding, out_hw, index_dtype):
@@ -165,9 +183,188 @@ def maxpool_forward(x, kernel, stride, padding, out_hw, index_dtype):
 def maxpool_backward(grad_out, argmax, x_shape, kernel, stride, padding):
     """dx (N, C, H, W) (a view of (C, N, H, W) memory) routed to each window's winner."""
     n, c, h, w = x_shape
-    dx_cn = numpy.zeros((c, n, h, w), dtype=grad_out.dtype)
+    dx_cn = numpy.empty((c, n, h, w), dtype=grad_out.dtype)
     _maxpool_backward(grad_out.transpose(1, 0, 2, 3), argmax, dx_cn, *kernel, *stride, *padding)
     return dx_cn.transpose(1, 0, 2, 3)
+
+
+# ---------------------------------------------------------------------------- Winograd F(2x2, 3x3)
+# The four data transforms of npalexnet.kernels.winograd, each fused with the rearrangement
+# around it. Winograd's columns are ordered (tile, image), so every loop below runs over the N
+# images of the batch: contiguous runs of N numbers, however small the feature map (a CIFAR
+# feature map has 2x2 tiles). Each is a separate loop with two or three arrays, so that LLVM
+# vectorises it (one loop body touching sixteen arrays defeats its alias checks and stays
+# scalar, three times slower). Each channel's plane is first gathered into a (rows, columns, N)
+# scratch buffer that stays in cache. The arithmetic is that of the transform matrices.
+
+@_jit
+def _lin2(dst, a, b, sb):
+    # dst = a + sb * b, sb = +-1 (exact)
+    for k in range(dst.shape[0]):
+        dst[k] = a[k] + sb * b[k]
+
+
+@_jit
+def _lin3(dst, a, b, c, sb, sc):
+    for k in range(dst.shape[0]):
+        dst[k] = a[k] + sb * b[k] + sc * c[k]
+
+
+@_jit
+def _acc(dst, a, sa):
+    # dst += sa * a
+    for k in range(dst.shape[0]):
+        dst[k] += sa * a[k]
+
+
+@_jit
+def _winograd_input(x_cn, v, ph, pw, th, tw):
+    # x_cn: (C, N, H, W) view; v: (16, C, TH*TW*N), column (ty*TW + tx)*N + n
+    c_, n_, h, w = x_cn.shape
+    plane = numpy.zeros((2 * th + 2, 2 * tw + 2, n_), dtype=v.dtype)   # the border stays zero
+    t = numpy.empty((4, 4, n_), dtype=v.dtype)
+    for c in range(c_):
+        for n in range(n_):
+            for i in range(h):
+                for j in range(w):
+                    plane[ph + i, pw + j, n] = x_cn[c, n, i, j]
+        for ty in range(th):
+            r = 2 * ty
+            for tx in range(tw):
+                q = 2 * tx
+                o = (ty * tw + tx) * n_
+                for j in range(4):   # t = BT d, column by column
+                    _lin2(t[0, j], plane[r, q + j], plane[r + 2, q + j], -1.0)
+                    _lin2(t[1, j], plane[r + 1, q + j], plane[r + 2, q + j], 1.0)
+                    _lin2(t[2, j], plane[r + 2, q + j], plane[r + 1, q + j], -1.0)
+                    _lin2(t[3, j], plane[r + 1, q + j], plane[r + 3, q + j], -1.0)
+                for i in range(4):   # V = t BT^T, row by row
+                    _lin2(v[4 * i, c, o:o + n_], t[i, 0], t[i, 2], -1.0)
+                    _lin2(v[4 * i + 1, c, o:o + n_], t[i, 1], t[i, 2], 1.0)
+                    _lin2(v[4 * i + 2, c, o:o + n_], t[i, 2], t[i, 1], -1.0)
+                    _lin2(v[4 * i + 3, c, o:o + n_], t[i, 1], t[i, 3], -1.0)
+
+
+@_jit
+def _winograd_input_backward(dv, dx_cn, ph, pw, th, tw):
+    # dv: (16, C, TH*TW*N); dx_cn: (C, N, H, W), written once per element.
+    c_, n_, h, w = dx_cn.shape
+    plane = numpy.empty((2 * th + 2, 2 * tw + 2, n_), dtype=dv.dtype)
+    s = numpy.empty((4, 4, n_), dtype=dv.dtype)
+    for c in range(c_):
+        plane[:, :, :] = 0
+        for ty in range(th):
+            r = 2 * ty
+            for tx in range(tw):
+                q = 2 * tx
+                o = (ty * tw + tx) * n_
+                for b in range(4):   # s = BT^T dV, column b at a time
+                    g0, g1 = dv[b, c, o:o + n_], dv[4 + b, c, o:o + n_]
+                    g2, g3 = dv[8 + b, c, o:o + n_], dv[12 + b, c, o:o + n_]
+                    s[0, b, :] = g0
+                    _lin3(s[1, b], g1, g2, g3, -1.0, 1.0)
+                    _lin3(s[2, b], g1, g2, g0, 1.0, -1.0)
+                    _neg(s[3, b], g3)
+                for i in range(4):   # dd = s BT, added into the overlapping tile
+                    row = plane[r + i]
+                    _acc(row[q], s[i, 0], 1.0)
+                    _acc(row[q + 1], s[i, 1], 1.0)
+                    _acc(row[q + 1], s[i, 2], -1.0)
+                    _acc(row[q + 1], s[i, 3], 1.0)
+                    _acc(row[q + 2], s[i, 0], -1.0)
+                    _acc(row[q + 2], s[i, 1], 1.0)
+                    _acc(row[q + 2], s[i, 2], 1.0)
+                    _acc(row[q + 3], s[i, 3], -1.0)
+        for n in range(n_):
+            for i in range(h):
+                for j in range(w):
+                    dx_cn[c, n, i, j] = plane[ph + i, pw + j, n]
+
+
+@_jit
+def _neg(dst, a):
+    for k in range(dst.shape[0]):
+        dst[k] = -a[k]
+
+
+@_jit
+def _winograd_output(m, bias, y_cn, th, tw, use_bias):
+    # m: (16, OC, TH*TW*N); y_cn: (OC, N, OH, OW) = A^T M A per tile (+ bias), cut to OH x OW.
+    oc_, n_, oh, ow = y_cn.shape
+    plane = numpy.empty((2 * th, 2 * tw, n_), dtype=m.dtype)
+    p = numpy.empty((2, 4, n_), dtype=m.dtype)
+    for c in range(oc_):
+        for ty in range(th):
+            for tx in range(tw):
+                o = (ty * tw + tx) * n_
+                for b in range(4):   # p = AT M, column b at a time
+                    _lin3(p[0, b], m[b, c, o:o + n_], m[4 + b, c, o:o + n_], m[8 + b, c, o:o + n_], 1.0, 1.0)
+                    _lin3(p[1, b], m[4 + b, c, o:o + n_], m[8 + b, c, o:o + n_], m[12 + b, c, o:o + n_],
+                          -1.0, -1.0)
+                for i in range(2):   # y = p AT^T
+                    _lin3(plane[2 * ty + i, 2 * tx], p[i, 0], p[i, 1], p[i, 2], 1.0, 1.0)
+                    _lin3(plane[2 * ty + i, 2 * tx + 1], p[i, 1], p[i, 2], p[i, 3], -1.0, -1.0)
+        b = bias[c] if use_bias else m.dtype.type(0)
+        for n in range(n_):
+            for i in range(oh):
+                for j in range(ow):
+                    y_cn[c, n, i, j] = plane[i, j, n] + b
+
+
+@_jit
+def _winograd_output_backward(dy_cn, dm, th, tw):
+    # dy_cn: (OC, N, OH, OW) view; dm: (16, OC, TH*TW*N) = A dY A^T per tile (zero beyond OH x OW).
+    oc_, n_, oh, ow = dy_cn.shape
+    plane = numpy.zeros((2 * th, 2 * tw, n_), dtype=dm.dtype)   # an odd edge stays zero
+    r4 = numpy.empty((4, 2, n_), dtype=dm.dtype)
+    for c in range(oc_):
+        for n in range(n_):
+            for i in range(oh):
+                for j in range(ow):
+                    plane[i, j, n] = dy_cn[c, n, i, j]
+        for ty in range(th):
+            r = 2 * ty
+            for tx in range(tw):
+                q = 2 * tx
+                o = (ty * tw + tx) * n_
+                for j in range(2):   # rows: (y0, y0 + y1, y0 - y1, -y1) of column j
+                    r4[0, j, :] = plane[r, q + j]
+                    _lin2(r4[1, j], plane[r, q + j], plane[r + 1, q + j], 1.0)
+                    _lin2(r4[2, j], plane[r, q + j], plane[r + 1, q + j], -1.0)
+                    _neg(r4[3, j], plane[r + 1, q + j])
+                for a in range(4):   # the same on the columns
+                    dm[4 * a, c, o:o + n_] = r4[a, 0]
+                    _lin2(dm[4 * a + 1, c, o:o + n_], r4[a, 0], r4[a, 1], 1.0)
+                    _lin2(dm[4 * a + 2, c, o:o + n_], r4[a, 0], r4[a, 1], -1.0)
+                    _neg(dm[4 * a + 3, c, o:o + n_], r4[a, 1])
+
+
+def winograd_input_transform(x, padding, th, tw, out):
+    """V (16, C, TH*TW*N) of :mod:`npalexnet.kernels.winograd` into ``out``."""
+    _winograd_input(x.transpose(1, 0, 2, 3), out, padding[0], padding[1], th, tw)
+    return out
+
+
+def winograd_input_transform_backward(dv, x_shape, padding, th, tw):
+    """dx (N, C, H, W) (a view of (C, N, H, W) memory) from dV (16, C, TH*TW*N)."""
+    n, c, h, w = x_shape
+    dx_cn = numpy.empty((c, n, h, w), dtype=dv.dtype)
+    _winograd_input_backward(dv, dx_cn, padding[0], padding[1], th, tw)
+    return dx_cn.transpose(1, 0, 2, 3)
+
+
+def winograd_output_transform(m, bias, out_shape, th, tw):
+    """y (OC, N, OH, OW) from M (16, OC, TH*TW*N), plus ``bias`` (OC,) or None."""
+    y_cn = numpy.empty(out_shape, dtype=m.dtype)
+    use_bias = bias is not None
+    _winograd_output(m, bias if use_bias else m[0, :, 0], y_cn, th, tw, use_bias)
+    return y_cn
+
+
+def winograd_output_transform_backward(grad_out, th, tw, out):
+    """dM (16, OC, TH*TW*N) into ``out`` from dy (N, OC, OH, OW)."""
+    _winograd_output_backward(grad_out.transpose(1, 0, 2, 3), out, th, tw)
+    return out
 
 
 # ---------------------------------------------------------------------------- SGD

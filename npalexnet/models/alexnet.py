@@ -74,10 +74,10 @@ class AlexNet(nn.Module):
             x = stage(x)
         return x
 
-    def backward(self, grad_out):
-        for stage in reversed(self._stages()):
-            grad_out = stage.run_backward(grad_out)
-        return grad_out
+    def backward(self, grad_out, input_grad: bool = True):
+        """Gradient with respect to the images (N, C, H, W); ``input_grad=False``
+        (training: the images need none) skips it in conv1 and returns None."""
+        return nn.backward_chain(self._stages(), grad_out, input_grad)
 
 
 class AlexNetBN(nn.Module):

@@ -7,12 +7,12 @@ from .dropout import Dropout
 from .flatten import Flatten
 from .linear import Linear
 from .loss import CrossEntropyLoss
-from .module import BackwardBeforeForwardError, Module, Parameter, RemovableHandle, Sequential
+from .module import BackwardBeforeForwardError, Module, Parameter, RemovableHandle, Sequential, backward_chain
 from .normalization import LocalResponseNorm
 from .pooling import AdaptiveAvgPool2d, MaxPool2d
 
 __all__ = [
     "AdaptiveAvgPool2d", "BackwardBeforeForwardError", "BatchNorm2d", "Conv2d", "CrossEntropyLoss",
     "Dropout", "Flatten", "Linear", "LocalResponseNorm", "MaxPool2d", "Module", "Parameter", "ReLU",
-    "RemovableHandle", "Sequential",
+    "RemovableHandle", "Sequential", "backward_chain",
 ]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 from collections import OrderedDict
 from typing import Callable, Iterator
 
@@ -40,13 +41,22 @@ class Parameter:
         data: the array (NumPy or CuPy).
         grad: an array of the same shape, or ``None`` before the first backward
             and after ``zero_grad(set_to_none=True)``.
+
+    Gradient storage is recycled: ``zero_grad()`` keeps the released array
+    as a spare, and the next backward writes its product straight into it
+    (:meth:`accumulate_matmul`) instead of allocating. A fresh 64 MB array
+    costs more than the GEMM that fills it on a CPU (first-touch page faults),
+    and fc7's weight gradient is that size. The spare is reused only when
+    nothing else refers to it, so a gradient a user kept from an earlier step
+    is never overwritten (torch's ``set_to_none`` semantics).
     """
 
-    __slots__ = ("data", "grad")
+    __slots__ = ("data", "grad", "_spare")
 
     def __init__(self, data):
         self.data = data
         self.grad = None
+        self._spare = None
 
     @property
     def shape(self):
@@ -74,8 +84,50 @@ class Parameter:
         else:
             self.grad += grad
 
+    def accumulate_matmul(self, a, b) -> None:
+        """Add the product ``a @ b`` (any shape of the parameter's size) to ``.grad``.
+
+        On the first contribution of a step the GEMM writes into recycled
+        storage (see the class docstring); later ones are added to it.
+        """
+        xp = backend.get_array_module(a, b)
+        out_shape = a.shape[:-1] + b.shape[-1:]
+        if int(numpy.prod(out_shape)) != self.data.size:
+            raise ValueError(f"gradient of shape {out_shape} for a parameter of shape {self.data.shape}")
+        if self.grad is not None:
+            self.grad += (a @ b).reshape(self.data.shape)
+            return
+        grad = self._take_spare(xp)
+        if grad is None:
+            grad = xp.empty(self.data.shape, dtype=self.data.dtype)
+        xp.matmul(a, b, out=grad.reshape(out_shape))
+        self.grad = grad
+
+    def release_grad(self) -> None:
+        """``grad = None``, keeping the array as storage for the next backward."""
+        if self.grad is not None:
+            self._spare, self.grad = self.grad, None
+
+    def _take_spare(self, xp):
+        spare, self._spare = self._spare, None
+        if (spare is None or type(spare) is not xp.ndarray or spare.shape != self.data.shape
+                or spare.dtype != self.data.dtype or spare.base is not None or not spare.flags.c_contiguous):
+            return None
+        # Only this frame holds it: no user variable, view or container does.
+        return spare if sys.getrefcount(spare) <= _SOLE_REFERENCE else None
+
     def __repr__(self) -> str:
         return f"Parameter(shape={tuple(self.shape)}, dtype={self.dtype})"
+
+
+def _sole_reference_count() -> int:
+    """``sys.getrefcount`` of an array held by one local variable only, as
+    :meth:`Parameter._take_spare` sees it (interpreters count temporaries differently)."""
+    spare = numpy.empty(1)
+    return sys.getrefcount(spare)
+
+
+_SOLE_REFERENCE = _sole_reference_count()
 
 
 class Module:
@@ -175,7 +227,7 @@ class Module:
         """Reset every parameter gradient (to ``None`` by default, as torch 2 does)."""
         for p in self.parameters():
             if set_to_none or p.grad is None:
-                p.grad = None
+                p.release_grad()
             else:
                 p.grad[...] = 0
 
@@ -206,12 +258,12 @@ class Module:
         if raw is not None and not getattr(raw, "_fires_hooks", False):
             cls.backward = _backward_firing_hooks(raw)
 
-    def run_backward(self, grad_out):
+    def run_backward(self, grad_out, input_grad: bool = True):
         """``backward`` plus the registered backward hooks (what containers call).
 
         Kept for compatibility: ``backward`` itself now fires the hooks.
         """
-        return self.backward(grad_out)
+        return self.backward(grad_out, input_grad=input_grad)
 
     def register_forward_hook(self, hook: Callable) -> "RemovableHandle":
         """``hook(module, input, output)`` after every forward; may return a new output."""
@@ -371,9 +423,14 @@ def _backward_firing_hooks(raw):
     """Wrap a subclass's ``backward`` so that it fires the backward hooks once."""
     params = list(inspect.signature(raw).parameters.values())[1:]
     default = params[0].default if params and params[0].default is not inspect.Parameter.empty else None
+    takes_input_grad = any(p.name == "input_grad" or p.kind is p.VAR_KEYWORD for p in params)
 
     @functools.wraps(raw)
     def backward(self, *args, **kwargs):
+        if not takes_input_grad:
+            # ``input_grad=False`` is a hint that the caller needs no input gradient; a layer that
+            # cannot skip it computes it anyway.
+            kwargs.pop("input_grad", None)
         if self._in_backward or not self._backward_hooks:
             return raw(self, *args, **kwargs)
         object.__setattr__(self, "_in_backward", True)
@@ -453,7 +510,19 @@ class Sequential(Module):
             x = m(x)
         return x
 
-    def backward(self, grad_out):
-        for m in reversed(list(self._modules.values())):
-            grad_out = m.run_backward(grad_out)
-        return grad_out
+    def backward(self, grad_out, input_grad: bool = True):
+        """The chain rule through the children; ``input_grad=False`` lets the
+        first child skip the gradient with respect to the input (None may be returned)."""
+        return backward_chain(list(self._modules.values()), grad_out, input_grad)
+
+
+def backward_chain(stages, grad_out, input_grad: bool = True):
+    """Back through ``stages`` (a forward order) from ``grad_out``.
+
+    ``input_grad=False``: the first stage is told that nobody needs the
+    gradient with respect to its input (a convolution on the images then
+    skips a GEMM and a col2im); the result may be None.
+    """
+    for i in range(len(stages) - 1, -1, -1):
+        grad_out = stages[i].backward(grad_out, input_grad=input_grad or i > 0)
+    return grad_out

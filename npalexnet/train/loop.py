@@ -107,7 +107,7 @@ def train_one_epoch(model, loader: BatchLoader, criterion, optimizer, scheduler=
                                          f"(lr {lr:.4g})")
             optimizer.zero_grad()
             if local_n:
-                model.backward(criterion.backward())
+                model.backward(criterion.backward(), input_grad=False)   # the images need no gradient
             if parallel is not None:
                 parallel.synchronize(local_n, global_n)
             optimizer.step()
