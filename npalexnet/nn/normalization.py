@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from ..kernels import numba_kernels
 from ..kernels.cuda_dispatch import kernels_for
+from ..kernels.workspace import Workspace
 from ._utils import check_array, check_grad
 from .module import Module
 
@@ -54,6 +56,11 @@ class LocalResponseNorm(Module):
             raise ValueError(f"LocalResponseNorm: size must be >= 1, got {size}")
         self.size, self.alpha, self.beta, self.k = int(size), float(alpha), float(beta), float(k)
         self._cache = None
+        self._workspace = Workspace()   # the numba kernels' scale buffers (kept for backward)
+
+    def _on_apply(self) -> None:
+        self._workspace.clear()
+        self._cache = None
 
     @classmethod
     def from_paper(cls, n: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0):
@@ -72,6 +79,10 @@ class LocalResponseNorm(Module):
             y, scale, scale_pow = cuda.lrn_forward(x, n, self.alpha, self.beta, self.k)
             self._cache = (x, scale, scale_pow)
             return y
+        if numba_kernels.lrn_applies(x):   # one pass per channel row instead of ten array passes
+            y, scale, scale_pow = numba_kernels.lrn_forward(x, n, self.alpha, self.beta, self.k, self._workspace)
+            self._cache = (x, scale, scale_pow)
+            return y
         scale = channel_window_sum(x * x, n // 2, (n - 1) // 2)
         scale *= self.alpha / n
         scale += self.k
@@ -87,6 +98,9 @@ class LocalResponseNorm(Module):
         cuda = kernels_for(grad_out) if grad_out.ndim == 4 else None
         if cuda is not None:
             return cuda.lrn_backward(grad_out, x, scale, scale_pow, n, self.alpha, self.beta)
+        if numba_kernels.lrn_applies(x) and numba_kernels.use_for(grad_out):
+            return numba_kernels.lrn_backward(grad_out, x, scale, scale_pow, n, self.alpha, self.beta,
+                                              self._workspace)
         t = grad_out * x * scale_pow
         t /= scale
         back = channel_window_sum(t, (n - 1) // 2, n // 2)
