@@ -123,14 +123,19 @@ def im2col(x, kernel, stride, padding, out=None):
     return im2col_array(x, kernel, stride, padding, out=out)
 
 
-def col2im(col, x_shape, kernel, stride, padding):
-    """Fold ``col`` (C*KH*KW, N*OH*OW) into (N, C, H, W), summing overlaps."""
+def col2im(col, x_shape, kernel, stride, padding, out=None):
+    """Fold ``col`` (C*KH*KW, N*OH*OW) into (N, C, H, W), summing overlaps.
+
+    ``out``: an (N, C, H, W) view of C-contiguous (C, N, H, W) memory to
+    write into (a recycled gradient); used by the numba kernel, which writes
+    every element once.
+    """
     cuda = kernels_for(col)
     if cuda is not None:
         return cuda.col2im(col, x_shape, kernel, stride, padding)
     if numba_kernels.use_for(col):
         return numba_kernels.col2im(col, x_shape, kernel, stride, padding,
-                                    _output_hw(x_shape, kernel, stride, padding))
+                                    _output_hw(x_shape, kernel, stride, padding), out=out)
     return col2im_array(col, x_shape, kernel, stride, padding)
 
 

@@ -108,11 +108,12 @@ def im2col(x, kernel, stride, padding, out_hw, out=None):
     return col.reshape(c * kh * kw, n * oh * ow)
 
 
-def col2im(col, x_shape, kernel, stride, padding, out_hw):
-    """numba col2im: same contract as :func:`npalexnet.kernels.im2col.col2im_array`."""
+def col2im(col, x_shape, kernel, stride, padding, out_hw, out=None):
+    """numba col2im: same contract as :func:`npalexnet.kernels.im2col.col2im_array`
+    (``out``: an (N, C, H, W) view of C-contiguous (C, N, H, W) memory to write into)."""
     n, c, h, w = x_shape
     (kh, kw), (sh, sw), (ph, pw), (oh, ow) = kernel, stride, padding, out_hw
-    dx_cn = numpy.empty((c, n, h, w), dtype=col.dtype)
+    dx_cn = numpy.empty((c, n, h, w), dtype=col.dtype) if out is None else out.transpose(1, 0, 2, 3)
     _col2im(numpy.ascontiguousarray(col).reshape(c, kh, kw, n, oh, ow), dx_cn, kh, kw, sh, sw, ph, pw)
     return dx_cn.transpose(1, 0, 2, 3)
 
@@ -177,20 +178,26 @@ def _maxpool_backward(dy_cn, argmax, dx_cn, kh, kw, sh, sw, ph, pw):
                         dx_cn[c, n, iy, ix] += dy_cn[c, n, oy, ox]
 
 
-def maxpool_forward(x, kernel, stride, padding, out_hw, index_dtype):
-    """Values (C, N, OH, OW) and winning window offsets, as the array code of MaxPool2d."""
+def maxpool_forward(x, kernel, stride, padding, out_hw, index_dtype, out=None, argmax=None):
+    """Values (C, N, OH, OW) and winning window offsets, as the array code of MaxPool2d
+    (``out``/``argmax``: C-contiguous (C, N, OH, OW) arrays to write into)."""
     n, c, _, _ = x.shape
     oh, ow = out_hw
-    out = numpy.empty((c, n, oh, ow), dtype=x.dtype)
-    argmax = numpy.empty((c, n, oh, ow), dtype=index_dtype)
+    out = numpy.empty((c, n, oh, ow), dtype=x.dtype) if out is None else out
+    argmax = numpy.empty((c, n, oh, ow), dtype=index_dtype) if argmax is None else argmax
     _maxpool_forward(x.transpose(1, 0, 2, 3), out, argmax, *kernel, *stride, *padding)
     return out, argmax
 
 
-def maxpool_backward(grad_out, argmax, x_shape, kernel, stride, padding):
-    """dx (N, C, H, W) (a view of (C, N, H, W) memory) routed to each window's winner."""
+def maxpool_backward(grad_out, argmax, x_shape, kernel, stride, padding, out=None):
+    """dx (N, C, H, W) (a view of (C, N, H, W) memory) routed to each window's winner
+    (``out``: such a view to write into)."""
     n, c, h, w = x_shape
-    dx_cn = numpy.zeros((c, n, h, w), dtype=grad_out.dtype)
+    if out is None:
+        dx_cn = numpy.zeros((c, n, h, w), dtype=grad_out.dtype)
+    else:
+        dx_cn = out.transpose(1, 0, 2, 3)
+        dx_cn.fill(0)
     _maxpool_backward(grad_out.transpose(1, 0, 2, 3), argmax, dx_cn, *kernel, *stride, *padding)
     return dx_cn.transpose(1, 0, 2, 3)
 
@@ -352,17 +359,17 @@ def winograd_input_transform(x, padding, th, tw, out):
     return out
 
 
-def winograd_input_transform_backward(dv, x_shape, padding, th, tw):
-    """dx (N, C, H, W) (a view of (C, N, H, W) memory) from dV (16, C, TH*TW*N)."""
+def winograd_input_transform_backward(dv, x_shape, padding, th, tw, out=None):
+    """dx (N, C, H, W) (a view of (C, N, H, W) memory, ``out`` when given) from dV (16, C, TH*TW*N)."""
     n, c, h, w = x_shape
-    dx_cn = numpy.empty((c, n, h, w), dtype=dv.dtype)
+    dx_cn = numpy.empty((c, n, h, w), dtype=dv.dtype) if out is None else out.transpose(1, 0, 2, 3)
     _winograd_input_backward(dv, dx_cn, padding[0], padding[1], th, tw)
     return dx_cn.transpose(1, 0, 2, 3)
 
 
-def winograd_output_transform(m, bias, out_shape, th, tw):
-    """y (OC, N, OH, OW) from M (16, OC, TH*TW*N), plus ``bias`` (OC,) or None."""
-    y_cn = numpy.empty(out_shape, dtype=m.dtype)
+def winograd_output_transform(m, bias, out_shape, th, tw, out=None):
+    """y (OC, N, OH, OW) (``out`` when given) from M (16, OC, TH*TW*N), plus ``bias`` (OC,) or None."""
+    y_cn = numpy.empty(out_shape, dtype=m.dtype) if out is None else out
     use_bias = bias is not None
     _winograd_output(m, bias if use_bias else m[0, :, 0], y_cn, th, tw, use_bias)
     return y_cn
@@ -482,7 +489,7 @@ def lrn_forward(x, size, alpha, beta, k, workspace):
     """
     n, c, h, w = x.shape
     x2 = x.transpose(1, 0, 2, 3).reshape(c, -1)
-    y = numpy.empty((c, n, h, w), dtype=x.dtype)
+    y = workspace.recycle("y", (c, n, h, w), x.dtype, x)
     scale = workspace.get("scale", (c, n, h, w), x.dtype, x)
     scale_pow = workspace.get("scale_pow", (c, n, h, w), x.dtype, x)
     _lrn_forward(x2, y.reshape(c, -1), scale.reshape(c, -1), scale_pow.reshape(c, -1),
@@ -495,7 +502,7 @@ def lrn_backward(grad_out, x, scale, scale_pow, size, alpha, beta, workspace):
     n, c, h, w = x.shape
     rows = [numpy.ascontiguousarray(a.transpose(1, 0, 2, 3)).reshape(c, -1)
             for a in (grad_out, x, scale, scale_pow)]
-    dx = numpy.empty((c, n, h, w), dtype=x.dtype)
+    dx = workspace.recycle("dx", (c, n, h, w), x.dtype, x)
     t = workspace.get("t", (c, n * h * w), x.dtype, x)
     _lrn_backward(*rows, dx.reshape(c, -1), t, size // 2, (size - 1) // 2, -2.0 * alpha * beta / size)
     return dx.transpose(1, 0, 2, 3)

@@ -132,7 +132,8 @@ def untiles_array(dd, x_shape, padding, th: int, tw: int):
 def output_transform(m, bias, out_shape, th: int, tw: int, workspace):
     """y (OC, N, OH, OW) = A^T M A per tile, cut to OH x OW, plus the bias."""
     if numba_kernels.use_for(m):
-        return numba_kernels.winograd_output_transform(m, bias, out_shape, th, tw)
+        out = workspace.recycle("y", out_shape, m.dtype, m)
+        return numba_kernels.winograd_output_transform(m, bias, out_shape, th, tw, out=out)
     xp = get_array_module(m)
     oc, n, oh, ow = out_shape
     _, _, aa = _matrices(xp, m.dtype)
@@ -185,7 +186,8 @@ def input_transform(x, padding, th, tw, workspace):
 def input_transform_backward(dv, x_shape, padding, th, tw, workspace):
     """dx (N, C, H, W) from dV (16, C, N*T): the adjoint of :func:`input_transform`."""
     if numba_kernels.use_for(dv):
-        return numba_kernels.winograd_input_transform_backward(dv, x_shape, padding, th, tw)
+        out = workspace.recycle_cn("dx", x_shape, dv.dtype, dv)
+        return numba_kernels.winograd_input_transform_backward(dv, x_shape, padding, th, tw, out=out)
     xp = get_array_module(dv)
     bb, _, _ = _matrices(xp, dv.dtype)
     dd = workspace.get("d", dv.shape, dv.dtype, dv)

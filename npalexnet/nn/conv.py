@@ -153,11 +153,11 @@ class Conv2d(Module):
         col = im2col(x, self.kernel_size, self.stride, self.padding,
                      out=self._workspace.get("col", (rows, n * oh * ow), x.dtype, x))   # (C*KH*KW, N*L)
         w2 = self.weight.data.reshape(g, oc // g, -1)                    # (G, OCg, Cg*KH*KW)
+        y = self._workspace.recycle("y", (oc, n, oh, ow), x.dtype, x)     # returned: see Workspace.recycle
         if g == 1:
-            y = w2[0] @ col                                                # (OC, N*L)
+            xp.matmul(w2[0], col, out=y.reshape(oc, -1))                   # (OC, N*L)
         else:
-            y = xp.matmul(w2, col.reshape(g, -1, col.shape[1]))            # (G, OCg, N*L)
-        y = y.reshape(oc, n, oh, ow)
+            xp.matmul(w2, col.reshape(g, -1, col.shape[1]), out=y.reshape(g, oc // g, -1))   # (G, OCg, N*L)
         if bias is not None:
             y += bias.reshape(oc, 1, 1, 1)
         self._cache = ("im2col", (col, x.shape), out_shape)
@@ -193,4 +193,5 @@ class Conv2d(Module):
             xp.matmul(w2[0].T, dy, out=dcol)
         else:
             xp.matmul(w2.transpose(0, 2, 1), dy.reshape(g, oc // g, -1), out=dcol.reshape(g, -1, col.shape[1]))
-        return col2im(dcol, x_shape, self.kernel_size, self.stride, self.padding)
+        return col2im(dcol, x_shape, self.kernel_size, self.stride, self.padding,
+                      out=self._workspace.recycle_cn("dx", x_shape, dcol.dtype, dcol))

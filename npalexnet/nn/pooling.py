@@ -8,6 +8,7 @@ from ..backend import get_array_module
 from ..kernels import numba_kernels
 from ..kernels.cuda_dispatch import kernels_for
 from ..kernels.im2col import conv_output_size
+from ..kernels.workspace import Workspace
 from ._utils import check_array, check_grad, pair
 from .module import Module
 
@@ -45,6 +46,11 @@ class MaxPool2d(Module):
             raise ValueError(f"MaxPool2d: padding {self.padding} must be between 0 and half the "
                              f"kernel size {self.kernel_size}")
         self._cache = None
+        self._workspace = Workspace()   # argmax (private); output and gradient, recycled
+
+    def _on_apply(self) -> None:
+        self._workspace.clear()
+        self._cache = None
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -70,8 +76,10 @@ class MaxPool2d(Module):
             return out.transpose(1, 0, 2, 3)
         index_dtype = numpy.uint8 if kh * kw <= 255 else numpy.int32
         if numba_kernels.use_for(x):   # one compiled pass instead of KH*KW array passes
-            out, argmax = numba_kernels.maxpool_forward(x, self.kernel_size, self.stride, self.padding,
-                                                        (oh, ow), index_dtype)
+            ws = self._workspace
+            out, argmax = numba_kernels.maxpool_forward(
+                x, self.kernel_size, self.stride, self.padding, (oh, ow), index_dtype,
+                out=ws.recycle("y", (c, n, oh, ow), x.dtype, x), argmax=ws.get("argmax", (c, n, oh, ow), index_dtype, x))
             self._cache = (argmax, x.shape)
             return out.transpose(1, 0, 2, 3)
         # Work in (C, N, H, W) order: the memory layout conv and ReLU produce.
@@ -104,7 +112,9 @@ class MaxPool2d(Module):
                                            self.padding)
         if numba_kernels.use_for(grad_out):
             return numba_kernels.maxpool_backward(grad_out, argmax, x_shape, self.kernel_size, self.stride,
-                                                  self.padding)
+                                                  self.padding,
+                                                  out=self._workspace.recycle_cn("dx", x_shape, grad_out.dtype,
+                                                                                 grad_out))
         xp = get_array_module(grad_out)
         n, c, h, w = x_shape
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
