@@ -69,7 +69,7 @@ def build(net: str, batch: int, device: str, seed: int = 0):
 
 def npalexnet_steps(model, batch, device):
     """Closures for one training step and one inference pass of npalexnet."""
-    from npalexnet import backend, nn, optim
+    from npalexnet import backend, nn, no_grad, optim
 
     x, y = batch
     criterion = nn.CrossEntropyLoss()
@@ -87,7 +87,8 @@ def npalexnet_steps(model, batch, device):
 
     def infer():
         model.eval()
-        model(x)
+        with no_grad():   # as torch.no_grad below: nothing kept for a backward pass
+            model(x)
         sync()
 
     return train, infer

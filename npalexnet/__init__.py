@@ -5,10 +5,11 @@ against PyTorch's autograd in the test suite.
 """
 
 from . import backend, nn
+from .nn import no_grad
 from .backend import (asnumpy, cupy_available, get_device, manual_seed, resolve_device,
                       set_device)
 
 __version__ = "0.1.0"
 
-__all__ = ["asnumpy", "backend", "cupy_available", "get_device", "manual_seed", "nn",
+__all__ = ["asnumpy", "backend", "cupy_available", "get_device", "manual_seed", "nn", "no_grad",
            "resolve_device", "set_device", "__version__"]

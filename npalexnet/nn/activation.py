@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..backend import get_array_module
 from ..kernels.cuda_dispatch import kernels_for
 from ..kernels.workspace import Workspace
+from . import grad_mode
 from ._utils import check_grad
 from .module import Module
 
@@ -29,6 +30,10 @@ class ReLU(Module):
         self._mask = None
 
     def forward(self, x):
+        if not grad_mode.is_grad_enabled():   # no mask to keep: one pass
+            self._mask = None
+            xp = get_array_module(x)
+            return xp.maximum(x, x.dtype.type(0), out=self._workspace.recycle_like("y", x))
         cuda = kernels_for(x)   # CuPy arrays with the CUDA kernels switched on (off by default)
         if cuda is not None:
             y, self._mask = cuda.relu_forward(x)   # one pass instead of two

@@ -68,11 +68,11 @@ class BatchNorm2d(Module):
             inv_std = 1.0 / get_array_module(x).sqrt(var + self.eps)
             x_hat = centred * inv_std.reshape(1, c, 1, 1)
             self._update_running(mean, var, m)
-            self._cache = ("train", x_hat, inv_std)
+            self._cache = self._keep(("train", x_hat, inv_std))
         else:
             inv_std = 1.0 / get_array_module(x).sqrt(self.running_var + self.eps)
             x_hat = (x - self.running_mean.reshape(1, c, 1, 1)) * inv_std.reshape(1, c, 1, 1)
-            self._cache = ("eval", x_hat, inv_std)
+            self._cache = self._keep(("eval", x_hat, inv_std))
         return x_hat * gamma + beta
 
     def _update_running(self, mean, var, m: int) -> None:

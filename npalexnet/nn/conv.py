@@ -142,7 +142,7 @@ class Conv2d(Module):
         if self.resolved_algorithm(x) == "winograd":
             y, cache = winograd.conv_forward(x, self.weight.data, bias, self.padding, self.groups,
                                              self._workspace)
-            self._cache = ("winograd", cache, y.shape)
+            self._cache = self._keep(("winograd", cache, y.shape))
             return y
         out_shape = self.output_shape(x.shape)
         n, oc, oh, ow = out_shape
@@ -160,7 +160,7 @@ class Conv2d(Module):
             xp.matmul(w2, col.reshape(g, -1, col.shape[1]), out=y.reshape(g, oc // g, -1))   # (G, OCg, N*L)
         if bias is not None:
             y += bias.reshape(oc, 1, 1, 1)
-        self._cache = ("im2col", (col, x.shape), out_shape)
+        self._cache = self._keep(("im2col", (col, x.shape), out_shape))
         return y.transpose(1, 0, 2, 3)
 
     def backward(self, grad_out, input_grad: bool = True):

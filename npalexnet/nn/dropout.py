@@ -42,7 +42,7 @@ class Dropout(Module):
 
     def forward(self, x):
         if not self.training or self.p == 0.0:
-            self._cache = ("identity", x.shape)
+            self._cache = self._keep(("identity", x.shape))
             return x
         xp = get_array_module(x)
         if self.p == 1.0:
@@ -55,7 +55,7 @@ class Dropout(Module):
             else:
                 gen = xp.random.default_rng(self.seed) if self.seed is not None else backend.rng(xp)
                 mask = gen.random(x.shape, dtype=dtype) >= self.p
-        self._cache = (mask, x.shape)
+        self._cache = self._keep((mask, x.shape))
         return self._apply_mask(x, mask)
 
     def _apply_mask(self, a, mask):

@@ -28,7 +28,7 @@ class Flatten(Module):
         if start > end:
             raise ValueError(f"{self!r}: start_dim {self.start_dim} comes after end_dim "
                              f"{self.end_dim} for a {nd}-D input")
-        self._shape = x.shape
+        self._shape = self._keep(x.shape)
         return x.reshape(self.forward_shape(x.shape))
 
     def backward(self, grad_out):

@@ -37,7 +37,7 @@ class Linear(Module):
         y = x @ self.weight.data.T
         if self.bias is not None:
             y += self.bias.data
-        self._cache = x
+        self._cache = self._keep(x)
         return y
 
     def backward(self, grad_out):

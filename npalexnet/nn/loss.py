@@ -58,7 +58,7 @@ class CrossEntropyLoss(Module):
         losses = -(1.0 - eps) * log_p[rows, targets]
         if eps:
             losses -= eps * log_p.mean(axis=1)
-        self._cache = (log_p, targets)
+        self._cache = self._keep((log_p, targets))
         return losses.sum() if self.reduction == "sum" else losses.mean()
 
     def backward(self, grad=1.0):

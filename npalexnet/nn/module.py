@@ -24,6 +24,7 @@ from typing import Callable, Iterator
 import numpy
 
 from .. import backend
+from . import grad_mode
 
 
 class BackwardBeforeForwardError(RuntimeError, ValueError):
@@ -283,8 +284,14 @@ class Module:
         """Raise the standard error for a backward without its forward."""
         if cache is None:
             raise BackwardBeforeForwardError(f"{self._name()}.backward() was called before {what}() "
-                               "(or twice for one forward): run forward first")
+                               "(or twice for one forward, or after a forward under no_grad()): "
+                               "run forward first")
         return cache
+
+    @staticmethod
+    def _keep(cache):
+        """What a forward stores for backward: ``cache``, or None under :func:`no_grad`."""
+        return cache if grad_mode.is_grad_enabled() else None
 
     def _name(self) -> str:
         return type(self).__name__

@@ -77,17 +77,17 @@ class LocalResponseNorm(Module):
         cuda = kernels_for(x) if x.ndim == 4 else None   # CuPy, CUDA kernels on (off by default)
         if cuda is not None:
             y, scale, scale_pow = cuda.lrn_forward(x, n, self.alpha, self.beta, self.k)
-            self._cache = (x, scale, scale_pow)
+            self._cache = self._keep((x, scale, scale_pow))
             return y
         if numba_kernels.lrn_applies(x):   # one pass per channel row instead of ten array passes
             y, scale, scale_pow = numba_kernels.lrn_forward(x, n, self.alpha, self.beta, self.k, self._workspace)
-            self._cache = (x, scale, scale_pow)
+            self._cache = self._keep((x, scale, scale_pow))
             return y
         scale = channel_window_sum(x * x, n // 2, (n - 1) // 2)
         scale *= self.alpha / n
         scale += self.k
         scale_pow = scale ** -self.beta
-        self._cache = (x, scale, scale_pow)
+        self._cache = self._keep((x, scale, scale_pow))
         return x * scale_pow
 
     def backward(self, grad_out):

@@ -72,7 +72,7 @@ class MaxPool2d(Module):
         cuda = kernels_for(x)   # CuPy arrays with the CUDA kernels switched on (off by default)
         if cuda is not None:
             out, argmax = cuda.maxpool2d_forward(x, self.kernel_size, self.stride, self.padding)
-            self._cache = (argmax, x.shape)
+            self._cache = self._keep((argmax, x.shape))
             return out.transpose(1, 0, 2, 3)
         index_dtype = numpy.uint8 if kh * kw <= 255 else numpy.int32
         if numba_kernels.use_for(x):   # one compiled pass instead of KH*KW array passes
@@ -80,7 +80,7 @@ class MaxPool2d(Module):
             out, argmax = numba_kernels.maxpool_forward(
                 x, self.kernel_size, self.stride, self.padding, (oh, ow), index_dtype,
                 out=ws.recycle("y", (c, n, oh, ow), x.dtype, x), argmax=ws.get("argmax", (c, n, oh, ow), index_dtype, x))
-            self._cache = (argmax, x.shape)
+            self._cache = self._keep((argmax, x.shape))
             return out.transpose(1, 0, 2, 3)
         # Work in (C, N, H, W) order: the memory layout conv and ReLU produce.
         x_cn = x.transpose(1, 0, 2, 3)
@@ -99,7 +99,7 @@ class MaxPool2d(Module):
                 better = window > out    # strict: an equal later value does not win
                 out = xp.where(better, window, out)
                 argmax[better] = k
-        self._cache = (argmax, x.shape)
+        self._cache = self._keep((argmax, x.shape))
         return out.transpose(1, 0, 2, 3)
 
     def backward(self, grad_out):
@@ -181,7 +181,7 @@ class AdaptiveAvgPool2d(Module):
         xp = get_array_module(x)
         h, w = x.shape[2:]
         oh, ow = self._target(h, w)
-        self._cache = x.shape
+        self._cache = self._keep(x.shape)
         if (oh, ow) == (h, w):
             return x   # every window is one pixel: the identity (torchvision alexnet at 224)
         a_h = self.averaging_matrix(xp, h, oh, x.dtype)

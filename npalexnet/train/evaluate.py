@@ -6,6 +6,7 @@ from ..backend import get_array_module
 from ..data.augment import hflip
 from ..data.loader import BatchLoader
 from ..distributed import allreduce_sums
+from ..nn import no_grad
 
 
 def softmax(logits):
@@ -19,11 +20,13 @@ def predict_proba(model, x, tta: bool = False):
     """Class probabilities (N, K) of a preprocessed batch x (N, C, S, S), model in eval mode.
 
     With ``tta`` the probabilities of the image and of its mirror image are averaged.
+    Runs under :func:`~npalexnet.nn.no_grad` (nothing is kept for a backward pass).
     """
-    probs = softmax(model(x))
-    if tta:
-        xp = get_array_module(x)
-        probs = (probs + softmax(model(hflip(x, xp.ones(x.shape[0], dtype=bool))))) / 2
+    with no_grad():
+        probs = softmax(model(x))
+        if tta:
+            xp = get_array_module(x)
+            probs = (probs + softmax(model(hflip(x, xp.ones(x.shape[0], dtype=bool))))) / 2
     return probs
 
 
@@ -40,12 +43,13 @@ def evaluate(model, loader: BatchLoader, criterion, tta: bool = False, comm=None
     for _, x, y in loader.epoch(0):
         if not y.shape[0]:   # this rank's slice of a small last batch
             continue
-        if tta:
-            xp = get_array_module(x)
-            logits = xp.log(xp.maximum(predict_proba(model, x, tta=True), 1e-30))
-        else:
-            logits = model(x)
-        loss_sum += float(criterion(logits, y)) * int(y.shape[0])
+        with no_grad():
+            if tta:
+                xp = get_array_module(x)
+                logits = xp.log(xp.maximum(predict_proba(model, x, tta=True), 1e-30))
+            else:
+                logits = model(x)
+            loss_sum += float(criterion(logits, y)) * int(y.shape[0])
         correct += int((logits.argmax(axis=1) == y).sum())
         seen += int(y.shape[0])
     if comm is not None:
