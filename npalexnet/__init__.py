@@ -5,9 +5,9 @@ against PyTorch's autograd in the test suite.
 """
 
 from . import backend, nn
-from .nn import no_grad
 from .backend import (asnumpy, cupy_available, get_device, manual_seed, resolve_device,
                       set_device)
+from .nn import no_grad
 
 __version__ = "0.1.0"
 

@@ -126,8 +126,9 @@ extern "C" __global__ void npa_col2im(
 }
 
 // y, argmax (C, N, OH, OW) C-contiguous; thread i owns element i. Windows are scanned in
-// row-major order and only a strictly greater value wins (ties: the first maximum);
-// padding reads as -inf. Same results as the array code, NaN included.
+// row-major order and only a strictly greater value wins (ties: the first maximum), except
+// that a NaN always wins, as in torch; padding reads as -inf. Same results as the array code,
+// NaN included.
 extern "C" __global__ void npa_maxpool_fwd(
     const scalar_t* __restrict__ x, scalar_t* __restrict__ out, index_t* __restrict__ argmax,
     long long total,
@@ -151,7 +152,7 @@ extern "C" __global__ void npa_maxpool_fwd(
         const int xx = x0 + kx;
         const scalar_t v = (yy >= 0 && yy < H && xx >= 0 && xx < W) ? xb[yy * sH + xx * sW] : neg_inf;
         const int k = ky * KW + kx;
-        if (k == 0 || v > best) {
+        if (k == 0 || v > best || v != v) {
           best = v;
           best_k = k;
         }

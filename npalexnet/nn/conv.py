@@ -122,6 +122,8 @@ class Conv2d(Module):
         choice = self.algorithm
         if choice == "auto":
             env = os.environ.get(ENV_VAR, "").strip().lower()
+            if env not in ("", "auto", "im2col", "winograd"):
+                raise ValueError(f"{ENV_VAR}={os.environ[ENV_VAR]!r}: expected im2col, winograd or auto")
             if env in ("im2col", "winograd"):
                 choice = env if applies else "im2col"
             else:
@@ -184,7 +186,8 @@ class Conv2d(Module):
         if g == 1:
             self.weight.accumulate_matmul(dy, col.T)
         else:
-            self.weight.accumulate_matmul(dy.reshape(g, oc // g, -1), col.reshape(g, -1, col.shape[1]).transpose(0, 2, 1))
+            col_g = col.reshape(g, -1, col.shape[1])
+            self.weight.accumulate_matmul(dy.reshape(g, oc // g, -1), col_g.transpose(0, 2, 1))
         if not input_grad:
             return None
         # col has given its last use (dw): dcol overwrites it.

@@ -44,7 +44,7 @@ class Linear(Module):
         x = self._need_cache(self._cache)
         check_grad(self, grad_out, (x.shape[0], self.out_features))
         self._cache = None
-        self.weight.accumulate_grad(grad_out.T @ x)
+        self.weight.accumulate_matmul(grad_out.T, x)   # into recycled storage: fc7's is 64 MB
         if self.bias is not None:
             self.bias.accumulate_grad(grad_out.sum(axis=0))
         return grad_out @ self.weight.data

@@ -22,7 +22,8 @@ class MaxPool2d(Module):
 
     Forward: :math:`y[n,c,i,j] = \max_{ky,kx} x_{pad}[n, c, i S_H + ky, j S_W + kx]`,
     padding with :math:`-\infty`. The index of the winning offset is kept;
-    ties go to the *first* maximum in row-major window order, as in torch.
+    ties go to the *first* maximum in row-major window order and a NaN
+    always wins (the last NaN of the window), as in torch.
 
     Backward routes each upstream gradient to its window's winner:
     :math:`\partial x[p] = \sum_{(i,j):\ \mathrm{argmax}(i,j) = p} dY[i,j]`.
@@ -79,7 +80,8 @@ class MaxPool2d(Module):
             ws = self._workspace
             out, argmax = numba_kernels.maxpool_forward(
                 x, self.kernel_size, self.stride, self.padding, (oh, ow), index_dtype,
-                out=ws.recycle("y", (c, n, oh, ow), x.dtype, x), argmax=ws.get("argmax", (c, n, oh, ow), index_dtype, x))
+                out=ws.recycle("y", (c, n, oh, ow), x.dtype, x),
+                argmax=ws.get("argmax", (c, n, oh, ow), index_dtype, x))
             self._cache = self._keep((argmax, x.shape))
             return out.transpose(1, 0, 2, 3)
         # Work in (C, N, H, W) order: the memory layout conv and ReLU produce.
@@ -96,7 +98,8 @@ class MaxPool2d(Module):
                 out = window.copy()
                 argmax = xp.zeros(out.shape, dtype=index_dtype)
             else:
-                better = window > out    # strict: an equal later value does not win
+                # strict: an equal later value does not win; a NaN does (torch propagates NaN)
+                better = (window > out) | xp.isnan(window)
                 out = xp.where(better, window, out)
                 argmax[better] = k
         self._cache = self._keep((argmax, x.shape))

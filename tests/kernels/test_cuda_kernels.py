@@ -231,12 +231,12 @@ def test_maxpool_padding_reads_as_minus_infinity(kxp):
     numpy.testing.assert_array_equal(to_host(argmax)[0, 0], [[4, 3, 3], [1, 0, 0], [1, 0, 0]])
 
 
-def test_maxpool_nan_wins_only_as_first_value_like_the_array_code(kxp):
+def test_maxpool_nan_always_wins_like_torch_and_the_array_code(kxp):
     x = numpy.zeros((1, 1, 2, 4))
     x[0, 0, 0, 0] = x[0, 0, 1, 3] = numpy.nan      # first of window 0; last of window 1
     out, argmax = ck.maxpool2d_forward(kxp.asarray(x), (2, 2), (2, 2), (0, 0))
-    numpy.testing.assert_array_equal(to_host(out)[0, 0], [[numpy.nan, 0.0]])
-    numpy.testing.assert_array_equal(to_host(argmax)[0, 0], [[0, 0]])
+    numpy.testing.assert_array_equal(to_host(out)[0, 0], [[numpy.nan, numpy.nan]])
+    numpy.testing.assert_array_equal(to_host(argmax)[0, 0], [[0, 3]])
 
 
 def test_maxpool_backward_sums_overlapping_windows(kxp):

@@ -74,3 +74,22 @@ def test_adaptive_avgpool_matches_torch(case, dtype, xp):
     size, h, w = case
     x = numpy.random.default_rng(0).standard_normal((2, 3, h, w))
     check_against_torch(nn.AdaptiveAvgPool2d(size), torch.nn.AdaptiveAvgPool2d(size), x, xp=xp, dtype=dtype)
+
+
+@pytest.mark.parametrize("numba_on", [True, False])
+def test_maxpool_propagates_nan_as_torch(numba_on, monkeypatch):
+    """A NaN anywhere in a window wins it (torch's rule), and its gradient goes to that NaN."""
+    from npalexnet.kernels import numba_kernels
+    if not numba_on:
+        monkeypatch.setenv(numba_kernels.ENV_VAR, "0")
+    x = numpy.arange(2 * 3 * 6 * 6, dtype=numpy.float64).reshape(2, 3, 6, 6) % 7
+    x[0, 0, 1, 1] = x[1, 2, 4, 5] = x[1, 2, 5, 4] = numpy.nan
+    pool = nn.MaxPool2d(3, 2, padding=1)
+    y = pool(x)
+    g = numpy.random.default_rng(0).standard_normal(y.shape)
+    dx = pool.backward(g)
+    tx = torch.tensor(x, requires_grad=True)
+    ty = torch.nn.functional.max_pool2d(tx, 3, 2, padding=1)
+    ty.backward(torch.tensor(g))
+    numpy.testing.assert_array_equal(y, ty.detach().numpy())
+    numpy.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-14)

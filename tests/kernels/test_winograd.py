@@ -1,0 +1,373 @@
+"""Winograd F(2x2, 3x3) convolutions: against torch, against the im2col path, and the numba
+transforms against the array code they replace; the algorithm choice and ``input_grad=False``."""
+
+import weakref
+
+import numpy
+import pytest
+import torch
+
+import npalexnet
+from npalexnet import nn
+from npalexnet.kernels import numba_kernels as NK
+from npalexnet.kernels import winograd as W
+from npalexnet.kernels.workspace import Workspace
+from npalexnet.models import alexnet
+from npalexnet.nn import conv as conv_module
+from tests.conftest import check_against_torch
+from tests.kernels.test_numba_kernels import layouts
+
+needs_numba = pytest.mark.skipif(not NK.AVAILABLE, reason="numba is not installed")
+
+CASES = [
+    # (in, out, padding, groups, bias, N, H, W)
+    (3, 4, 0, 1, True, 3, 4, 4),          # a single tile per image
+    (3, 4, 1, 1, True, 1, 5, 5),          # odd output: the last tile row/column half outside
+    (2, 3, 2, 1, False, 3, 7, 7),         # padding 2 (output larger than the input), no bias
+    (4, 6, 1, 2, True, 3, 8, 8),          # groups=2, even output
+    (4, 4, 0, 2, False, 1, 13, 13),       # groups=2, odd output, no bias
+    (3, 5, 1, 1, True, 3, 5, 8),          # non-square input: odd rows, even columns
+    (2, 2, (1, 0), 2, True, 1, 7, 4),     # non-square padding and input, depthwise
+    (4, 2, 2, 2, True, 3, 4, 13),        # padding 2 on a 4-row input, groups=2, batch 3
+]
+
+
+def case_id(case):
+    cin, _cout, p, g, bias, n, h, w = case
+    return f"{n}x{cin}x{h}x{w}-p{p}-g{g}" + ("" if bias else "-nobias")
+
+
+def rng_input(shape, seed=0, dtype=numpy.float64):
+    return numpy.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+def run(layer, x, g, input_grad=True):
+    """(y, dx, dw, db) as host copies, from a clean gradient."""
+    layer.zero_grad()
+    y = npalexnet.asnumpy(layer(x)).copy()
+    dx = layer.backward(g, input_grad=input_grad)
+    dx = None if dx is None else npalexnet.asnumpy(dx).copy()
+    db = None if layer.bias is None else npalexnet.asnumpy(layer.bias.grad).copy()
+    return y, dx, npalexnet.asnumpy(layer.weight.grad).copy(), db
+
+
+def assert_results_close(a, b, dtype):
+    """Elementwise closeness of two (y, dx, dw, db) tuples: same sums, different order."""
+    rtol, atol = (1e-12, 1e-12) if dtype == numpy.float64 else (1e-5, 1e-5)
+    for name, ours, theirs in zip(("y", "dx", "dw", "db"), a, b):
+        if ours is None or theirs is None:
+            assert ours is None and theirs is None, name
+            continue
+        numpy.testing.assert_allclose(ours, theirs, rtol=rtol, atol=atol, err_msg=name)
+
+
+# ---------------------------------------------------------------------------- the matrices
+def test_transform_matrices_compute_a_2x2_correlation():
+    # The identity everything rests on: A^T [(G g G^T) * (B^T d B)] A is the 2x2 valid
+    # cross-correlation of a 4x4 tile with a 3x3 filter (Lavin and Gray, eq. 6).
+    rng = numpy.random.default_rng(0)
+    d, g = rng.standard_normal((4, 4)), rng.standard_normal((3, 3))
+    y = W.AT @ ((W.G @ g @ W.G.T) * (W.BT @ d @ W.BT.T)) @ W.AT.T
+    direct = numpy.array([[(d[i:i + 3, j:j + 3] * g).sum() for j in range(2)] for i in range(2)])
+    numpy.testing.assert_allclose(y, direct, rtol=1e-13, atol=1e-14)
+    # The Kronecker forms act on flattened (row-major) tiles the same way.
+    flat = W.AA @ ((W.GG @ g.reshape(9)) * (W.BB @ d.reshape(16)))
+    numpy.testing.assert_allclose(flat.reshape(2, 2), direct, rtol=1e-13, atol=1e-14)
+
+
+# ---------------------------------------------------------------------------- against torch
+@pytest.mark.parametrize("dtype", [numpy.float64, numpy.float32])
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_winograd_conv_matches_torch(case, dtype, xp):
+    cin, cout, p, g, bias, n, h, w = case
+    module = nn.Conv2d(cin, cout, 3, padding=p, groups=g, bias=bias, algorithm="winograd")
+    ref = torch.nn.Conv2d(cin, cout, 3, padding=p, groups=g, bias=bias)
+    x = rng_input((n, cin, h, w), seed=3)
+    assert module.resolved_algorithm(xp.asarray(x)) == "winograd"
+    check_against_torch(module, ref, x, xp=xp, dtype=dtype)
+
+
+# ---------------------------------------------------------------------------- numba vs array code
+@needs_numba
+@pytest.mark.parametrize("dtype", [numpy.float64, numpy.float32])
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_numba_winograd_layer_equals_the_array_code(case, dtype, monkeypatch):
+    cin, cout, p, groups, bias, n, h, w = case
+    layer = nn.Conv2d(cin, cout, 3, padding=p, groups=groups, bias=bias, algorithm="winograd").astype(dtype)
+    x = rng_input((n, cin, h, w), seed=4, dtype=dtype)
+    g = rng_input(layer.output_shape(x.shape), seed=5, dtype=dtype)
+    # Every input layout against every upstream-gradient layout the kernels may see.
+    fast = [run(layer, xv, gv) for xv in layouts(x) for gv in layouts(g)]
+    monkeypatch.setenv(NK.ENV_VAR, "0")
+    slow = run(layer, x, g)
+    for result in fast:
+        assert_results_close(result, slow, dtype)
+        assert all(r is None or r.dtype == dtype for r in result)
+
+
+def transform_case(case, dtype, seed=6):
+    """x, padding, TH, TW and OC for one of CASES."""
+    cin, cout, p, _, _, n, h, w = case
+    padding = p if isinstance(p, tuple) else (p, p)
+    _, _, th, tw = W.tile_counts(h, w, padding)
+    x = rng_input((n, cin, h, w), seed=seed, dtype=dtype)
+    return x, padding, th, tw, cout
+
+
+def close(dtype):
+    return {"rtol": 1e-12, "atol": 1e-13} if dtype == numpy.float64 else {"rtol": 1e-5, "atol": 1e-6}
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", [numpy.float64, numpy.float32])
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_numba_input_transforms_equal_the_array_code(case, dtype):
+    x, padding, th, tw, _ = transform_case(case, dtype)
+    n, c = x.shape[:2]
+    shape = (16, c, n * th * tw)
+    d = W.tiles_array(x, padding, th, tw, numpy.empty(shape, dtype=dtype))
+    expected = (W.BB.astype(dtype) @ d.reshape(16, -1)).reshape(shape)
+    for view in layouts(x):
+        v = NK.winograd_input_transform(view, padding, th, tw, numpy.full(shape, numpy.nan, dtype=dtype))
+        numpy.testing.assert_allclose(v, expected, **close(dtype))
+    # Backward: dx = untiles(BB^T dV), overlapping tiles summed, padding cut off.
+    dv = rng_input(shape, seed=7, dtype=dtype)
+    expected_dx = W.untiles_array((W.BB.T.astype(dtype) @ dv.reshape(16, -1)).reshape(shape), x.shape, padding, th, tw)
+    dx = NK.winograd_input_transform_backward(dv, x.shape, padding, th, tw)
+    numpy.testing.assert_allclose(dx, expected_dx, **close(dtype))
+    assert dx.shape == x.shape and dx.dtype == dtype
+    assert dx.transpose(1, 0, 2, 3).flags.c_contiguous, "dx should be (C, N, H, W) memory like the array code's"
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", [numpy.float64, numpy.float32])
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_numba_output_transforms_equal_the_array_code(case, dtype, monkeypatch):
+    x, padding, th, tw, oc = transform_case(case, dtype)
+    n, _, h, w = x.shape
+    oh, ow, _, _ = W.tile_counts(h, w, padding)
+    m = rng_input((16, oc, n * th * tw), seed=8, dtype=dtype)
+    bias = rng_input((oc,), seed=9, dtype=dtype)
+    dy = rng_input((n, oc, oh, ow), seed=10, dtype=dtype)
+    fast_y = {b is None: NK.winograd_output_transform(m, b, (oc, n, oh, ow), th, tw) for b in (bias, None)}
+    fast_dm = [NK.winograd_output_transform_backward(view, th, tw, numpy.full(m.shape, numpy.nan, dtype=dtype))
+               for view in layouts(dy)]
+    monkeypatch.setenv(NK.ENV_VAR, "0")   # the array branches of the dispatching functions
+    for b in (bias, None):
+        slow = W.output_transform(m, b, (oc, n, oh, ow), th, tw, Workspace())
+        numpy.testing.assert_allclose(fast_y[b is None], slow, **close(dtype))
+        assert fast_y[b is None].shape == (oc, n, oh, ow) and fast_y[b is None].dtype == dtype
+    for view, fast in zip(layouts(dy), fast_dm):
+        # The NaN-filled output buffer proves every entry is written (zero beyond an odd edge).
+        slow = W.output_transform_backward(view, th, tw, numpy.empty(m.shape, dtype=dtype), Workspace())
+        numpy.testing.assert_allclose(fast, slow, **close(dtype))
+
+
+def test_dispatch_functions_take_the_array_branch_when_numba_is_off(monkeypatch):
+    # The tests above force the array branch with the switch; make sure it really is taken.
+    def fail(*args, **kwargs):
+        raise AssertionError("numba kernel called with NPALEXNET_NUMBA=0")
+
+    for name in ("winograd_input_transform", "winograd_input_transform_backward",
+                 "winograd_output_transform", "winograd_output_transform_backward"):
+        monkeypatch.setattr(NK, name, fail)
+    monkeypatch.setenv(NK.ENV_VAR, "0")
+    layer = nn.Conv2d(2, 3, 3, padding=1, algorithm="winograd").astype("float64")
+    y = layer(rng_input((2, 2, 5, 5)))
+    layer.backward(numpy.ones_like(y))
+
+
+# ---------------------------------------------------------------------------- winograd vs im2col
+@pytest.mark.parametrize("dtype", [numpy.float64, numpy.float32])
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_winograd_and_im2col_agree_on_the_same_layer(case, dtype, xp):
+    cin, cout, p, groups, bias, n, h, w = case
+    layer = nn.Conv2d(cin, cout, 3, padding=p, groups=groups, bias=bias).astype(dtype).to(
+        "cpu" if xp is numpy else "cuda")
+    x = xp.asarray(rng_input((n, cin, h, w), seed=11, dtype=dtype))
+    g = xp.asarray(rng_input(layer.output_shape(x.shape), seed=12, dtype=dtype))
+    results = {}
+    for algorithm in ("winograd", "im2col"):
+        layer.algorithm = algorithm
+        assert layer.resolved_algorithm(x) == algorithm
+        results[algorithm] = run(layer, x, g)
+    # The transforms only use 0, +-1/2 and +-1: agreement to rounding of the largest term.
+    rtol, atol = (1e-12, 1e-13) if dtype == numpy.float64 else (2e-5, 1e-5)
+    for name, a, b in zip(("y", "dx", "dw", "db"), results["winograd"], results["im2col"]):
+        if a is None:
+            assert b is None
+            continue
+        numpy.testing.assert_allclose(a, b, rtol=rtol, atol=atol, err_msg=name)
+
+
+# ---------------------------------------------------------------------------- the choice
+def count_winograd_calls(monkeypatch):
+    calls = []
+    real = W.conv_forward
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(W, "conv_forward", spy)
+    return calls
+
+
+@pytest.mark.parametrize("kwargs, on_numpy", [
+    ({"kernel_size": 3}, "winograd"),
+    ({"kernel_size": 3, "padding": 1}, "winograd"),
+    ({"kernel_size": 3, "padding": 1, "groups": 2}, "winograd"),
+    ({"kernel_size": 5, "padding": 2}, "im2col"),
+    ({"kernel_size": 3, "stride": 2, "padding": 1}, "im2col"),
+    ({"kernel_size": (3, 1)}, "im2col"),
+    ({"kernel_size": 1}, "im2col"),
+], ids=str)
+def test_auto_picks_winograd_for_3x3_stride_1_on_numpy(kwargs, on_numpy, xp, monkeypatch):
+    monkeypatch.delenv(conv_module.ENV_VAR, raising=False)
+    layer = nn.Conv2d(2, 4, **kwargs).to("cpu" if xp is numpy else "cuda")
+    x = xp.zeros((1, 2, 7, 7), dtype=numpy.float32)
+    expected = on_numpy if xp is numpy else "im2col"   # CuPy: im2col until Winograd is timed on a GPU
+    assert layer.algorithm == "auto"
+    assert layer.resolved_algorithm(x) == expected
+    calls = count_winograd_calls(monkeypatch)
+    layer(x)
+    assert len(calls) == (expected == "winograd"), "forward must run the resolved algorithm"
+
+
+def test_environment_variable_overrides_auto_only(monkeypatch):
+    x = numpy.zeros((1, 2, 6, 6), dtype=numpy.float32)
+    auto, five = nn.Conv2d(2, 3, 3), nn.Conv2d(2, 3, 5)
+    monkeypatch.setenv(conv_module.ENV_VAR, "im2col")
+    assert auto.resolved_algorithm(x) == "im2col"
+    calls = count_winograd_calls(monkeypatch)
+    auto(x)
+    assert not calls, "NPALEXNET_CONV=im2col must keep Winograd off"
+    # An explicit algorithm is not overridden.
+    assert nn.Conv2d(2, 3, 3, algorithm="winograd").resolved_algorithm(x) == "winograd"
+    monkeypatch.setenv(conv_module.ENV_VAR, " Winograd ")   # case and spaces ignored
+    assert auto.resolved_algorithm(x) == "winograd"
+    assert nn.Conv2d(2, 3, 3, algorithm="im2col").resolved_algorithm(x) == "im2col"
+    # Forcing Winograd through the environment never breaks a layer it cannot compute.
+    assert five.resolved_algorithm(x) == "im2col"
+    assert five(x).shape == (1, 3, 2, 2)
+
+
+@pytest.mark.parametrize("kwargs", [{"kernel_size": 5}, {"kernel_size": 3, "stride": 2}, {"kernel_size": (3, 2)}],
+                         ids=str)
+def test_winograd_where_it_does_not_apply_raises_at_forward(kwargs):
+    layer = nn.Conv2d(2, 3, algorithm="winograd", **kwargs)   # the constructor accepts it ...
+    with pytest.raises(ValueError, match=r"Conv2d\(.*algorithm 'winograd' needs a 3x3 kernel with stride 1"):
+        layer(numpy.zeros((1, 2, 7, 7), dtype=numpy.float32))   # ... the forward names the problem
+
+
+@pytest.mark.parametrize("name", ["fft", "Winograd", "", None])
+def test_unknown_algorithm_is_rejected_by_the_constructor(name):
+    with pytest.raises(ValueError, match=r"algorithm must be one of auto, im2col, winograd"):
+        nn.Conv2d(2, 3, 3, algorithm=name)
+
+
+def test_repr_names_a_chosen_algorithm():
+    assert "algorithm='winograd'" in repr(nn.Conv2d(2, 3, 3, algorithm="winograd"))
+    assert "algorithm" not in repr(nn.Conv2d(2, 3, 3))
+
+
+# ---------------------------------------------------------------------------- input_grad=False
+@pytest.mark.parametrize("algorithm", ["winograd", "im2col"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_input_grad_false_skips_dx_and_keeps_parameter_gradients(algorithm, bias, monkeypatch):
+    layer = nn.Conv2d(4, 6, 3, padding=1, groups=2, bias=bias, algorithm=algorithm).astype("float64")
+    x = rng_input((3, 4, 6, 5), seed=13)
+    g = rng_input(layer.output_shape(x.shape), seed=14)
+    y, dx, dw, db = run(layer, x, g)
+    assert dx is not None
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the input gradient was computed although input_grad=False")
+
+    # The point of the flag is the skipped work (a GEMM and a col2im/untiling).
+    monkeypatch.setattr(conv_module, "col2im", fail)
+    monkeypatch.setattr(W, "input_transform_backward", fail)
+    y2, dx2, dw2, db2 = run(layer, x, g, input_grad=False)
+    assert dx2 is None
+    numpy.testing.assert_array_equal(y2, y)
+    numpy.testing.assert_allclose(dw2, dw, rtol=1e-13, atol=1e-15)
+    if bias:
+        numpy.testing.assert_allclose(db2, db, rtol=1e-13, atol=1e-15)
+
+
+def test_model_backward_without_input_grad_gives_the_same_parameter_gradients():
+    # The CIFAR net: conv1 (3x3 stride 2) runs im2col, conv2-5 Winograd; width 0.25 keeps it small.
+    model = alexnet("cifar", width=0.25, dropout=0.0).astype("float64")
+    x = rng_input((2, 3, 32, 32), seed=15)
+    g = rng_input((2, 10), seed=16)
+    seen = []
+    model.features[0].register_full_backward_hook(lambda mod, gi, go: seen.append((gi, go.shape)))
+    model(x)
+    dx = model.backward(g)
+    assert dx is not None and dx.shape == x.shape
+    expected = {name: p.grad.copy() for name, p in model.named_parameters()}
+    model.zero_grad()
+    model(x)
+    assert model.backward(g, input_grad=False) is None
+    for name, p in model.named_parameters():
+        numpy.testing.assert_allclose(p.grad, expected[name], rtol=1e-12, atol=1e-15, err_msg=name)
+    # The hook fired for both backwards, with no input gradient the second time.
+    assert len(seen) == 2
+    assert seen[0][0] is not None and seen[1][0] is None
+    assert seen[1][1] == (2, 16, 16, 16)
+
+
+# ---------------------------------------------------------------------------- buffer reuse
+@pytest.mark.parametrize("numba", ["1", "0"])
+@pytest.mark.parametrize("algorithm", ["winograd", "im2col"])
+@pytest.mark.parametrize("first_shape", [(2, 3, 6, 7), (3, 3, 8, 5)], ids=["same-shape", "other-shape"])
+def test_backward_uses_the_latest_forward(first_shape, algorithm, numba, monkeypatch):
+    monkeypatch.setenv(NK.ENV_VAR, numba)
+    layer = nn.Conv2d(3, 4, 3, padding=1, algorithm=algorithm).astype("float64")
+    fresh = nn.Conv2d(3, 4, 3, padding=1, algorithm=algorithm).astype("float64")
+    fresh.load_state_dict(layer.state_dict())
+    x1, x2 = rng_input(first_shape, seed=17), rng_input((2, 3, 6, 7), seed=18)
+    g = rng_input((2, 4, 6, 7), seed=19)
+    y1 = layer(x1)
+    y1_copy = y1.copy()
+    y2 = layer(x2)
+    # The workspace buffers the second forward overwrote are private: the first output is intact.
+    numpy.testing.assert_array_equal(y1, y1_copy)
+    dx = layer.backward(g)
+    y_ref, dx_ref, dw_ref, db_ref = run(fresh, x2, g)
+    numpy.testing.assert_allclose(y2, y_ref, rtol=1e-13, atol=1e-15)
+    numpy.testing.assert_allclose(dx, dx_ref, rtol=1e-13, atol=1e-15)
+    numpy.testing.assert_allclose(layer.weight.grad, dw_ref, rtol=1e-13, atol=1e-15)
+    numpy.testing.assert_allclose(layer.bias.grad, db_ref, rtol=1e-13, atol=1e-15)
+    # Nor does a later step overwrite a returned input gradient.
+    dx_copy = dx.copy()
+    layer(x2)
+    layer.backward(2 * g)
+    numpy.testing.assert_array_equal(dx, dx_copy)
+
+
+@pytest.mark.parametrize("algorithm", ["winograd", "im2col"])
+def test_backward_leaves_the_upstream_gradient_alone(algorithm):
+    layer = nn.Conv2d(2, 3, 3, padding=1, algorithm=algorithm).astype("float64")
+    g = rng_input((2, 3, 5, 5), seed=20)
+    g_before = g.copy()
+    layer(rng_input((2, 2, 5, 5), seed=21))
+    layer.backward(g)
+    numpy.testing.assert_array_equal(g, g_before)
+
+
+def test_recycled_weight_gradient_in_a_winograd_layer():
+    # The Winograd weight gradient goes through Parameter.accumulate_matmul: recycled after zero_grad,
+    # overwritten (not added to) on the next step.
+    layer = nn.Conv2d(2, 3, 3, padding=1, algorithm="winograd").astype("float64")
+    x1, x2 = rng_input((2, 2, 5, 5), seed=22), rng_input((2, 2, 5, 5), seed=23)
+    g = rng_input((2, 3, 5, 5), seed=24)
+    _, _, dw2, _ = run(layer, x2, g)
+    layer(x1)
+    layer.backward(g)
+    ref = weakref.ref(layer.weight.grad)
+    layer.zero_grad()
+    layer(x2)
+    layer.backward(g)
+    assert layer.weight.grad is ref()
+    numpy.testing.assert_allclose(layer.weight.grad, dw2, rtol=1e-13, atol=1e-15)
