@@ -25,6 +25,8 @@ import os
 
 import numpy
 
+from . import workspace as pool
+
 try:
     import numba
 
@@ -506,7 +508,7 @@ def lrn_forward(x, size, alpha, beta, k, workspace):
     """
     n, c, h, w = x.shape
     x2 = x.transpose(1, 0, 2, 3).reshape(c, -1)
-    y = workspace.recycle("y", (c, n, h, w), x.dtype, x)
+    y = pool.empty((c, n, h, w), x.dtype, x)
     scale = workspace.get("scale", (c, n, h, w), x.dtype, x)
     scale_pow = workspace.get("scale_pow", (c, n, h, w), x.dtype, x)
     _lrn_forward(x2, y.reshape(c, -1), scale.reshape(c, -1), scale_pow.reshape(c, -1),
@@ -519,8 +521,8 @@ def lrn_backward(grad_out, x, scale, scale_pow, size, alpha, beta, workspace):
     n, c, h, w = x.shape
     rows = [numpy.ascontiguousarray(a.transpose(1, 0, 2, 3)).reshape(c, -1)
             for a in (grad_out, x, scale, scale_pow)]
-    dx = workspace.recycle("dx", (c, n, h, w), x.dtype, x)
-    t = workspace.get("t", (c, n * h * w), x.dtype, x)
+    dx = pool.empty((c, n, h, w), x.dtype, x)
+    t = pool.empty((c, n * h * w), x.dtype, x)
     _lrn_backward(*rows, dx.reshape(c, -1), t, size // 2, (size - 1) // 2, -2.0 * alpha * beta / size)
     return dx.transpose(1, 0, 2, 3)
 

@@ -60,6 +60,7 @@ import numpy
 
 from ..backend import get_array_module
 from . import numba_kernels
+from . import workspace as pool
 
 #: Input transform (Lavin and Gray, eq. 8).
 BT = numpy.array([[1, 0, -1, 0],
@@ -132,12 +133,12 @@ def untiles_array(dd, x_shape, padding, th: int, tw: int):
 def output_transform(m, bias, out_shape, th: int, tw: int, workspace):
     """y (OC, N, OH, OW) = A^T M A per tile, cut to OH x OW, plus the bias."""
     if numba_kernels.use_for(m):
-        out = workspace.recycle("y", out_shape, m.dtype, m)
+        out = pool.empty(out_shape, m.dtype, m)
         return numba_kernels.winograd_output_transform(m, bias, out_shape, th, tw, out=out)
     xp = get_array_module(m)
     oc, n, oh, ow = out_shape
     _, _, aa = _matrices(xp, m.dtype)
-    y4 = workspace.get("Y4", (4, m[0].size), m.dtype, m)
+    y4 = pool.empty((4, m[0].size), m.dtype, m)
     xp.matmul(aa, m.reshape(16, -1), out=y4)
     # (i, j, oc, ty, tx, n) -> (oc, n, 2ty+i, 2tx+j), cut to OH x OW, plus the bias: one pass.
     tiled = y4.reshape(2, 2, oc, th, tw, n).transpose(2, 5, 3, 0, 4, 1).reshape(oc, n, 2 * th, 2 * tw)
@@ -156,7 +157,7 @@ def output_transform_backward(grad_out, th: int, tw: int, out, workspace):
     xp = get_array_module(grad_out)
     n, oc, oh, ow = grad_out.shape
     dy_cn = grad_out.transpose(1, 0, 2, 3)                                     # (OC, N, OH, OW)
-    dy4 = workspace.get("Y4", (4, oc * th * tw * n), grad_out.dtype, grad_out)
+    dy4 = pool.empty((4, oc * th * tw * n), grad_out.dtype, grad_out)
     tiles_view = dy4.reshape(2, 2, oc, th, tw, n).transpose(2, 5, 3, 0, 4, 1)  # (OC, N, TH, 2, TW, 2)
     if (oh, ow) == (2 * th, 2 * tw):
         tiles_view[...] = dy_cn.reshape(oc, n, th, 2, tw, 2)
@@ -178,7 +179,7 @@ def input_transform(x, padding, th, tw, workspace):
         numba_kernels.winograd_input_transform(x, padding, th, tw, v)
         return v
     bb, _, _ = _matrices(get_array_module(x), x.dtype)
-    d = tiles_array(x, padding, th, tw, workspace.get("d", shape, x.dtype, x))
+    d = tiles_array(x, padding, th, tw, pool.empty(shape, x.dtype, x))
     get_array_module(x).matmul(bb, d.reshape(16, -1), out=v.reshape(16, -1))
     return v
 
@@ -186,11 +187,11 @@ def input_transform(x, padding, th, tw, workspace):
 def input_transform_backward(dv, x_shape, padding, th, tw, workspace):
     """dx (N, C, H, W) from dV (16, C, N*T): the adjoint of :func:`input_transform`."""
     if numba_kernels.use_for(dv):
-        out = workspace.recycle_cn("dx", x_shape, dv.dtype, dv)
+        out = pool.empty_cn(x_shape, dv.dtype, dv)
         return numba_kernels.winograd_input_transform_backward(dv, x_shape, padding, th, tw, out=out)
     xp = get_array_module(dv)
     bb, _, _ = _matrices(xp, dv.dtype)
-    dd = workspace.get("d", dv.shape, dv.dtype, dv)
+    dd = pool.empty(dv.shape, dv.dtype, dv)
     xp.matmul(bb.T, dv.reshape(16, -1), out=dd.reshape(16, -1))
     return untiles_array(dd, x_shape, padding, th, tw)
 
@@ -218,7 +219,7 @@ def conv_forward(x, weight, bias, padding, groups: int, workspace):
     nt = n * th * tw
     v = input_transform(x, padding, th, tw, workspace)                       # (16, C, NT)
     u = filter_transform(weight, groups)                                     # (16, G, OCg, Cg)
-    m = workspace.get("M", (16, groups, oc // groups, nt), x.dtype, x)
+    m = pool.empty((16, groups, oc // groups, nt), x.dtype, x)
     xp.matmul(u, v.reshape(16, groups, c // groups, nt), out=m)              # 16*G GEMMs
     y = output_transform(m.reshape(16, oc, nt), bias, (oc, n, oh, ow), th, tw, workspace)
     return y.transpose(1, 0, 2, 3), (v, u, x.shape)
@@ -235,7 +236,7 @@ def conv_backward(grad_out, cache, weight_param, bias_param, padding, groups: in
     nt = n * th * tw
     if bias_param is not None:
         bias_param.accumulate_grad(grad_out.sum(axis=(0, 2, 3)))
-    dm = workspace.get("M", (16, groups, oc // groups, nt), grad_out.dtype, grad_out)
+    dm = pool.empty((16, groups, oc // groups, nt), grad_out.dtype, grad_out)
     output_transform_backward(grad_out, th, tw, dm.reshape(16, oc, nt), workspace)
     _, gg, _ = _matrices(xp, grad_out.dtype)
     v4 = v.reshape(16, groups, c // groups, nt)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ..backend import get_array_module
+from ..kernels import workspace
 from ..kernels.cuda_dispatch import kernels_for
-from ..kernels.workspace import Workspace
 from . import grad_mode
 from ._utils import check_grad
 from .module import Module
@@ -23,29 +23,27 @@ class ReLU(Module):
         super().__init__()
         self.inplace = inplace   # accepted for torch compatibility; never changes the input
         self._mask = None
-        self._workspace = Workspace()   # outputs and gradients, recycled once nobody holds them
 
     def _on_apply(self) -> None:
-        self._workspace.clear()
         self._mask = None
 
     def forward(self, x):
         if not grad_mode.is_grad_enabled():   # no mask to keep: one pass
             self._mask = None
             xp = get_array_module(x)
-            return xp.maximum(x, x.dtype.type(0), out=self._workspace.recycle_like("y", x))
+            return xp.maximum(x, x.dtype.type(0), out=workspace.empty_like(x))
         cuda = kernels_for(x)   # CuPy arrays with the CUDA kernels switched on (off by default)
         if cuda is not None:
             y, self._mask = cuda.relu_forward(x)   # one pass instead of two
             return y
         xp = get_array_module(x)
-        mask = xp.greater(x, 0, out=self._workspace.recycle_like("mask", x, bool))
+        mask = xp.greater(x, 0, out=workspace.empty_like(x, bool))
         self._mask = mask
-        return xp.multiply(x, mask, out=self._workspace.recycle_like("y", x))
+        return xp.multiply(x, mask, out=workspace.empty_like(x))
 
     def backward(self, grad_out):
         mask = self._need_cache(self._mask)
         check_grad(self, grad_out, mask.shape)
         self._mask = None
         xp = get_array_module(grad_out)
-        return xp.multiply(grad_out, mask, out=self._workspace.recycle_like("dx", mask, grad_out.dtype))
+        return xp.multiply(grad_out, mask, out=workspace.empty_like(mask, grad_out.dtype))

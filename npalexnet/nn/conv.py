@@ -14,6 +14,7 @@ import numpy
 from ..backend import get_array_module
 from ..kernels import winograd
 from ..kernels.im2col import col2im, conv_output_size, im2col
+from ..kernels import workspace
 from ..kernels.workspace import Workspace
 from . import init
 from ._utils import check_array, check_grad, check_matches_params, pair
@@ -155,7 +156,7 @@ class Conv2d(Module):
         col = im2col(x, self.kernel_size, self.stride, self.padding,
                      out=self._workspace.get("col", (rows, n * oh * ow), x.dtype, x))   # (C*KH*KW, N*L)
         w2 = self.weight.data.reshape(g, oc // g, -1)                    # (G, OCg, Cg*KH*KW)
-        y = self._workspace.recycle("y", (oc, n, oh, ow), x.dtype, x)     # returned: see Workspace.recycle
+        y = workspace.empty((oc, n, oh, ow), x.dtype, x)                 # pooled: see kernels.workspace
         if g == 1:
             xp.matmul(w2[0], col, out=y.reshape(oc, -1))                   # (OC, N*L)
         else:
@@ -197,4 +198,4 @@ class Conv2d(Module):
         else:
             xp.matmul(w2.transpose(0, 2, 1), dy.reshape(g, oc // g, -1), out=dcol.reshape(g, -1, col.shape[1]))
         return col2im(dcol, x_shape, self.kernel_size, self.stride, self.padding,
-                      out=self._workspace.recycle_cn("dx", x_shape, dcol.dtype, dcol))
+                      out=workspace.empty_cn(x_shape, dcol.dtype, dcol))

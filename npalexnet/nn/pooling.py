@@ -8,6 +8,7 @@ from ..backend import get_array_module
 from ..kernels import numba_kernels
 from ..kernels.cuda_dispatch import kernels_for
 from ..kernels.im2col import conv_output_size
+from ..kernels import workspace
 from ..kernels.workspace import Workspace
 from ._utils import check_array, check_grad, pair
 from .module import Module
@@ -47,7 +48,7 @@ class MaxPool2d(Module):
             raise ValueError(f"MaxPool2d: padding {self.padding} must be between 0 and half the "
                              f"kernel size {self.kernel_size}")
         self._cache = None
-        self._workspace = Workspace()   # argmax (private); output and gradient, recycled
+        self._workspace = Workspace()   # argmax, kept from forward to backward
 
     def _on_apply(self) -> None:
         self._workspace.clear()
@@ -80,7 +81,7 @@ class MaxPool2d(Module):
             ws = self._workspace
             out, argmax = numba_kernels.maxpool_forward(
                 x, self.kernel_size, self.stride, self.padding, (oh, ow), index_dtype,
-                out=ws.recycle("y", (c, n, oh, ow), x.dtype, x),
+                out=workspace.empty((c, n, oh, ow), x.dtype, x),
                 argmax=ws.get("argmax", (c, n, oh, ow), index_dtype, x))
             self._cache = self._keep((argmax, x.shape))
             return out.transpose(1, 0, 2, 3)
@@ -116,8 +117,7 @@ class MaxPool2d(Module):
         if numba_kernels.use_for(grad_out):
             return numba_kernels.maxpool_backward(grad_out, argmax, x_shape, self.kernel_size, self.stride,
                                                   self.padding,
-                                                  out=self._workspace.recycle_cn("dx", x_shape, grad_out.dtype,
-                                                                                 grad_out))
+                                                  out=workspace.empty_cn(x_shape, grad_out.dtype, grad_out))
         xp = get_array_module(grad_out)
         n, c, h, w = x_shape
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
