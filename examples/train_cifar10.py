@@ -31,11 +31,21 @@ from npalexnet.train import SCHEDULES, CheckpointError, NonFiniteLossError, Trai
 D = TrainConfig()   # the defaults shown in --help are the recipe's
 
 
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Appends ``(default: X)`` where the help does not already say it; on/off flags get none."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        flag = isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction))
+        if "default" in text or flag or action.default in (None, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)" if text else "(default: %(default)s)"
+
+
 def parse_args(argv=None) -> TrainConfig:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=_DefaultsFormatter)
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", choices=DATASETS, default=D.dataset)
+    g.add_argument("--dataset", choices=DATASETS, default=D.dataset, help="what to train on")
     g.add_argument("--data-dir", default=None,
                    help="local copy: a folder with cifar-10-batches-py/, or DIR/train/<class>/*.jpg + "
                         "DIR/test/<class>/*.jpg, or DIR/<class>/*.jpg (default: torchvision download into --root)")
@@ -50,28 +60,28 @@ def parse_args(argv=None) -> TrainConfig:
     g.add_argument("--subset", type=int, default=None, help="train on N training images (stratified, seeded)")
     g = p.add_argument_group("augmentation")
     g.add_argument("--pad", type=int, default=D.pad, help="random-crop padding (0: no crop)")
-    g.add_argument("--padding", choices=("reflect", "zero"), default=D.padding)
+    g.add_argument("--padding", choices=("reflect", "zero"), default=D.padding, help="how the crop pads")
     g.add_argument("--no-flip", dest="flip", action="store_false", help="no random horizontal flips")
     g.add_argument("--no-tta", dest="tta", action="store_false", help="no test-time flip averaging")
     g.add_argument("--resize-mode", choices=("bilinear", "nearest"), default=D.resize_mode,
                    help="how images are resized to the model's input (227 for the paper variants)")
     g = p.add_argument_group("model")
-    g.add_argument("--variant", choices=VARIANTS, default=D.variant)
+    g.add_argument("--variant", choices=VARIANTS, default=D.variant, help="which AlexNet (npalexnet.models.alexnet)")
     g.add_argument("--width", type=float, default=D.width, help="multiplier of every layer's width")
     g.add_argument("--lrn", action=argparse.BooleanOptionalAction, default=None,
                    help="LRN after conv1/conv2 (default: the variant's)")
-    g.add_argument("--dropout", type=float, default=D.dropout)
-    g.add_argument("--init", choices=("torch", "paper"), default=D.init)
+    g.add_argument("--dropout", type=float, default=D.dropout, help="dropout probability of the hidden FC layers")
+    g.add_argument("--init", choices=("torch", "paper"), default=D.init, help="weight initialisation")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=D.epochs, help="total epochs (also with --resume)")
-    g.add_argument("--batch-size", type=int, default=D.batch_size)
-    g.add_argument("--eval-batch-size", type=int, default=D.eval_batch_size)
-    g.add_argument("--optimizer", choices=("sgd", "adam"), default=D.optimizer)
+    g.add_argument("--batch-size", type=int, default=D.batch_size, help="training images per step")
+    g.add_argument("--eval-batch-size", type=int, default=D.eval_batch_size, help="images per evaluation pass")
+    g.add_argument("--optimizer", choices=("sgd", "adam"), default=D.optimizer, help="update rule")
     g.add_argument("--lr", type=float, default=D.lr, help="peak learning rate")
-    g.add_argument("--momentum", type=float, default=D.momentum)
-    g.add_argument("--no-nesterov", dest="nesterov", action="store_false")
+    g.add_argument("--momentum", type=float, default=D.momentum, help="SGD momentum")
+    g.add_argument("--no-nesterov", dest="nesterov", action="store_false", help="plain instead of Nesterov momentum")
     g.add_argument("--weight-decay", type=float, default=D.weight_decay, help="on every parameter, as torch's SGD")
-    g.add_argument("--label-smoothing", type=float, default=D.label_smoothing)
+    g.add_argument("--label-smoothing", type=float, default=D.label_smoothing, help="weight of the uniform target")
     g.add_argument("--schedule", choices=SCHEDULES, default=D.schedule,
                    help="onecycle = warmup-linear: linear warm-up then linear decay to 0, per step")
     g.add_argument("--warmup", type=float, default=D.warmup, help="warm-up fraction of all steps (or a step count)")
@@ -79,8 +89,8 @@ def parse_args(argv=None) -> TrainConfig:
     g.add_argument("--gamma", type=float, default=D.gamma, help="--schedule step/plateau: lr factor")
     g.add_argument("--patience", type=int, default=D.patience, help="--schedule plateau: epochs without gain")
     g = p.add_argument_group("run")
-    g.add_argument("--seed", type=int, default=D.seed)
-    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default=D.device)
+    g.add_argument("--seed", type=int, default=D.seed, help="seeds the split, weights, order, augmentation, dropout")
+    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default=D.device, help="auto: CUDA when CuPy sees a GPU")
     g.add_argument("--out", default=D.out, help="output folder (checkpoints, metrics.csv, curves.png)")
     g.add_argument("--resume", action="store_true", help="continue from --out/last.npz up to --epochs")
     g.add_argument("--overwrite", action="store_true", help="start afresh even if --out holds a run")
