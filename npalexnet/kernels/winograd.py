@@ -1,8 +1,8 @@
-r"""Winograd's minimal filtering F(2x2, 3x3): 3x3 stride-1 convolutions with 2.25x fewer multiply-adds.
+r"""Winograd's minimal filtering: 3x3 (and 5x5) stride-1 convolutions with 2.25x fewer multiply-adds.
 
 Lavin and Gray (2016), "Fast Algorithms for Convolutional Neural Networks",
-Section 4. Every 2x2 tile ``y`` of one output channel follows from the 4x4
-input tile ``d`` it sees and the 3x3 filter ``g``:
+Section 4. In F(2x2, 3x3), the default, every 2x2 tile ``y`` of one output
+channel follows from the 4x4 input tile ``d`` it sees and the 3x3 filter ``g``:
 
 .. math:: y = A^\top \left[ (G g G^\top) \odot (B^\top d B) \right] A
 
@@ -15,8 +15,13 @@ each of the 16 positions xi = (a, b) separately, a matrix product::
 
 so a convolution becomes 16 GEMMs of (OC x C x N*T) instead of one of
 (OC x 9C x 4N*T): 36/16 = 2.25x fewer multiply-adds, plus cheap transforms.
+The same holds for any F(m x m, r x r) with tiles of alpha = m + r - 1 and
+P = alpha^2 positions (:class:`Spec`; the matrices come from the Toom-Cook
+construction, :func:`_toom_cook`): F(4x4, 3x3) (P = 36, 4x fewer
+multiply-adds, less accurate in float32) and F(2x2, 5x5) (P = 36, 2.78x), both
+opt-in (:func:`choose_spec` says why). Below, 16 stands for P and 2 for m.
 
-Notation (see also :mod:`npalexnet.kernels.im2col`): P padding, OH = H + 2P - 2,
+Notation (see also :mod:`npalexnet.kernels.im2col`): PH, PW padding, OH = H + 2PH - 2,
 TH = ceil(OH/2) and TW = ceil(OW/2) tiles per image, T = TH*TW, NT = N*T,
 G groups, Cg = C/G, OCg = OC/G; the 16 positions xi are flattened (a, b).
 
@@ -47,14 +52,17 @@ Backward: each step above is linear, so its backward is its transpose::
 
 The tile extraction and its adjoint are im2col/col2im with a 4x4 window and
 stride 2 (offset-major rows). On the CPU numba kernels fuse each data
-transform with the rearrangement around it (tiles + ``BB``, ``AA`` + untiling
-+ bias, and their adjoints); the array code here is the reference they are
-tested against and the CuPy path. Rounding: the transforms use only 0, +-1/2 and +-1,
-so float32 results agree with a direct convolution to a few ulps of the
-largest term (tested against torch and against the im2col path).
+transform of F(2x2, 3x3) with the rearrangement around it (tiles + ``BB``,
+``AA`` + untiling + bias, and their adjoints); the array code here is the
+reference they are tested against, the CuPy path and the path of the other
+tiles. Rounding: F(2x2, 3x3)'s transforms use only 0, +-1/2 and +-1, so
+float32 results agree with a direct convolution to a few ulps of the largest
+term (tested against torch and against the im2col path).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import numpy
 
@@ -62,87 +70,200 @@ from ..backend import get_array_module
 from . import numba_kernels
 from . import workspace as pool
 
-#: Input transform (Lavin and Gray, eq. 8).
-BT = numpy.array([[1, 0, -1, 0],
-                  [0, 1, 1, 0],
-                  [0, -1, 1, 0],
-                  [0, 1, 0, -1]], dtype=numpy.float64)
-#: Filter transform.
-G = numpy.array([[1, 0, 0],
-                 [0.5, 0.5, 0.5],
-                 [0.5, -0.5, 0.5],
-                 [0, 0, 1]], dtype=numpy.float64)
-#: Output transform.
-AT = numpy.array([[1, 1, 1, 0],
-                  [0, 1, -1, -1]], dtype=numpy.float64)
+#: Interpolation points of the Toom-Cook construction, in the order they are used (and infinity).
+POINTS = (0.0, 1.0, -1.0, 2.0, -2.0)
 
-BB, GG, AA = numpy.kron(BT, BT), numpy.kron(G, G), numpy.kron(AT, AT)   # (16, 16), (16, 9), (4, 16)
+
+def _toom_cook(m: int, r: int):
+    """AT (m, a), G (a, r), BT (a, a) of F(m, r), a = m + r - 1, from the points 0, 1, -1, 2, -2, inf.
+
+    AT evaluates the product polynomial at the points (its last column is the point at
+    infinity), G evaluates the filter divided by each point's f_j = prod_(l != j) (p_j - p_l);
+    BT is then the unique matrix for which ``AT [(G g) * (BT d)]`` is the valid correlation
+    of d (a) with g (r): solved from that identity in float64 and rounded (its entries are
+    small integers).
+    """
+    a = m + r - 1
+    if a - 1 > len(POINTS):
+        raise ValueError(f"F({m}, {r}) needs {a - 1} finite points, only {len(POINTS)} are defined")
+    p = numpy.array(POINTS[:a - 1])
+    at = numpy.zeros((m, a))
+    for i in range(m):
+        at[i, :a - 1] = p ** i
+    at[m - 1, a - 1] = 1.0
+    f = numpy.array([numpy.prod([pj - pl for l, pl in enumerate(p) if l != j]) for j, pj in enumerate(p)])
+    g = numpy.zeros((a, r))
+    for j in range(a - 1):
+        g[j] = p[j] ** numpy.arange(r) / abs(f[j])
+    g[a - 1, r - 1] = 1.0   # dividing by |f_j| leaves f_j's sign to BT: G's rows start positive
+    # sum_j AT[i, j] G[j, k] BT[j, l] = [l == i + k] for all i < m, k < r, l < a
+    system = numpy.zeros((m * r * a, a * a))
+    rhs = numpy.zeros(m * r * a)
+    row = 0
+    for i in range(m):
+        for k in range(r):
+            for l in range(a):
+                system[row].reshape(a, a)[:, l] = at[i] * g[:, k]
+                rhs[row] = 1.0 if l == i + k else 0.0
+                row += 1
+    bt = numpy.linalg.lstsq(system, rhs, rcond=None)[0].reshape(a, a)
+    bt = numpy.round(bt * 64) / 64 + 0.0   # exact small integers; + 0.0 turns -0.0 into 0.0
+    return at, g, bt
+
+
+@dataclass(frozen=True)
+class Spec:
+    """F(m x m, r x r): m x m outputs per tile from (m + r - 1)^2 products; the 2-D matrices are
+    Kronecker products of the 1-D ones (``BB`` (P, P), ``GG`` (P, r*r), ``AA`` (m*m, P), P = a*a)."""
+
+    m: int
+    r: int
+    AT: numpy.ndarray = field(repr=False, compare=False)
+    G: numpy.ndarray = field(repr=False, compare=False)
+    BT: numpy.ndarray = field(repr=False, compare=False)
+
+    @property
+    def alpha(self) -> int:
+        """Input tile side, m + r - 1."""
+        return self.m + self.r - 1
+
+    @property
+    def positions(self) -> int:
+        """P = alpha^2: products per tile, and GEMMs per convolution."""
+        return self.alpha ** 2
+
+    @property
+    def BB(self):
+        return numpy.kron(self.BT, self.BT)
+
+    @property
+    def GG(self):
+        return numpy.kron(self.G, self.G)
+
+    @property
+    def AA(self):
+        return numpy.kron(self.AT, self.AT)
+
+    def multiply_ratio(self) -> float:
+        """Multiply-adds of a direct convolution per Winograd multiply-add (for whole tiles)."""
+        return (self.m * self.r) ** 2 / self.positions
+
+
+def make_spec(m: int, r: int) -> Spec:
+    at, g, bt = _toom_cook(m, r)
+    return Spec(m, r, at, g, bt)
+
+
+#: The three this library uses: F(2x2, 3x3) (Lavin and Gray's first; exact in few ulps),
+#: F(4x4, 3x3) (4x fewer multiplies, transforms with entries up to 8) and F(2x2, 5x5).
+#: F(2x2, 3x3) is written out as in the paper (eq. 8; the numba kernels spell out these
+#: entries); the construction gives the same matrices up to the sign of the point at infinity.
+F23 = Spec(2, 3,
+           AT=numpy.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=numpy.float64),
+           G=numpy.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=numpy.float64),
+           BT=numpy.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=numpy.float64))
+F43, F25 = make_spec(4, 3), make_spec(2, 5)
+SPECS = {(2, 3): F23, (4, 3): F43, (2, 5): F25}
+
+#: F(2x2, 3x3)'s matrices under their usual names (Lavin and Gray, eq. 8): BT (4, 4), G (4, 3),
+#: AT (2, 4) and their Kronecker squares BB (16, 16), GG (16, 9), AA (4, 16).
+BT, G, AT = F23.BT, F23.G, F23.AT
+BB, GG, AA = F23.BB, F23.GG, F23.AA
 
 _MATRICES: dict = {}
 
 
-def _matrices(xp, dtype):
-    """BB, GG, AA as arrays of ``xp``/``dtype`` (built once per pair)."""
-    key = (xp.__name__, numpy.dtype(dtype).str)
+def _matrices(xp, dtype, spec: Spec = F23):
+    """BB, GG, AA of ``spec`` as arrays of ``xp``/``dtype`` (built once per triple)."""
+    key = (xp.__name__, numpy.dtype(dtype).str, spec.m, spec.r)
     if key not in _MATRICES:
-        _MATRICES[key] = tuple(xp.asarray(m, dtype=dtype) for m in (BB, GG, AA))
+        _MATRICES[key] = tuple(xp.asarray(mat, dtype=dtype) for mat in (spec.BB, spec.GG, spec.AA))
     return _MATRICES[key]
 
 
 def applies(kernel_size, stride, dilation=(1, 1)) -> bool:
-    """Whether F(2x2, 3x3) computes this convolution: 3x3 kernel, stride 1."""
-    return tuple(kernel_size) == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1)
+    """Whether a Winograd algorithm computes this convolution: 3x3 or 5x5 square kernel, stride 1."""
+    return (tuple(kernel_size) in ((3, 3), (5, 5)) and tuple(stride) == (1, 1)
+            and tuple(dilation) == (1, 1))
 
 
-def tile_counts(h: int, w: int, padding) -> tuple[int, int, int, int]:
-    """(OH, OW, TH, TW) of a 3x3 stride-1 convolution of an H x W input."""
-    oh, ow = h + 2 * padding[0] - 2, w + 2 * padding[1] - 2
-    return oh, ow, (oh + 1) // 2, (ow + 1) // 2
+def choose_spec(kernel_size, out_hw=None, dtype=numpy.float32) -> Spec:
+    """The default tile: F(2x2, 3x3) for 3x3 kernels, F(2x2, 5x5) for 5x5.
+
+    F(4x4, 3x3) does 1.78x fewer multiply-adds than F(2x2, 3x3) but its
+    transforms (entries up to 8 and 1/24) cost float32 about 20x the rounding
+    error: measured against float64 on CIFAR-sized layers, 7e-6 of the output
+    scale instead of 3e-7, close to the 1e-5 the library promises against
+    torch, for 10-25% less time on CIFAR's 3x3 layers. It is therefore asked
+    for explicitly (``Conv2d.winograd_tile = 4``), never chosen by default.
+    """
+    return F25 if tuple(kernel_size) == (5, 5) else F23
+
+
+def auto_applies(kernel_size, stride) -> bool:
+    """Whether ``algorithm="auto"`` takes Winograd: 3x3 stride-1 kernels. (F(2x2, 5x5) is slower
+    than im2col on the paper net's conv2: its 36 GEMMs per group have K = 48 channels only.)"""
+    return tuple(kernel_size) == (3, 3) and tuple(stride) == (1, 1)
+
+
+def tile_counts(h: int, w: int, padding, spec: Spec = F23) -> tuple[int, int, int, int]:
+    """(OH, OW, TH, TW) of an r x r stride-1 convolution of an H x W input."""
+    oh, ow = h + 2 * padding[0] - spec.r + 1, w + 2 * padding[1] - spec.r + 1
+    return oh, ow, -(-oh // spec.m), -(-ow // spec.m)
 
 
 # ---------------------------------------------------------------------------- input tiles
-def tiles_array(x, padding, th: int, tw: int, out):
-    """``d`` (16, C, N*T) of the module docstring into ``out``, in plain array code."""
+def tiles_array(x, padding, th: int, tw: int, out, *, spec: Spec = F23):
+    """``d`` (P, C, N*T) of the module docstring into ``out``, in plain array code."""
     xp = get_array_module(x)
     n, c, h, w = x.shape
     ph, pw = padding
-    x_pad = xp.zeros((c, 2 * th + 2, 2 * tw + 2, n), dtype=x.dtype)   # (C, rows, columns, N)
+    m, a = spec.m, spec.alpha
+    x_pad = xp.zeros((c, m * th + a - m, m * tw + a - m, n), dtype=x.dtype)   # (C, rows, columns, N)
     x_pad[:, ph:ph + h, pw:pw + w, :] = x.transpose(1, 2, 3, 0)
-    d = out.reshape(4, 4, c, th, tw, n)
-    for i in range(4):
-        for j in range(4):
-            d[i, j] = x_pad[:, i:i + 2 * th:2, j:j + 2 * tw:2, :]
+    d = out.reshape(a, a, c, th, tw, n)
+    for i in range(a):
+        for j in range(a):
+            d[i, j] = x_pad[:, i:i + m * th:m, j:j + m * tw:m, :]
     return out
 
 
-def untiles_array(dd, x_shape, padding, th: int, tw: int):
-    """The adjoint of :func:`tiles_array`: dx (N, C, H, W) from ``dd`` (16, C, N*T), overlaps summed."""
+def untiles_array(dd, x_shape, padding, th: int, tw: int, *, spec: Spec = F23):
+    """The adjoint of :func:`tiles_array`: dx (N, C, H, W) from ``dd`` (P, C, N*T), overlaps summed."""
     xp = get_array_module(dd)
     n, c, h, w = x_shape
     ph, pw = padding
-    dx_pad = xp.zeros((c, 2 * th + 2, 2 * tw + 2, n), dtype=dd.dtype)
-    d = dd.reshape(4, 4, c, th, tw, n)
-    for i in range(4):
-        for j in range(4):
-            dx_pad[:, i:i + 2 * th:2, j:j + 2 * tw:2, :] += d[i, j]
+    m, a = spec.m, spec.alpha
+    dx_pad = xp.zeros((c, m * th + a - m, m * tw + a - m, n), dtype=dd.dtype)
+    d = dd.reshape(a, a, c, th, tw, n)
+    for i in range(a):
+        for j in range(a):
+            dx_pad[:, i:i + m * th:m, j:j + m * tw:m, :] += d[i, j]
     # (C, N, H, W) memory, the layout every other layer's gradient has.
-    dx_cn = xp.ascontiguousarray(dx_pad[:, ph:ph + h, pw:pw + w, :].transpose(0, 3, 1, 2))
+    dx_cn = pool.empty((c, n, h, w), dd.dtype, dd)
+    dx_cn[...] = dx_pad[:, ph:ph + h, pw:pw + w, :].transpose(0, 3, 1, 2)
     return dx_cn.transpose(1, 0, 2, 3)
 
 
-def output_transform(m, bias, out_shape, th: int, tw: int, workspace):
+def _numba_for(spec: Spec, *arrays) -> bool:
+    """The fused numba kernels exist for F(2x2, 3x3) only; the others run the array code."""
+    return spec is F23 and numba_kernels.use_for(*arrays)
+
+
+def output_transform(m, bias, out_shape, th: int, tw: int, workspace, *, spec: Spec = F23):
     """y (OC, N, OH, OW) = A^T M A per tile, cut to OH x OW, plus the bias."""
-    if numba_kernels.use_for(m):
+    if _numba_for(spec, m):
         out = pool.empty(out_shape, m.dtype, m)
         return numba_kernels.winograd_output_transform(m, bias, out_shape, th, tw, out=out)
     xp = get_array_module(m)
     oc, n, oh, ow = out_shape
-    _, _, aa = _matrices(xp, m.dtype)
-    y4 = pool.empty((4, m[0].size), m.dtype, m)
-    xp.matmul(aa, m.reshape(16, -1), out=y4)
-    # (i, j, oc, ty, tx, n) -> (oc, n, 2ty+i, 2tx+j), cut to OH x OW, plus the bias: one pass.
-    tiled = y4.reshape(2, 2, oc, th, tw, n).transpose(2, 5, 3, 0, 4, 1).reshape(oc, n, 2 * th, 2 * tw)
-    y = xp.empty(out_shape, dtype=m.dtype)
+    t = spec.m
+    _, _, aa = _matrices(xp, m.dtype, spec)
+    y4 = pool.empty((t * t, m[0].size), m.dtype, m)
+    xp.matmul(aa, m.reshape(spec.positions, -1), out=y4)
+    # (i, j, oc, ty, tx, n) -> (oc, n, m*ty+i, m*tx+j), cut to OH x OW, plus the bias: one pass.
+    tiled = y4.reshape(t, t, oc, th, tw, n).transpose(2, 5, 3, 0, 4, 1).reshape(oc, n, t * th, t * tw)
+    y = pool.empty(out_shape, m.dtype, m)
     if bias is None:
         y[...] = tiled[:, :, :oh, :ow]
     else:
@@ -150,100 +271,104 @@ def output_transform(m, bias, out_shape, th: int, tw: int, workspace):
     return y
 
 
-def output_transform_backward(grad_out, th: int, tw: int, out, workspace):
-    """dM (16, OC, N*T) into ``out``: the adjoint of :func:`output_transform` for dy (N, OC, OH, OW)."""
-    if numba_kernels.use_for(grad_out):
+def output_transform_backward(grad_out, th: int, tw: int, out, workspace, *, spec: Spec = F23):
+    """dM (P, OC, N*T) into ``out``: the adjoint of :func:`output_transform` for dy (N, OC, OH, OW)."""
+    if _numba_for(spec, grad_out):
         return numba_kernels.winograd_output_transform_backward(grad_out, th, tw, out)
     xp = get_array_module(grad_out)
     n, oc, oh, ow = grad_out.shape
+    t = spec.m
     dy_cn = grad_out.transpose(1, 0, 2, 3)                                     # (OC, N, OH, OW)
-    dy4 = pool.empty((4, oc * th * tw * n), grad_out.dtype, grad_out)
-    tiles_view = dy4.reshape(2, 2, oc, th, tw, n).transpose(2, 5, 3, 0, 4, 1)  # (OC, N, TH, 2, TW, 2)
-    if (oh, ow) == (2 * th, 2 * tw):
-        tiles_view[...] = dy_cn.reshape(oc, n, th, 2, tw, 2)
-    else:   # odd output size: the last tile row/column is half outside, its gradient zero
-        padded = xp.zeros((oc, n, 2 * th, 2 * tw), dtype=grad_out.dtype)
+    dy4 = pool.empty((t * t, oc * th * tw * n), grad_out.dtype, grad_out)
+    tiles_view = dy4.reshape(t, t, oc, th, tw, n).transpose(2, 5, 3, 0, 4, 1)  # (OC, N, TH, m, TW, m)
+    if (oh, ow) == (t * th, t * tw):
+        tiles_view[...] = dy_cn.reshape(oc, n, th, t, tw, t)
+    else:   # the last tile row/column reaches past the output: its gradient there is zero
+        padded = xp.zeros((oc, n, t * th, t * tw), dtype=grad_out.dtype)
         padded[:, :, :oh, :ow] = dy_cn
-        tiles_view[...] = padded.reshape(oc, n, th, 2, tw, 2)
-    _, _, aa = _matrices(xp, grad_out.dtype)
-    xp.matmul(aa.T, dy4, out=out.reshape(16, -1))
+        tiles_view[...] = padded.reshape(oc, n, th, t, tw, t)
+    _, _, aa = _matrices(xp, grad_out.dtype, spec)
+    xp.matmul(aa.T, dy4, out=out.reshape(spec.positions, -1))
     return out
 
 
-def input_transform(x, padding, th, tw, workspace):
-    """V (16, C, N*T) = BB @ tiles(x), in the workspace buffer ``"V"``."""
+def input_transform(x, padding, th, tw, workspace, *, spec: Spec = F23):
+    """V (P, C, N*T) = BB @ tiles(x), in the workspace buffer ``"V"`` (kept for backward)."""
     n, c = x.shape[:2]
-    shape = (16, c, n * th * tw)
+    shape = (spec.positions, c, n * th * tw)
     v = workspace.get("V", shape, x.dtype, x)
-    if numba_kernels.use_for(x):
+    if _numba_for(spec, x):
         numba_kernels.winograd_input_transform(x, padding, th, tw, v)
         return v
-    bb, _, _ = _matrices(get_array_module(x), x.dtype)
-    d = tiles_array(x, padding, th, tw, pool.empty(shape, x.dtype, x))
-    get_array_module(x).matmul(bb, d.reshape(16, -1), out=v.reshape(16, -1))
+    bb, _, _ = _matrices(get_array_module(x), x.dtype, spec)
+    d = tiles_array(x, padding, th, tw, pool.empty(shape, x.dtype, x), spec=spec)
+    get_array_module(x).matmul(bb, d.reshape(spec.positions, -1), out=v.reshape(spec.positions, -1))
     return v
 
 
-def input_transform_backward(dv, x_shape, padding, th, tw, workspace):
-    """dx (N, C, H, W) from dV (16, C, N*T): the adjoint of :func:`input_transform`."""
-    if numba_kernels.use_for(dv):
+def input_transform_backward(dv, x_shape, padding, th, tw, workspace, *, spec: Spec = F23):
+    """dx (N, C, H, W) from dV (P, C, N*T): the adjoint of :func:`input_transform`."""
+    if _numba_for(spec, dv):
         out = pool.empty_cn(x_shape, dv.dtype, dv)
         return numba_kernels.winograd_input_transform_backward(dv, x_shape, padding, th, tw, out=out)
     xp = get_array_module(dv)
-    bb, _, _ = _matrices(xp, dv.dtype)
+    bb, _, _ = _matrices(xp, dv.dtype, spec)
     dd = pool.empty(dv.shape, dv.dtype, dv)
-    xp.matmul(bb.T, dv.reshape(16, -1), out=dd.reshape(16, -1))
-    return untiles_array(dd, x_shape, padding, th, tw)
+    xp.matmul(bb.T, dv.reshape(spec.positions, -1), out=dd.reshape(spec.positions, -1))
+    return untiles_array(dd, x_shape, padding, th, tw, spec=spec)
 
 
 # ---------------------------------------------------------------------------- the convolution
-def filter_transform(weight, groups: int):
-    """U (16, G, OCg, Cg) = GG @ w for weights (OC, Cg, 3, 3)."""
+def filter_transform(weight, groups: int, spec: Spec = F23):
+    """U (P, G, OCg, Cg) = GG @ w for weights (OC, Cg, r, r)."""
     xp = get_array_module(weight)
-    _, gg, _ = _matrices(xp, weight.dtype)
+    _, gg, _ = _matrices(xp, weight.dtype, spec)
     oc, cg = weight.shape[:2]
-    return (gg @ weight.reshape(oc * cg, 9).T).reshape(16, groups, oc // groups, cg)
+    return (gg @ weight.reshape(oc * cg, spec.r * spec.r).T).reshape(spec.positions, groups, oc // groups, cg)
 
 
-def conv_forward(x, weight, bias, padding, groups: int, workspace):
+def conv_forward(x, weight, bias, padding, groups: int, workspace, *, spec: Spec = F23):
     """y (N, OC, OH, OW) (a view of (OC, N, OH, OW) memory) and the cache for :func:`conv_backward`.
 
     Inputs:
-        x: (N, C, H, W); weight: (OC, C/G, 3, 3); bias: (OC,) or None;
-        padding: (PH, PW); groups: G; workspace: the layer's :class:`Workspace`.
+        x: (N, C, H, W); weight: (OC, C/G, r, r); bias: (OC,) or None;
+        padding: (PH, PW); groups: G; workspace: the layer's :class:`Workspace`;
+        spec: the tile (:data:`F23`, :data:`F43` or :data:`F25`, matching r).
     """
     xp = get_array_module(x)
     n, c, h, w = x.shape
     oc = weight.shape[0]
-    oh, ow, th, tw = tile_counts(h, w, padding)
+    p = spec.positions
+    oh, ow, th, tw = tile_counts(h, w, padding, spec)
     nt = n * th * tw
-    v = input_transform(x, padding, th, tw, workspace)                       # (16, C, NT)
-    u = filter_transform(weight, groups)                                     # (16, G, OCg, Cg)
-    m = pool.empty((16, groups, oc // groups, nt), x.dtype, x)
-    xp.matmul(u, v.reshape(16, groups, c // groups, nt), out=m)              # 16*G GEMMs
-    y = output_transform(m.reshape(16, oc, nt), bias, (oc, n, oh, ow), th, tw, workspace)
-    return y.transpose(1, 0, 2, 3), (v, u, x.shape)
+    v = input_transform(x, padding, th, tw, workspace, spec=spec)            # (P, C, NT)
+    u = filter_transform(weight, groups, spec)                               # (P, G, OCg, Cg)
+    m = pool.empty((p, groups, oc // groups, nt), x.dtype, x)
+    xp.matmul(u, v.reshape(p, groups, c // groups, nt), out=m)               # P*G GEMMs
+    y = output_transform(m.reshape(p, oc, nt), bias, (oc, n, oh, ow), th, tw, workspace, spec=spec)
+    return y.transpose(1, 0, 2, 3), (v, u, x.shape, spec)
 
 
 def conv_backward(grad_out, cache, weight_param, bias_param, padding, groups: int, workspace,
                   input_grad: bool = True):
     """Accumulate dw (and db) and return dx (N, C, H, W), or None when ``input_grad`` is False."""
-    v, u, x_shape = cache
+    v, u, x_shape, spec = cache
     xp = get_array_module(grad_out)
     n, c, h, w = x_shape
     oc = weight_param.shape[0]
-    _, _, th, tw = tile_counts(h, w, padding)
+    p = spec.positions
+    _, _, th, tw = tile_counts(h, w, padding, spec)
     nt = n * th * tw
     if bias_param is not None:
         bias_param.accumulate_grad(grad_out.sum(axis=(0, 2, 3)))
-    dm = pool.empty((16, groups, oc // groups, nt), grad_out.dtype, grad_out)
-    output_transform_backward(grad_out, th, tw, dm.reshape(16, oc, nt), workspace)
-    _, gg, _ = _matrices(xp, grad_out.dtype)
-    v4 = v.reshape(16, groups, c // groups, nt)
-    du = xp.matmul(dm, v4.transpose(0, 1, 3, 2))                            # (16, G, OCg, Cg)
-    weight_param.accumulate_matmul(du.reshape(16, -1).T, gg)                 # (OC*Cg, 9) = (OC, Cg, 3, 3)
+    dm = pool.empty((p, groups, oc // groups, nt), grad_out.dtype, grad_out)
+    output_transform_backward(grad_out, th, tw, dm.reshape(p, oc, nt), workspace, spec=spec)
+    _, gg, _ = _matrices(xp, grad_out.dtype, spec)
+    v4 = v.reshape(p, groups, c // groups, nt)
+    du = xp.matmul(dm, v4.transpose(0, 1, 3, 2))                            # (P, G, OCg, Cg)
+    weight_param.accumulate_matmul(du.reshape(p, -1).T, gg)                  # (OC*Cg, r*r) = (OC, Cg, r, r)
     if not input_grad:
         return None
     dv = v                                                                   # V is spent: reuse its memory
-    xp.matmul(u.transpose(0, 1, 3, 2), dm, out=dv.reshape(16, groups, c // groups, nt))
-    return input_transform_backward(dv, x_shape, padding, th, tw, workspace)
+    xp.matmul(u.transpose(0, 1, 3, 2), dm, out=dv.reshape(p, groups, c // groups, nt))
+    return input_transform_backward(dv, x_shape, padding, th, tw, workspace, spec=spec)

@@ -53,10 +53,11 @@ class Conv2d(Module):
     without a transpose copy.
 
     Algorithms (``algorithm``; :meth:`resolved_algorithm`): ``"im2col"``
-    above, readable and general; ``"winograd"``, F(2x2, 3x3) for 3x3 stride-1
-    kernels (:mod:`npalexnet.kernels.winograd`), the same function with 2.25x
-    fewer multiply-adds; ``"auto"`` (default) picks Winograd where it applies
-    on the CPU. Both are tested against torch and against each other.
+    above, readable and general; ``"winograd"`` for 3x3 and 5x5 stride-1
+    kernels (:mod:`npalexnet.kernels.winograd`: F(2x2, 3x3), F(4x4, 3x3) or
+    F(2x2, 5x5), see :meth:`winograd_spec`), the same function with 2.25x to
+    4x fewer multiply-adds; ``"auto"`` (default) picks F(2x2, 3x3) for 3x3
+    stride-1 layers on the CPU. All are tested against torch and each other.
 
     Buffers: the im2col matrix (or Winograd's transformed tiles) lives in the
     layer's workspace and is reused every step; its memory also receives the
@@ -80,6 +81,7 @@ class Conv2d(Module):
             raise ValueError(f"Conv2d: kernel_size and stride must be >= 1 and padding >= 0, got "
                              f"{self.kernel_size}, {self.stride}, {self.padding}")
         self.algorithm = algorithm
+        self.winograd_tile: int | None = None   # m of F(m x m, r x r); None: winograd.choose_spec
         kh, kw = self.kernel_size
         fan_in = in_channels // groups * kh * kw
         bound = init.torch_default_bound(fan_in)
@@ -115,8 +117,9 @@ class Conv2d(Module):
         """``"im2col"`` or ``"winograd"`` for input ``x``.
 
         ``"auto"`` takes ``NPALEXNET_CONV`` (``im2col``/``winograd``) when set,
-        else Winograd for 3x3 stride-1 kernels on the CPU and im2col
-        otherwise (CuPy: im2col, until Winograd has been timed on a GPU).
+        else Winograd for 3x3 stride-1 kernels on the CPU and im2col otherwise
+        (5x5: see :func:`~npalexnet.kernels.winograd.auto_applies`; CuPy: im2col,
+        until Winograd has been timed on a GPU).
         Asking for ``"winograd"`` where it does not apply raises.
         """
         applies = winograd.applies(self.kernel_size, self.stride)
@@ -128,10 +131,23 @@ class Conv2d(Module):
             if env in ("im2col", "winograd"):
                 choice = env if applies else "im2col"
             else:
-                choice = "winograd" if applies and get_array_module(x) is numpy else "im2col"
+                default = winograd.auto_applies(self.kernel_size, self.stride) and get_array_module(x) is numpy
+                choice = "winograd" if default else "im2col"
         if choice == "winograd" and not applies:
-            raise ValueError(f"{self!r}: algorithm 'winograd' needs a 3x3 kernel with stride 1")
+            raise ValueError(f"{self!r}: algorithm 'winograd' needs a 3x3 or 5x5 kernel with stride 1")
         return choice
+
+    def winograd_spec(self) -> winograd.Spec:
+        """The Winograd tile: ``winograd_tile`` (m of F(m x m, r x r)) when set, else
+        :func:`npalexnet.kernels.winograd.choose_spec` (F(2x2, 3x3) or F(2x2, 5x5))."""
+        r = self.kernel_size[0]
+        if self.winograd_tile is not None:
+            spec = winograd.SPECS.get((self.winograd_tile, r))
+            if spec is None:
+                raise ValueError(f"{self!r}: no Winograd tile F({self.winograd_tile}, {r}); "
+                                 f"available: {sorted(m for m, k in winograd.SPECS if k == r)}")
+            return spec
+        return winograd.choose_spec(self.kernel_size)
 
     def forward(self, x):
         check_array(self, x, 4, "(N, C, H, W)", self.in_channels)
@@ -143,8 +159,9 @@ class Conv2d(Module):
         self._cache = None   # a forward replaces the previous one's buffers
         bias = None if self.bias is None else self.bias.data
         if self.resolved_algorithm(x) == "winograd":
+            spec = self.winograd_spec()
             y, cache = winograd.conv_forward(x, self.weight.data, bias, self.padding, self.groups,
-                                             self._workspace)
+                                             self._workspace, spec=spec)
             self._cache = self._keep(("winograd", cache, y.shape))
             return y
         out_shape = self.output_shape(x.shape)

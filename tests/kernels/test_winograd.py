@@ -247,16 +247,19 @@ def test_environment_variable_overrides_auto_only(monkeypatch):
     monkeypatch.setenv(conv_module.ENV_VAR, " Winograd ")   # case and spaces ignored
     assert auto.resolved_algorithm(x) == "winograd"
     assert nn.Conv2d(2, 3, 3, algorithm="im2col").resolved_algorithm(x) == "im2col"
-    # Forcing Winograd through the environment never breaks a layer it cannot compute.
-    assert five.resolved_algorithm(x) == "im2col"
-    assert five(x).shape == (1, 3, 2, 2)
+    # Forcing Winograd through the environment reaches 5x5 (F(2x2, 5x5)) and never breaks a
+    # layer it cannot compute.
+    assert five.resolved_algorithm(x) == "winograd"
+    seven = nn.Conv2d(2, 3, 7)
+    assert seven.resolved_algorithm(numpy.zeros((1, 2, 8, 8), dtype=numpy.float32)) == "im2col"
+    assert seven(numpy.zeros((1, 2, 8, 8), dtype=numpy.float32)).shape == (1, 3, 2, 2)
 
 
-@pytest.mark.parametrize("kwargs", [{"kernel_size": 5}, {"kernel_size": 3, "stride": 2}, {"kernel_size": (3, 2)}],
+@pytest.mark.parametrize("kwargs", [{"kernel_size": 7}, {"kernel_size": 3, "stride": 2}, {"kernel_size": (3, 2)}],
                          ids=str)
 def test_winograd_where_it_does_not_apply_raises_at_forward(kwargs):
     layer = nn.Conv2d(2, 3, algorithm="winograd", **kwargs)   # the constructor accepts it ...
-    with pytest.raises(ValueError, match=r"Conv2d\(.*algorithm 'winograd' needs a 3x3 kernel with stride 1"):
+    with pytest.raises(ValueError, match=r"Conv2d\(.*algorithm 'winograd' needs a 3x3 or 5x5 kernel with stride 1"):
         layer(numpy.zeros((1, 2, 7, 7), dtype=numpy.float32))   # ... the forward names the problem
 
 
@@ -371,3 +374,64 @@ def test_recycled_weight_gradient_in_a_winograd_layer():
     layer.backward(g)
     assert layer.weight.grad is ref()
     numpy.testing.assert_allclose(layer.weight.grad, dw2, rtol=1e-13, atol=1e-15)
+
+
+# ---------------------------------------------------------------------------- the other tiles
+@pytest.mark.parametrize("spec", [W.F23, W.F43, W.F25], ids=lambda s: f"F{s.m}-{s.r}")
+def test_every_tile_computes_the_valid_correlation(spec):
+    """1-D and 2-D: AT [(G g) * (BT d)] is the valid correlation of an alpha-tile with an r-filter."""
+    rng = numpy.random.default_rng(1)
+    a, m, r = spec.alpha, spec.m, spec.r
+    d, g = rng.standard_normal((a, a)), rng.standard_normal((r, r))
+    y = spec.AT @ ((spec.G @ g @ spec.G.T) * (spec.BT @ d @ spec.BT.T)) @ spec.AT.T
+    direct = numpy.array([[(d[i:i + r, j:j + r] * g).sum() for j in range(m)] for i in range(m)])
+    numpy.testing.assert_allclose(y, direct, rtol=1e-12, atol=1e-12)
+    flat = spec.AA @ ((spec.GG @ g.reshape(-1)) * (spec.BB @ d.reshape(-1)))
+    numpy.testing.assert_allclose(flat.reshape(m, m), direct, rtol=1e-12, atol=1e-12)
+    assert spec.multiply_ratio() == pytest.approx((m * r) ** 2 / a ** 2)   # 2.25 for F(2x2, 3x3)
+
+
+def test_f23_is_the_papers_matrices():
+    numpy.testing.assert_array_equal(W.BT, [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]])
+    numpy.testing.assert_array_equal(W.AT, [[1, 1, 1, 0], [0, 1, -1, -1]])
+    numpy.testing.assert_array_equal(W.F43.BT[0], [4, 0, -5, 0, 1, 0])   # Lavin and Gray's F(4x4, 3x3)
+
+
+# F(4x4, 3x3) loses about 20x more to float32 rounding than F(2x2, 3x3) (winograd.choose_spec):
+# float32 is checked against torch at 3e-5 on the output scale instead of 1e-5.
+TILE_CASES = [
+    # (tile m, kernel, in, out, padding, groups, N, H, W)
+    (4, 3, 3, 5, 1, 1, 2, 4, 4),
+    (4, 3, 4, 6, 0, 2, 1, 9, 7),
+    (4, 3, 2, 3, 2, 1, 3, 8, 5),
+    (2, 5, 3, 4, 2, 1, 2, 7, 7),
+    (2, 5, 4, 4, 0, 2, 1, 9, 10),
+    (2, 5, 2, 3, 1, 1, 2, 6, 5),
+]
+
+
+@pytest.mark.parametrize("dtype", [numpy.float64, numpy.float32])
+@pytest.mark.parametrize("case", TILE_CASES, ids=lambda c: f"F{c[0]}-{c[1]}_{c[2]}x{c[3]}p{c[4]}g{c[5]}_{c[7]}x{c[8]}")
+def test_other_tiles_match_torch(case, dtype, xp):
+    m, k, cin, cout, p, groups, n, h, w = case
+    layer = nn.Conv2d(cin, cout, k, padding=p, groups=groups, algorithm="winograd")
+    layer.winograd_tile = m
+    assert layer.winograd_spec() is W.SPECS[(m, k)]
+    ref = torch.nn.Conv2d(cin, cout, k, padding=p, groups=groups)
+    x = numpy.random.default_rng(2).standard_normal((n, cin, h, w))
+    tolerance = None if dtype == numpy.float64 else (3e-5, 5e-5)
+    check_against_torch(layer, ref, x, xp=xp, dtype=dtype, tolerance=tolerance)
+
+
+def test_f25_is_what_winograd_means_for_5x5_and_auto_keeps_im2col():
+    x = numpy.zeros((1, 2, 9, 9), dtype=numpy.float32)
+    assert nn.Conv2d(2, 3, 5, algorithm="winograd").winograd_spec() is W.F25
+    assert nn.Conv2d(2, 3, 5, padding=2).resolved_algorithm(x) == "im2col"
+    assert nn.Conv2d(2, 3, 3).winograd_spec() is W.F23
+
+
+def test_unknown_tile_raises():
+    layer = nn.Conv2d(2, 3, 5, algorithm="winograd")
+    layer.winograd_tile = 4
+    with pytest.raises(ValueError, match=r"no Winograd tile F\(4, 5\)"):
+        layer(numpy.zeros((1, 2, 8, 8), dtype=numpy.float32))
