@@ -13,7 +13,8 @@
 #   3. kernels.txt      benchmarks/bench_cuda_kernels.py: each kernel vs the CuPy array code
 #   4. bench_cifar.txt  benchmarks/bench_train.py --device cuda --net cifar --batch 128,
 #                       CUDA kernels off, then on
-#   5. bench_paper.txt  the same for --net paper --batch 128
+#   5. bench_paper.txt  the same for --net paper --batch 128; both files end with a run whose
+#                       3x3 layers use Winograd (NPALEXNET_CONV=winograd) instead of im2col
 #   6. tests_off.txt    the gpu-marked tests with NPALEXNET_CUDA_KERNELS=0 (the CuPy array-code
 #                       path; NumPy tests do not depend on the switch and ran in step 2)
 #   7. summary.txt      one line per step (exit status, seconds) and the key result lines
@@ -102,6 +103,11 @@ for net in cifar paper; do
         step "bench_${net}_kernels$kernels" "${NPA_BENCH_S:-60}" "$file" \
             env NPALEXNET_CUDA_KERNELS=$kernels "$PY" benchmarks/bench_train.py --device cuda --net "$net" --batch 128
     done
+    # Winograd F(2x2, 3x3) (array code on CuPy) instead of im2col for the 3x3 layers: decides
+    # whether "auto" should take it on the GPU too (conv.py, Conv2d.resolved_algorithm).
+    echo "=== NPALEXNET_CUDA_KERNELS=1 NPALEXNET_CONV=winograd ===" >>"$file"
+    step "bench_${net}_winograd" "${NPA_BENCH_S:-60}" "$file" \
+        env NPALEXNET_CUDA_KERNELS=1 NPALEXNET_CONV=winograd "$PY" benchmarks/bench_train.py --device cuda --net "$net" --batch 128
 done
 
 # 6. gpu-marked tests, CUDA kernels off: the CuPy array-code path
