@@ -33,13 +33,29 @@ def test_compare_with_pytorch_tiny(tmp_path, capsys):
         assert im.format == "PNG" and im.size == (800, 600)
 
 
+def break_gradients(monkeypatch, factor):
+    """Scale every parameter gradient by ``factor``, whichever way a layer delivers it
+    (``accumulate_grad`` for an array, ``accumulate_matmul`` for a product written in place)."""
+    add, product = nn.Parameter.accumulate_grad, nn.Parameter.accumulate_matmul
+
+    def scaled_product(self, a, b):
+        before = None if self.grad is None else self.grad.copy()
+        product(self, a, b)
+        if before is None:
+            self.grad *= factor
+        else:   # only this contribution is scaled
+            self.grad[...] = before + (self.grad - before) * factor
+
+    monkeypatch.setattr(nn.Parameter, "accumulate_grad", lambda self, g: add(self, g * factor))
+    monkeypatch.setattr(nn.Parameter, "accumulate_matmul", scaled_product)
+
+
 def test_compare_with_pytorch_float32_and_a_broken_gradient_is_seen(tmp_path, monkeypatch, capsys):
     example = load("compare_with_pytorch")
     common = ["--steps", "3", "--width", "0.0625", "--images", "16", "--batch-size", "8", "--data-dir",
               str(tmp_path / "none"), "--out", str(tmp_path / "c.png")]
     assert example.main(common + ["--dtype", "float32"]) == 0
-    original = nn.Parameter.accumulate_grad
-    monkeypatch.setattr(nn.Parameter, "accumulate_grad", lambda self, g: original(self, g * 1.5))
+    break_gradients(monkeypatch, 1.5)
     assert example.main(common) == 1
     assert "FAILED" in capsys.readouterr().out
 
@@ -55,8 +71,7 @@ def test_inspect_backprop_tiny_random_batch(tmp_path, capsys):
 
 
 def test_inspect_backprop_catches_a_wrong_gradient(tmp_path, monkeypatch, capsys):
-    original = nn.Parameter.accumulate_grad
-    monkeypatch.setattr(nn.Parameter, "accumulate_grad", lambda self, g: original(self, g * 1.01))
+    break_gradients(monkeypatch, 1.01)
     rc = load("inspect_backprop").main(["--data-dir", str(tmp_path / "none"), "--width", "0.0625",
                                         "--batch-size", "2", "--directions", "1"])
     text = capsys.readouterr().out
