@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import functools
 import inspect
-import sys
 from collections import OrderedDict
 from typing import Callable, Iterator
 
 import numpy
 
 from .. import backend
+from ..kernels import workspace
 from . import grad_mode
 
 
@@ -43,21 +43,21 @@ class Parameter:
         grad: an array of the same shape, or ``None`` before the first backward
             and after ``zero_grad(set_to_none=True)``.
 
-    Gradient storage is recycled: ``zero_grad()`` keeps the released array
-    as a spare, and the next backward writes its product straight into it
-    (:meth:`accumulate_matmul`) instead of allocating. A fresh 64 MB array
-    costs more than the GEMM that fills it on a CPU (first-touch page faults),
-    and fc7's weight gradient is that size. The spare is reused only when
-    nothing else refers to it, so a gradient a user kept from an earlier step
-    is never overwritten (torch's ``set_to_none`` semantics).
+    Gradient storage is recycled: the GEMM of the first contribution of a
+    step writes straight into an array of the shared buffer pool
+    (:mod:`npalexnet.kernels.workspace`), in practice the one ``zero_grad()``
+    released, instead of a new one. A fresh 64 MB array costs more than the
+    GEMM that fills it on a CPU (first-touch page faults), and fc7's weight
+    gradient is that size. The pool hands out only what nothing else refers
+    to, so a gradient a user kept from an earlier step is never overwritten
+    (torch's ``set_to_none`` semantics).
     """
 
-    __slots__ = ("data", "grad", "_spare")
+    __slots__ = ("data", "grad")
 
     def __init__(self, data):
         self.data = data
         self.grad = None
-        self._spare = None
 
     @property
     def shape(self):
@@ -88,8 +88,8 @@ class Parameter:
     def accumulate_matmul(self, a, b) -> None:
         """Add the product ``a @ b`` (any shape of the parameter's size) to ``.grad``.
 
-        On the first contribution of a step the GEMM writes into recycled
-        storage (see the class docstring); later ones are added to it.
+        The first contribution of a step is written by the GEMM itself into a
+        pooled array (see the class docstring); later ones are added to it.
         """
         xp = backend.get_array_module(a, b)
         out_shape = a.shape[:-1] + b.shape[-1:]
@@ -98,37 +98,12 @@ class Parameter:
         if self.grad is not None:
             self.grad += (a @ b).reshape(self.data.shape)
             return
-        grad = self._take_spare(xp)
-        if grad is None:
-            grad = xp.empty(self.data.shape, dtype=self.data.dtype)
+        grad = workspace.empty(self.data.shape, self.data.dtype, self.data)
         xp.matmul(a, b, out=grad.reshape(out_shape))
         self.grad = grad
 
-    def release_grad(self) -> None:
-        """``grad = None``, keeping the array as storage for the next backward."""
-        if self.grad is not None:
-            self._spare, self.grad = self.grad, None
-
-    def _take_spare(self, xp):
-        spare, self._spare = self._spare, None
-        if (spare is None or type(spare) is not xp.ndarray or spare.shape != self.data.shape
-                or spare.dtype != self.data.dtype or spare.base is not None or not spare.flags.c_contiguous):
-            return None
-        # Only this frame holds it: no user variable, view or container does.
-        return spare if sys.getrefcount(spare) <= _SOLE_REFERENCE else None
-
     def __repr__(self) -> str:
         return f"Parameter(shape={tuple(self.shape)}, dtype={self.dtype})"
-
-
-def _sole_reference_count() -> int:
-    """``sys.getrefcount`` of an array held by one local variable only, as
-    :meth:`Parameter._take_spare` sees it (interpreters count temporaries differently)."""
-    spare = numpy.empty(1)
-    return sys.getrefcount(spare)
-
-
-_SOLE_REFERENCE = _sole_reference_count()
 
 
 class Module:
@@ -228,7 +203,7 @@ class Module:
         """Reset every parameter gradient (to ``None`` by default, as torch 2 does)."""
         for p in self.parameters():
             if set_to_none or p.grad is None:
-                p.release_grad()
+                p.grad = None   # its array goes back to the buffer pool, unless someone holds it
             else:
                 p.grad[...] = 0
 

@@ -40,7 +40,7 @@ class Optimizer:
     def zero_grad(self, set_to_none: bool = True) -> None:
         for _, p in self._params():
             if set_to_none or p.grad is None:
-                p.release_grad()
+                p.grad = None   # back to the buffer pool (npalexnet.kernels.workspace)
             else:
                 p.grad[...] = 0
 
