@@ -88,8 +88,12 @@ def _im2col(x_cn, col, kh, kw, sh, sw, ph, pw):
                     for oy in range(_u(oh)):
                         src = (oy * _u(sh) + ky) * w2 + kx
                         dst = base + oy * _u(ow)
-                        for ox in range(_u(ow)):
-                            flat[dst + ox] = plane[src + ox * _u(sw)]
+                        if sw == 1:   # a contiguous run: a vector copy
+                            for ox in range(_u(ow)):
+                                flat[dst + ox] = plane[src + ox]
+                        else:
+                            for ox in range(_u(ow)):
+                                flat[dst + ox] = plane[src + ox * _u(sw)]
 
 
 @_jit
@@ -110,8 +114,12 @@ def _col2im(col, dx_cn, kh, kw, sh, sw, ph, pw):
                     for oy in range(_u(oh)):
                         dst = (oy * _u(sh) + ky) * w2 + kx
                         src = base + oy * _u(ow)
-                        for ox in range(_u(ow)):
-                            plane[dst + ox * _u(sw)] += flat[src + ox]
+                        if sw == 1:
+                            for ox in range(_u(ow)):
+                                plane[dst + ox] += flat[src + ox]
+                        else:
+                            for ox in range(_u(ow)):
+                                plane[dst + ox * _u(sw)] += flat[src + ox]
             for i in range(_u(h)):
                 for j in range(_u(w)):
                     dx_cn[c, n, i, j] = plane[(_u(ph) + i) * w2 + _u(pw) + j]
