@@ -151,42 +151,45 @@ def col2im(col, x_shape, kernel, stride, padding, out_hw, out=None):
 # instead of branches), whatever the size of the feature map. Backward is a plain scatter.
 
 @_jit
-def _max_update(best, arg, v, k):
-    # Strictly greater wins: ties keep the earlier offset; a NaN always wins (and a later
-    # NaN displaces it), as in torch and the array code.
-    for i in range(best.shape[0]):
-        if v[i] > best[i] or v[i] != v[i]:
-            best[i] = v[i]
-            arg[i] = k
-
-
-@_jit
 def _maxpool_forward(x_cn, out, argmax, kh, kw, sh, sw, ph, pw):
-    # The window's offsets in row-major order, padding read as -inf (the array code's rule).
+    # The window's offsets in row-major order, padding read as -inf; a later value wins only if
+    # strictly greater (ties keep the first maximum) or NaN (torch's rule: NaN propagates), as in
+    # the array code. Flat unsigned offsets, the batch innermost: the select loop vectorises.
     c_, n_, h, w = x_cn.shape
     oh, ow = out.shape[2], out.shape[3]
-    plane = numpy.full((h + 2 * ph, w + 2 * pw, n_), -numpy.inf, dtype=out.dtype)
-    best = numpy.empty((oh, ow, n_), dtype=out.dtype)
-    arg = numpy.empty((oh, ow, n_), dtype=argmax.dtype)
-    for c in range(c_):
-        for n in range(n_):
-            for i in range(h):
-                for j in range(w):
-                    plane[ph + i, pw + j, n] = x_cn[c, n, i, j]
-        for oy in range(oh):
-            for ox in range(ow):
-                b, a = best[oy, ox], arg[oy, ox]
-                b[:] = plane[oy * sh, ox * sw]
-                a[:] = 0
-                for ky in range(kh):
-                    for kx in range(kw):
-                        if ky or kx:
-                            _max_update(b, a, plane[oy * sh + ky, ox * sw + kx], ky * kw + kx)
-        for n in range(n_):
-            for oy in range(oh):
-                for ox in range(ow):
-                    out[c, n, oy, ox] = best[oy, ox, n]
-                    argmax[c, n, oy, ox] = arg[oy, ox, n]
+    w2, nn_ = _u(w + 2 * pw), _u(n_)
+    plane = numpy.full((h + 2 * ph) * (w + 2 * pw) * n_, -numpy.inf, dtype=out.dtype)
+    best = numpy.empty(oh * ow * n_, dtype=out.dtype)
+    arg = numpy.empty(oh * ow * n_, dtype=argmax.dtype)
+    for c in range(_u(c_)):
+        for n in range(nn_):
+            for i in range(_u(h)):
+                for j in range(_u(w)):
+                    plane[((_u(ph) + i) * w2 + _u(pw) + j) * nn_ + n] = x_cn[c, n, i, j]
+        for oy in range(_u(oh)):
+            for ox in range(_u(ow)):
+                o = (oy * _u(ow) + ox) * nn_
+                first = (oy * _u(sh) * w2 + ox * _u(sw)) * nn_
+                for n in range(nn_):
+                    best[o + n] = plane[first + n]
+                    arg[o + n] = 0
+                for ky in range(_u(kh)):
+                    for kx in range(_u(kw)):
+                        if ky == 0 and kx == 0:
+                            continue
+                        src = ((oy * _u(sh) + ky) * w2 + ox * _u(sw) + kx) * nn_
+                        k = ky * _u(kw) + kx
+                        for n in range(nn_):
+                            v = plane[src + n]
+                            if v > best[o + n] or v != v:
+                                best[o + n] = v
+                                arg[o + n] = k
+        for n in range(nn_):
+            for oy in range(_u(oh)):
+                for ox in range(_u(ow)):
+                    o = (oy * _u(ow) + ox) * nn_ + n
+                    out[c, n, oy, ox] = best[o]
+                    argmax[c, n, oy, ox] = arg[o]
 
 
 @_jit

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import sys
 
+import numpy
+
 from ..backend import get_array_module
 
 
@@ -75,7 +77,7 @@ class BufferPool:
         size = 1
         for d in shape:
             size *= d
-        key = (type(like), get_array_module(like).dtype(dtype).str, size)
+        key = (type(like), numpy.dtype(dtype).str, size)
         self._requests += 1
         self._last_use[key] = self._requests
         if self._requests % 256 == 0:
