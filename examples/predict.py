@@ -31,9 +31,11 @@ def main(argv=None) -> int:
     p.add_argument("--top", type=int, default=5, help="classes to show per image")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
     p.add_argument("--no-tta", dest="tta", action="store_false", help="no flip averaging")
+    p.add_argument("--tta-crops", type=int, default=0, metavar="P",
+                   help="also average the paper's five crops (centre and corners of the image padded by P)")
     args = p.parse_args(argv)
     try:
-        predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device, tta=args.tta)
+        predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device, tta=args.tta, crops=args.tta_crops)
         results = predictor.topk(args.images, k=args.top)
     except (CheckpointError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)

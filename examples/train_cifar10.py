@@ -63,6 +63,9 @@ def parse_args(argv=None) -> TrainConfig:
     g.add_argument("--padding", choices=("reflect", "zero"), default=D.padding, help="how the crop pads")
     g.add_argument("--no-flip", dest="flip", action="store_false", help="no random horizontal flips")
     g.add_argument("--no-tta", dest="tta", action="store_false", help="no test-time flip averaging")
+    g.add_argument("--tta-crops", type=int, default=D.tta_crops, metavar="P",
+                   help="the final test also averages the paper's five crops (centre and corners of the image "
+                        "padded by P pixels), ten views with the flips; 0: off")
     g.add_argument("--resize-mode", choices=("bilinear", "nearest"), default=D.resize_mode,
                    help="how images are resized to the model's input (227 for the paper variants)")
     g = p.add_argument_group("model")

@@ -37,6 +37,7 @@ class TrainConfig:
     padding: str = "reflect"
     flip: bool = True
     tta: bool = True
+    tta_crops: int = 0          # > 0: the final test also averages the paper's five crops (padding P)
     resize_mode: str = "bilinear"
     # model
     variant: str = "cifar"
@@ -82,6 +83,7 @@ class TrainConfig:
             (0.0 <= self.label_smoothing < 1.0, f"--label-smoothing must be in [0, 1), got {self.label_smoothing}"),
             (0.0 <= self.warmup < 1.0 or float(self.warmup).is_integer(),
              f"--warmup must be a fraction in [0, 1) or a whole number of steps, got {self.warmup}"),
+            (self.tta_crops >= 0, f"--tta-crops must be >= 0 pixels, got {self.tta_crops}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -94,7 +96,7 @@ class TrainConfig:
 
 #: Fields a resumed run takes from the command line; the rest come from the checkpoint,
 #: so ``--resume`` continues the same run whatever else the command line says.
-RUNTIME_FIELDS = ("epochs", "data_dir", "root", "download", "cache_dir", "workers", "device", "out",
+RUNTIME_FIELDS = ("tta_crops", "epochs", "data_dir", "root", "download", "cache_dir", "workers", "device", "out",
                   "resume", "overwrite", "progress", "eval_batch_size", "distributed", "log_grad_norms")
 
 

@@ -1,9 +1,17 @@
-"""Evaluation: loss and accuracy over a split, with optional test-time flip averaging."""
+"""Evaluation: loss and accuracy over a split, with test-time averaging over views.
+
+Views: the image, its mirror image (``tta``), and with ``crops`` (a shift of
+P pixels) the paper's five crops (Section 4.1: "the four corner patches and
+the center patch as well as their horizontal reflections (hence ten patches
+in all)"), taken from the image padded by P on every side (reflect), so
+that every view has the input size. The softmax outputs of the views are
+averaged.
+"""
 
 from __future__ import annotations
 
 from ..backend import get_array_module
-from ..data.augment import hflip
+from ..data.augment import crop_flip, hflip
 from ..data.loader import BatchLoader
 from ..distributed import allreduce_sums
 from ..nn import no_grad
@@ -16,25 +24,52 @@ def softmax(logits):
     return e / e.sum(axis=1, keepdims=True)
 
 
-def predict_proba(model, x, tta: bool = False):
+def tta_views(x, tta: bool = False, crops: int = 0):
+    """The views of a batch x (N, C, S, S) that :func:`predict_proba` averages (a generator).
+
+    ``crops`` = P > 0: the centre and the four corner crops of x padded by P
+    (reflect), in that order; else x itself. Each followed by its mirror
+    image when ``tta``.
+    """
+    xp = get_array_module(x)
+    n = x.shape[0]
+    if crops:
+        p = int(crops)
+        origins = [(p, p), (0, 0), (0, 2 * p), (2 * p, 0), (2 * p, 2 * p)]
+        bases = [crop_flip(x, xp.full(n, oy), xp.full(n, ox), xp.zeros(n, dtype=bool), p) for oy, ox in origins]
+    else:
+        bases = [x]
+    for view in bases:
+        yield view
+        if tta:
+            yield hflip(view, xp.ones(n, dtype=bool))
+
+
+def predict_proba(model, x, tta: bool = False, crops: int = 0):
     """Class probabilities (N, K) of a preprocessed batch x (N, C, S, S), model in eval mode.
 
-    With ``tta`` the probabilities of the image and of its mirror image are averaged.
+    The softmax outputs of :func:`tta_views` are averaged: the image and, with
+    ``tta``, its mirror image; with ``crops`` = P > 0 the paper's ten views.
     Runs under :func:`~npalexnet.nn.no_grad` (nothing is kept for a backward pass).
     """
+    if crops and 2 * int(crops) >= min(x.shape[2:]):
+        raise ValueError(f"crops={crops}: the padding must be less than half the image size {tuple(x.shape[2:])}")
     with no_grad():
-        probs = softmax(model(x))
-        if tta:
-            xp = get_array_module(x)
-            probs = (probs + softmax(model(hflip(x, xp.ones(x.shape[0], dtype=bool))))) / 2
-    return probs
+        total, count = None, 0
+        for view in tta_views(x, tta, crops):
+            probs = softmax(model(view))
+            total = probs if total is None else total + probs
+            count += 1
+    return total / count
 
 
-def evaluate(model, loader: BatchLoader, criterion, tta: bool = False, comm=None) -> tuple[float, float]:
+def evaluate(model, loader: BatchLoader, criterion, tta: bool = False, comm=None,
+             crops: int = 0) -> tuple[float, float]:
     """Mean loss and accuracy of ``model`` over every image of ``loader``.
 
-    With ``tta`` the loss is the criterion applied to the log of the averaged
-    probabilities (a valid set of logits: softmax(log p) = p). The model is
+    With ``tta`` or ``crops`` (:func:`predict_proba`) the loss is the criterion
+    applied to the log of the averaged probabilities (a valid set of logits:
+    softmax(log p) = p). The model is
     left in evaluation mode. In a distributed run (``comm`` given, ``loader``
     sharded by rank) the sums (loss*count, correct, count) are added over ranks.
     """
@@ -44,9 +79,9 @@ def evaluate(model, loader: BatchLoader, criterion, tta: bool = False, comm=None
         if not y.shape[0]:   # this rank's slice of a small last batch
             continue
         with no_grad():
-            if tta:
+            if tta or crops:
                 xp = get_array_module(x)
-                logits = xp.log(xp.maximum(predict_proba(model, x, tta=True), 1e-30))
+                logits = xp.log(xp.maximum(predict_proba(model, x, tta=tta, crops=crops), 1e-30))
             else:
                 logits = model(x)
             loss_sum += float(criterion(logits, y)) * int(y.shape[0])

@@ -33,9 +33,10 @@ class Predictor:
     in_channels: int
     device: str
     tta: bool = True
+    crops: int = 0
 
     @classmethod
-    def from_checkpoint(cls, path, device: str = "cpu", tta: bool = True) -> Predictor:
+    def from_checkpoint(cls, path, device: str = "cpu", tta: bool = True, crops: int = 0) -> Predictor:
         """Load ``path``; raises CheckpointError for a missing, corrupt or incomplete file."""
         ckpt: Checkpoint = load_checkpoint(path)
         meta = ckpt.meta
@@ -50,13 +51,13 @@ class Predictor:
         preprocess = Preprocess(meta["mean"], meta["std"], meta["input_size"], pad=0, flip=False,
                                 resize_mode=meta.get("resize_mode", "bilinear"))
         return cls(model, preprocess, list(meta["classes"]), int(meta["image_size"]), int(meta["in_channels"]),
-                   device, tta)
+                   device, tta, crops)
 
     def probabilities(self, images) -> numpy.ndarray:
         """(N, C, H, W) uint8 images at the training size -> (N, K) probabilities (host)."""
         xp = backend.xp_for(self.device)
         x = self.preprocess.eval(xp.asarray(images))
-        return backend.asnumpy(predict_proba(self.model, x, tta=self.tta))
+        return backend.asnumpy(predict_proba(self.model, x, tta=self.tta, crops=self.crops))
 
     def load_image(self, path) -> numpy.ndarray:
         """One image file -> (C, S, S) uint8; raises DataError when it cannot be read."""
