@@ -483,7 +483,7 @@ def _mul_div_row(dst, a, b):
 
 @_jit
 def _fma_row(dst, a, b, coef):
-    # dst = dst * coef * a + b ... spelled out at the call site
+    # dst = coef * a * dst + b
     for i in range(dst.shape[0]):
         dst[i] = coef * a[i] * dst[i] + b[i]
 

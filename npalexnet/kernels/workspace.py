@@ -21,6 +21,10 @@ net's training step). Two mechanisms avoid that:
   size are interchangeable (reshaped), so the pool holds about what the
   step's live arrays need at their peak, as fresh allocation would; arrays
   of sizes unused for a while (an evaluation batch) are dropped.
+
+There is one pool per process, meant for one thread at a time (as a model
+is: layers keep state between forward and backward). ``POOL.clear()``
+forgets every pooled array, e.g. before a long phase with other shapes.
 """
 
 from __future__ import annotations
