@@ -20,6 +20,10 @@ class TrainConfig:
     then a linear decay to zero, weight decay 5e-4 on every parameter (biases
     included, as torch's SGD does), label smoothing 0.1, 4-pixel reflect-pad
     random crop and horizontal flip, test-time flip averaging; 30 epochs.
+    The final test averages the paper's ten views (``tta_crops=2``: the
+    centre and four corner crops of the image padded by 2 pixels, and their
+    mirror images; Section 4.1), chosen on the validation split: 81.02%
+    against 80.16% with flips alone at epoch 20 of the default run.
     """
 
     # data
@@ -37,7 +41,7 @@ class TrainConfig:
     padding: str = "reflect"
     flip: bool = True
     tta: bool = True
-    tta_crops: int = 0          # > 0: the final test also averages the paper's five crops (padding P)
+    tta_crops: int = 2          # the final test averages the paper's ten views (crops of the image padded by 2)
     resize_mode: str = "bilinear"
     # model
     variant: str = "cifar"

@@ -169,7 +169,7 @@ def test_fashionmnist_is_one_channel_resized_to_the_cifar_net(tmp_path):
 def test_tta_crops_evaluates_the_final_test_on_ten_views(cifar_dir, tmp_path, capsys):
     """--tta-crops changes only the final test: same weights, a test on the paper's ten views;
     it may be switched on when resuming (a runtime option)."""
-    plain = fit(_config(cifar_dir, tmp_path / "a", epochs=1))
+    plain = fit(_config(cifar_dir, tmp_path / "a", epochs=1, tta_crops=0))
     crops = fit(_config(cifar_dir, tmp_path / "b", epochs=1, tta_crops=2))
     _assert_same_weights(_weights(tmp_path / "a" / LAST), _weights(tmp_path / "b" / LAST))
     assert "10 views: 5 crops at +-2 px and their mirror images" in capsys.readouterr().out

@@ -22,6 +22,7 @@ def test_defaults_are_the_anchor_recipe():
     assert (cfg.variant, cfg.batch_size, cfg.optimizer, cfg.nesterov, cfg.momentum, cfg.lr, cfg.warmup,
             cfg.weight_decay, cfg.label_smoothing, cfg.padding, cfg.pad, cfg.flip, cfg.tta, cfg.epochs) == \
         ("cifar", 128, "sgd", True, 0.9, 0.05, 0.15, 5e-4, 0.1, "reflect", 4, True, True, 30)
+    assert cfg.tta_crops == 2   # the final test on the paper's ten views (chosen on the validation split)
     model = alexnet("cifar", 10, width=0.0625)
     opt = build_optimizer(cfg, model)
     # weight decay on every parameter, biases included (torch's SGD in the recipe)
