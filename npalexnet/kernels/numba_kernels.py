@@ -527,7 +527,7 @@ def lrn_forward(x, size, alpha, beta, k, workspace):
     return tuple(a.transpose(1, 0, 2, 3) for a in (y, scale, scale_pow))
 
 
-def lrn_backward(grad_out, x, scale, scale_pow, size, alpha, beta, workspace):
+def lrn_backward(grad_out, x, scale, scale_pow, size, alpha, beta):
     """dx (N, C, H, W) (a view of (C, N, H, W) memory) for the cache of :func:`lrn_forward`."""
     n, c, h, w = x.shape
     rows = [numpy.ascontiguousarray(a.transpose(1, 0, 2, 3)).reshape(c, -1)

@@ -250,7 +250,7 @@ def _numba_for(spec: Spec, *arrays) -> bool:
     return spec is F23 and numba_kernels.use_for(*arrays)
 
 
-def output_transform(m, bias, out_shape, th: int, tw: int, workspace, *, spec: Spec = F23):
+def output_transform(m, bias, out_shape, th: int, tw: int, *, spec: Spec = F23):
     """y (OC, N, OH, OW) = A^T M A per tile, cut to OH x OW, plus the bias."""
     if _numba_for(spec, m):
         out = pool.empty(out_shape, m.dtype, m)
@@ -271,7 +271,7 @@ def output_transform(m, bias, out_shape, th: int, tw: int, workspace, *, spec: S
     return y
 
 
-def output_transform_backward(grad_out, th: int, tw: int, out, workspace, *, spec: Spec = F23):
+def output_transform_backward(grad_out, th: int, tw: int, out, *, spec: Spec = F23):
     """dM (P, OC, N*T) into ``out``: the adjoint of :func:`output_transform` for dy (N, OC, OH, OW)."""
     if _numba_for(spec, grad_out):
         return numba_kernels.winograd_output_transform_backward(grad_out, th, tw, out)
@@ -306,7 +306,7 @@ def input_transform(x, padding, th, tw, workspace, *, spec: Spec = F23):
     return v
 
 
-def input_transform_backward(dv, x_shape, padding, th, tw, workspace, *, spec: Spec = F23):
+def input_transform_backward(dv, x_shape, padding, th, tw, *, spec: Spec = F23):
     """dx (N, C, H, W) from dV (P, C, N*T): the adjoint of :func:`input_transform`."""
     if _numba_for(spec, dv):
         out = pool.empty_cn(x_shape, dv.dtype, dv)
@@ -345,12 +345,11 @@ def conv_forward(x, weight, bias, padding, groups: int, workspace, *, spec: Spec
     u = filter_transform(weight, groups, spec)                               # (P, G, OCg, Cg)
     m = pool.empty((p, groups, oc // groups, nt), x.dtype, x)
     xp.matmul(u, v.reshape(p, groups, c // groups, nt), out=m)               # P*G GEMMs
-    y = output_transform(m.reshape(p, oc, nt), bias, (oc, n, oh, ow), th, tw, workspace, spec=spec)
+    y = output_transform(m.reshape(p, oc, nt), bias, (oc, n, oh, ow), th, tw, spec=spec)
     return y.transpose(1, 0, 2, 3), (v, u, x.shape, spec)
 
 
-def conv_backward(grad_out, cache, weight_param, bias_param, padding, groups: int, workspace,
-                  input_grad: bool = True):
+def conv_backward(grad_out, cache, weight_param, bias_param, padding, groups: int, input_grad: bool = True):
     """Accumulate dw (and db) and return dx (N, C, H, W), or None when ``input_grad`` is False."""
     v, u, x_shape, spec = cache
     xp = get_array_module(grad_out)
@@ -362,7 +361,7 @@ def conv_backward(grad_out, cache, weight_param, bias_param, padding, groups: in
     if bias_param is not None:
         bias_param.accumulate_grad(grad_out.sum(axis=(0, 2, 3)))
     dm = pool.empty((p, groups, oc // groups, nt), grad_out.dtype, grad_out)
-    output_transform_backward(grad_out, th, tw, dm.reshape(p, oc, nt), workspace, spec=spec)
+    output_transform_backward(grad_out, th, tw, dm.reshape(p, oc, nt), spec=spec)
     _, gg, _ = _matrices(xp, grad_out.dtype, spec)
     v4 = v.reshape(p, groups, c // groups, nt)
     du = xp.matmul(dm, v4.transpose(0, 1, 3, 2))                            # (P, G, OCg, Cg)
@@ -371,4 +370,4 @@ def conv_backward(grad_out, cache, weight_param, bias_param, padding, groups: in
         return None
     dv = v                                                                   # V is spent: reuse its memory
     xp.matmul(u.transpose(0, 1, 3, 2), dm, out=dv.reshape(p, groups, c // groups, nt))
-    return input_transform_backward(dv, x_shape, padding, th, tw, workspace, spec=spec)
+    return input_transform_backward(dv, x_shape, padding, th, tw, spec=spec)

@@ -191,7 +191,7 @@ class Conv2d(Module):
         self._cache = None
         if algorithm == "winograd":
             return winograd.conv_backward(grad_out, cache, self.weight, self.bias, self.padding, self.groups,
-                                          self._workspace, input_grad=input_grad)
+                                          input_grad=input_grad)
         col, x_shape = cache
         xp = get_array_module(grad_out)
         n, oc, oh, ow = out_shape

@@ -99,8 +99,7 @@ class LocalResponseNorm(Module):
         if cuda is not None:
             return cuda.lrn_backward(grad_out, x, scale, scale_pow, n, self.alpha, self.beta)
         if numba_kernels.lrn_applies(x) and numba_kernels.use_for(grad_out):
-            return numba_kernels.lrn_backward(grad_out, x, scale, scale_pow, n, self.alpha, self.beta,
-                                              self._workspace)
+            return numba_kernels.lrn_backward(grad_out, x, scale, scale_pow, n, self.alpha, self.beta)
         t = grad_out * x * scale_pow
         t /= scale
         back = channel_window_sum(t, (n - 1) // 2, n // 2)

@@ -10,7 +10,6 @@ import npalexnet
 from npalexnet import nn
 from npalexnet.kernels import numba_kernels as NK
 from npalexnet.kernels import winograd as W
-from npalexnet.kernels.workspace import Workspace
 from npalexnet.models import alexnet
 from npalexnet.nn import conv as conv_module
 from tests.conftest import check_against_torch
@@ -153,12 +152,12 @@ def test_numba_output_transforms_equal_the_array_code(case, dtype, monkeypatch):
                for view in layouts(dy)]
     monkeypatch.setenv(NK.ENV_VAR, "0")   # the array branches of the dispatching functions
     for b in (bias, None):
-        slow = W.output_transform(m, b, (oc, n, oh, ow), th, tw, Workspace())
+        slow = W.output_transform(m, b, (oc, n, oh, ow), th, tw)
         numpy.testing.assert_allclose(fast_y[b is None], slow, **close(dtype))
         assert fast_y[b is None].shape == (oc, n, oh, ow) and fast_y[b is None].dtype == dtype
     for view, fast in zip(layouts(dy), fast_dm):
         # The NaN-filled output buffer proves every entry is written (zero beyond an odd edge).
-        slow = W.output_transform_backward(view, th, tw, numpy.empty(m.shape, dtype=dtype), Workspace())
+        slow = W.output_transform_backward(view, th, tw, numpy.empty(m.shape, dtype=dtype))
         numpy.testing.assert_allclose(fast, slow, **close(dtype))
 
 
