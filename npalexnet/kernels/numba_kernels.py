@@ -232,182 +232,290 @@ def maxpool_backward(grad_out, argmax, x_shape, kernel, stride, padding, out=Non
     return dx_cn.transpose(1, 0, 2, 3)
 
 
-# ---------------------------------------------------------------------------- Winograd F(2x2, 3x3)
-# The four data transforms of npalexnet.kernels.winograd, each fused with the rearrangement
-# around it. Winograd's columns are ordered (tile, image), so every loop below runs over the N
-# images of the batch: contiguous runs of N numbers, however small the feature map (a CIFAR
-# feature map has 2x2 tiles). Each is a separate loop with two or three arrays, so that LLVM
-# vectorises it (one loop body touching sixteen arrays defeats its alias checks and stays
-# scalar, three times slower). Each channel's plane is first gathered into a (rows, columns, N)
-# scratch buffer that stays in cache. The arithmetic is that of the transform matrices.
+# ---------------------------------------------------------------------------- Winograd transforms
+# The four data transforms of npalexnet.kernels.winograd, for any tile F(m x m, r x r), each
+# fused with the rearrangement around it. A 2-D transform is two 1-D ones (BB = BT (x) BT):
+# first along the rows of the image, then along the columns. Winograd's columns are ordered
+# (tile, image), so both passes run over contiguous runs of numbers:
+#
+#   * each channel's plane is gathered once into a (rows, columns, N) scratch buffer (in cache);
+#   * the row pass works on whole rows of that buffer (columns * N numbers, every tile of a
+#     tile row at once), one multiply-add loop per non-zero matrix entry;
+#   * the column pass runs over the tiles of the tile row, N images at a time.
+#
+# The matrices come in as arrays; zero entries are skipped and +-1 entries multiply exactly,
+# so F(2x2, 3x3) costs no more than hand-written adds. There are no function calls in the
+# loops: an earlier version called a small helper per tile and row, and the array structs
+# each call built cost more than the arithmetic (the paper net's transforms: 181 ms a step).
+# Index arithmetic is unsigned (see im2col above); flat offsets are explicit.
 
 @_jit
-def _lin2(dst, a, b, sb):
-    # dst = a + sb * b, sb = +-1 (exact)
-    for k in range(dst.shape[0]):
-        dst[k] = a[k] + sb * b[k]
-
-
-@_jit
-def _lin3(dst, a, b, c, sb, sc):
-    for k in range(dst.shape[0]):
-        dst[k] = a[k] + sb * b[k] + sc * c[k]
-
-
-@_jit
-def _acc(dst, a, sa):
-    # dst += sa * a
-    for k in range(dst.shape[0]):
-        dst[k] += sa * a[k]
-
-
-@_jit
-def _winograd_input(x_cn, v, ph, pw, th, tw):
-    # x_cn: (C, N, H, W) view; v: (16, C, TH*TW*N), column (ty*TW + tx)*N + n
+def _winograd_input(x_cn, v, bt, m, ph, pw, th, tw):
+    # x_cn: (C, N, H, W) view; v: C-contiguous (A*A, C, TH*TW*N), column (ty*TW + tx)*N + n;
+    # bt: (A, A). V[(i, j)] of a tile = sum_(k, l) BT[i, k] BT[j, l] x_pad[m*ty + k, m*tx + l].
     c_, n_, h, w = x_cn.shape
-    plane = numpy.zeros((2 * th + 2, 2 * tw + 2, n_), dtype=v.dtype)   # the border stays zero
-    t = numpy.empty((4, 4, n_), dtype=v.dtype)
-    for c in range(c_):
-        for n in range(n_):
-            for i in range(h):
-                for j in range(w):
-                    plane[ph + i, pw + j, n] = x_cn[c, n, i, j]
-        for ty in range(th):
-            r = 2 * ty
-            for tx in range(tw):
-                q = 2 * tx
-                o = (ty * tw + tx) * n_
-                for j in range(4):   # t = BT d, column by column
-                    _lin2(t[0, j], plane[r, q + j], plane[r + 2, q + j], -1.0)
-                    _lin2(t[1, j], plane[r + 1, q + j], plane[r + 2, q + j], 1.0)
-                    _lin2(t[2, j], plane[r + 2, q + j], plane[r + 1, q + j], -1.0)
-                    _lin2(t[3, j], plane[r + 1, q + j], plane[r + 3, q + j], -1.0)
-                for i in range(4):   # V = t BT^T, row by row
-                    _lin2(v[4 * i, c, o:o + n_], t[i, 0], t[i, 2], -1.0)
-                    _lin2(v[4 * i + 1, c, o:o + n_], t[i, 1], t[i, 2], 1.0)
-                    _lin2(v[4 * i + 2, c, o:o + n_], t[i, 2], t[i, 1], -1.0)
-                    _lin2(v[4 * i + 3, c, o:o + n_], t[i, 1], t[i, 3], -1.0)
+    a = _u(bt.shape[0])
+    mm, nn_, tw_ = _u(m), _u(n_), _u(tw)
+    wp = mm * tw_ + a - mm                       # padded columns the tiles read
+    rw = wp * nn_                                # one plane row: (columns, N)
+    plane = numpy.zeros((mm * _u(th) + a - mm) * rw, dtype=v.dtype)   # the border stays zero
+    t = numpy.empty(a * rw, dtype=v.dtype)       # BT applied to the rows of one tile row
+    vf = v.reshape(-1)
+    cc, nt, twn = _u(c_), _u(v.shape[2]), tw_ * nn_
+    for c in range(cc):
+        for n in range(nn_):
+            for i in range(_u(h)):
+                base = ((_u(ph) + i) * wp + _u(pw)) * nn_ + n
+                for j in range(_u(w)):
+                    plane[base + j * nn_] = x_cn[c, n, i, j]
+        for ty in range(_u(th)):
+            r0 = mm * ty * rw
+            for i in range(a):                   # rows: t[i] = sum_k BT[i, k] plane[m*ty + k]
+                d = i * rw
+                first = True
+                for k in range(a):
+                    coef = bt[i, k]
+                    if coef != 0:
+                        s = r0 + k * rw
+                        if first:
+                            for q in range(rw):
+                                t[d + q] = coef * plane[s + q]
+                            first = False
+                        else:
+                            for q in range(rw):
+                                t[d + q] += coef * plane[s + q]
+                if first:
+                    for q in range(rw):
+                        t[d + q] = 0
+            for i in range(a):                   # columns: V[(i, j)] = sum_l BT[j, l] t[i, m*tx + l]
+                for j in range(a):
+                    d = ((i * a + j) * cc + c) * nt + ty * twn
+                    first = True
+                    for k in range(a):
+                        coef = bt[j, k]
+                        if coef != 0:
+                            s = i * rw + k * nn_
+                            for tx in range(tw_):
+                                dd, ss = d + tx * nn_, s + tx * mm * nn_
+                                if first:
+                                    for n in range(nn_):
+                                        vf[dd + n] = coef * t[ss + n]
+                                else:
+                                    for n in range(nn_):
+                                        vf[dd + n] += coef * t[ss + n]
+                            first = False
+                    if first:
+                        for q in range(twn):
+                            vf[d + q] = 0
 
 
 @_jit
-def _winograd_input_backward(dv, dx_cn, ph, pw, th, tw):
-    # dv: (16, C, TH*TW*N); dx_cn: (C, N, H, W), written once per element.
+def _winograd_input_backward(dv, dx_cn, bt, m, ph, pw, th, tw):
+    # The adjoint of _winograd_input. dv: C-contiguous (A*A, C, TH*TW*N); dx_cn: (C, N, H, W),
+    # written once per element. Overlapping tiles add into the plane; the padding is dropped.
     c_, n_, h, w = dx_cn.shape
-    plane = numpy.empty((2 * th + 2, 2 * tw + 2, n_), dtype=dv.dtype)
-    s = numpy.empty((4, 4, n_), dtype=dv.dtype)
-    for c in range(c_):
-        plane[:, :, :] = 0
-        for ty in range(th):
-            r = 2 * ty
-            for tx in range(tw):
-                q = 2 * tx
-                o = (ty * tw + tx) * n_
-                for b in range(4):   # s = BT^T dV, column b at a time
-                    g0, g1 = dv[b, c, o:o + n_], dv[4 + b, c, o:o + n_]
-                    g2, g3 = dv[8 + b, c, o:o + n_], dv[12 + b, c, o:o + n_]
-                    s[0, b, :] = g0
-                    _lin3(s[1, b], g1, g2, g3, -1.0, 1.0)
-                    _lin3(s[2, b], g1, g2, g0, 1.0, -1.0)
-                    _neg(s[3, b], g3)
-                for i in range(4):   # dd = s BT, added into the overlapping tile
-                    row = plane[r + i]
-                    _acc(row[q], s[i, 0], 1.0)
-                    _acc(row[q + 1], s[i, 1], 1.0)
-                    _acc(row[q + 1], s[i, 2], -1.0)
-                    _acc(row[q + 1], s[i, 3], 1.0)
-                    _acc(row[q + 2], s[i, 0], -1.0)
-                    _acc(row[q + 2], s[i, 1], 1.0)
-                    _acc(row[q + 2], s[i, 2], 1.0)
-                    _acc(row[q + 3], s[i, 3], -1.0)
-        for n in range(n_):
-            for i in range(h):
-                for j in range(w):
-                    dx_cn[c, n, i, j] = plane[ph + i, pw + j, n]
+    a = _u(bt.shape[0])
+    mm, nn_, tw_ = _u(m), _u(n_), _u(tw)
+    wp = mm * tw_ + a - mm
+    rw = wp * nn_
+    plane = numpy.empty((mm * _u(th) + a - mm) * rw, dtype=dv.dtype)
+    t = numpy.empty(a * rw, dtype=dv.dtype)
+    vf = dv.reshape(-1)
+    cc, nt, twn = _u(c_), _u(dv.shape[2]), tw_ * nn_
+    for c in range(cc):
+        plane[:] = 0
+        for ty in range(_u(th)):
+            t[:] = 0
+            for i in range(a):                   # columns: dt[i, m*tx + l] += BT[j, l] dV[(i, j)]
+                for j in range(a):
+                    s = ((i * a + j) * cc + c) * nt + ty * twn
+                    for k in range(a):
+                        coef = bt[j, k]
+                        if coef != 0:
+                            d = i * rw + k * nn_
+                            for tx in range(tw_):
+                                dd, ss = d + tx * mm * nn_, s + tx * nn_
+                                for n in range(nn_):
+                                    t[dd + n] += coef * vf[ss + n]
+            r0 = mm * ty * rw
+            for i in range(a):                   # rows: dplane[m*ty + k] += BT[i, k] dt[i]
+                s = i * rw
+                for k in range(a):
+                    coef = bt[i, k]
+                    if coef != 0:
+                        d = r0 + k * rw
+                        for q in range(rw):
+                            plane[d + q] += coef * t[s + q]
+        for n in range(nn_):
+            for i in range(_u(h)):
+                base = ((_u(ph) + i) * wp + _u(pw)) * nn_ + n
+                for j in range(_u(w)):
+                    dx_cn[c, n, i, j] = plane[base + j * nn_]
 
 
 @_jit
-def _neg(dst, a):
-    for k in range(dst.shape[0]):
-        dst[k] = -a[k]
-
-
-@_jit
-def _winograd_output(m, bias, y_cn, th, tw, use_bias):
-    # m: (16, OC, TH*TW*N); y_cn: (OC, N, OH, OW) = A^T M A per tile (+ bias), cut to OH x OW.
+def _winograd_output(mt, bias, y_cn, at, th, tw, use_bias):
+    # mt: C-contiguous (A*A, OC, TH*TW*N); y_cn: (OC, N, OH, OW); at: (m, A).
+    # y[m*ty + i, m*tx + j] = sum_(k, l) AT[i, k] AT[j, l] M[(k, l)] (+ bias), cut to OH x OW.
     oc_, n_, oh, ow = y_cn.shape
-    plane = numpy.empty((2 * th, 2 * tw, n_), dtype=m.dtype)
-    p = numpy.empty((2, 4, n_), dtype=m.dtype)
-    for c in range(oc_):
-        for ty in range(th):
-            for tx in range(tw):
-                o = (ty * tw + tx) * n_
-                for b in range(4):   # p = AT M, column b at a time
-                    _lin3(p[0, b], m[b, c, o:o + n_], m[4 + b, c, o:o + n_], m[8 + b, c, o:o + n_], 1.0, 1.0)
-                    _lin3(p[1, b], m[4 + b, c, o:o + n_], m[8 + b, c, o:o + n_], m[12 + b, c, o:o + n_],
-                          -1.0, -1.0)
-                for i in range(2):   # y = p AT^T
-                    _lin3(plane[2 * ty + i, 2 * tx], p[i, 0], p[i, 1], p[i, 2], 1.0, 1.0)
-                    _lin3(plane[2 * ty + i, 2 * tx + 1], p[i, 1], p[i, 2], p[i, 3], -1.0, -1.0)
-        b = bias[c] if use_bias else m.dtype.type(0)
-        for n in range(n_):
-            for i in range(oh):
-                for j in range(ow):
-                    y_cn[c, n, i, j] = plane[i, j, n] + b
+    mm, a = _u(at.shape[0]), _u(at.shape[1])
+    nn_, tw_ = _u(n_), _u(tw)
+    owp = mm * tw_                               # columns of the whole tiles
+    plane = numpy.empty(mm * _u(th) * owp * nn_, dtype=mt.dtype)
+    twn = tw_ * nn_
+    p = numpy.empty(mm * a * twn, dtype=mt.dtype)   # AT applied to the rows of one tile row
+    mf = mt.reshape(-1)
+    cc, nt = _u(oc_), _u(mt.shape[2])
+    for c in range(cc):
+        for ty in range(_u(th)):
+            for i in range(mm):                  # rows: p[i, l] = sum_k AT[i, k] M[(k, l)]
+                for l in range(a):
+                    d = (i * a + l) * twn
+                    first = True
+                    for k in range(a):
+                        coef = at[i, k]
+                        if coef != 0:
+                            s = ((k * a + l) * cc + c) * nt + ty * twn
+                            if first:
+                                for q in range(twn):
+                                    p[d + q] = coef * mf[s + q]
+                                first = False
+                            else:
+                                for q in range(twn):
+                                    p[d + q] += coef * mf[s + q]
+                    if first:
+                        for q in range(twn):
+                            p[d + q] = 0
+            for i in range(mm):                  # columns: y[m*ty + i, m*tx + j] = sum_l AT[j, l] p[i, l]
+                for j in range(mm):
+                    d = ((mm * ty + i) * owp + j) * nn_
+                    first = True
+                    for l in range(a):
+                        coef = at[j, l]
+                        if coef != 0:
+                            s = (i * a + l) * twn
+                            for tx in range(tw_):
+                                dd, ss = d + tx * mm * nn_, s + tx * nn_
+                                if first:
+                                    for n in range(nn_):
+                                        plane[dd + n] = coef * p[ss + n]
+                                else:
+                                    for n in range(nn_):
+                                        plane[dd + n] += coef * p[ss + n]
+                            first = False
+                    if first:
+                        for tx in range(tw_):
+                            for n in range(nn_):
+                                plane[d + tx * mm * nn_ + n] = 0
+        b = bias[c] if use_bias else mt.dtype.type(0)
+        for n in range(nn_):
+            for i in range(_u(oh)):
+                base = i * owp * nn_ + n
+                for j in range(_u(ow)):
+                    y_cn[c, n, i, j] = plane[base + j * nn_] + b
 
 
 @_jit
-def _winograd_output_backward(dy_cn, dm, th, tw):
-    # dy_cn: (OC, N, OH, OW) view; dm: (16, OC, TH*TW*N) = A dY A^T per tile (zero beyond OH x OW).
+def _winograd_output_backward(dy_cn, dm, at, th, tw):
+    # The adjoint of _winograd_output. dy_cn: (OC, N, OH, OW) view; dm: C-contiguous
+    # (A*A, OC, TH*TW*N), every entry written (the tiles' part beyond OH x OW has zero gradient).
     oc_, n_, oh, ow = dy_cn.shape
-    plane = numpy.zeros((2 * th, 2 * tw, n_), dtype=dm.dtype)   # an odd edge stays zero
-    r4 = numpy.empty((4, 2, n_), dtype=dm.dtype)
-    for c in range(oc_):
-        for n in range(n_):
-            for i in range(oh):
-                for j in range(ow):
-                    plane[i, j, n] = dy_cn[c, n, i, j]
-        for ty in range(th):
-            r = 2 * ty
-            for tx in range(tw):
-                q = 2 * tx
-                o = (ty * tw + tx) * n_
-                for j in range(2):   # rows: (y0, y0 + y1, y0 - y1, -y1) of column j
-                    r4[0, j, :] = plane[r, q + j]
-                    _lin2(r4[1, j], plane[r, q + j], plane[r + 1, q + j], 1.0)
-                    _lin2(r4[2, j], plane[r, q + j], plane[r + 1, q + j], -1.0)
-                    _neg(r4[3, j], plane[r + 1, q + j])
-                for a in range(4):   # the same on the columns
-                    dm[4 * a, c, o:o + n_] = r4[a, 0]
-                    _lin2(dm[4 * a + 1, c, o:o + n_], r4[a, 0], r4[a, 1], 1.0)
-                    _lin2(dm[4 * a + 2, c, o:o + n_], r4[a, 0], r4[a, 1], -1.0)
-                    _neg(dm[4 * a + 3, c, o:o + n_], r4[a, 1])
+    mm, a = _u(at.shape[0]), _u(at.shape[1])
+    nn_, tw_ = _u(n_), _u(tw)
+    owp = mm * tw_
+    plane = numpy.zeros(mm * _u(th) * owp * nn_, dtype=dm.dtype)   # an odd edge stays zero
+    twn = tw_ * nn_
+    p = numpy.empty(mm * a * twn, dtype=dm.dtype)
+    mf = dm.reshape(-1)
+    cc, nt = _u(oc_), _u(dm.shape[2])
+    for c in range(cc):
+        for n in range(nn_):
+            for i in range(_u(oh)):
+                base = i * owp * nn_ + n
+                for j in range(_u(ow)):
+                    plane[base + j * nn_] = dy_cn[c, n, i, j]
+        for ty in range(_u(th)):
+            for i in range(mm):                  # columns: dp[i, l] = sum_j AT[j, l] dy[m*ty + i, m*tx + j]
+                for l in range(a):
+                    d = (i * a + l) * twn
+                    first = True
+                    for j in range(mm):
+                        coef = at[j, l]
+                        if coef != 0:
+                            s = ((mm * ty + i) * owp + j) * nn_
+                            for tx in range(tw_):
+                                dd, ss = d + tx * nn_, s + tx * mm * nn_
+                                if first:
+                                    for n in range(nn_):
+                                        p[dd + n] = coef * plane[ss + n]
+                                else:
+                                    for n in range(nn_):
+                                        p[dd + n] += coef * plane[ss + n]
+                            first = False
+                    if first:
+                        for q in range(twn):
+                            p[d + q] = 0
+            for k in range(a):                   # rows: dM[(k, l)] = sum_i AT[i, k] dp[i, l]
+                for l in range(a):
+                    d = ((k * a + l) * cc + c) * nt + ty * twn
+                    first = True
+                    for i in range(mm):
+                        coef = at[i, k]
+                        if coef != 0:
+                            s = (i * a + l) * twn
+                            if first:
+                                for q in range(twn):
+                                    mf[d + q] = coef * p[s + q]
+                                first = False
+                            else:
+                                for q in range(twn):
+                                    mf[d + q] += coef * p[s + q]
+                    if first:
+                        for q in range(twn):
+                            mf[d + q] = 0
 
 
-def winograd_input_transform(x, padding, th, tw, out):
-    """V (16, C, TH*TW*N) of :mod:`npalexnet.kernels.winograd` into ``out``."""
-    _winograd_input(x.transpose(1, 0, 2, 3), out, padding[0], padding[1], th, tw)
+_SPEC_ARRAYS: dict = {}
+
+
+def _spec_arrays(spec, dtype):
+    """(BT, AT) of a :class:`~npalexnet.kernels.winograd.Spec` as C-contiguous arrays of ``dtype``."""
+    key = (spec.m, spec.r, numpy.dtype(dtype).str)
+    if key not in _SPEC_ARRAYS:
+        _SPEC_ARRAYS[key] = (numpy.ascontiguousarray(spec.BT, dtype=dtype),
+                             numpy.ascontiguousarray(spec.AT, dtype=dtype))
+    return _SPEC_ARRAYS[key]
+
+
+def winograd_input_transform(x, padding, th, tw, out, *, spec):
+    """V (P, C, TH*TW*N) of :mod:`npalexnet.kernels.winograd` into ``out``, for tile ``spec``."""
+    bt, _ = _spec_arrays(spec, out.dtype)
+    _winograd_input(x.transpose(1, 0, 2, 3), out, bt, spec.m, padding[0], padding[1], th, tw)
     return out
 
 
-def winograd_input_transform_backward(dv, x_shape, padding, th, tw, out=None):
-    """dx (N, C, H, W) (a view of (C, N, H, W) memory, ``out`` when given) from dV (16, C, TH*TW*N)."""
+def winograd_input_transform_backward(dv, x_shape, padding, th, tw, out=None, *, spec):
+    """dx (N, C, H, W) (a view of (C, N, H, W) memory, ``out`` when given) from dV (P, C, TH*TW*N)."""
     n, c, h, w = x_shape
     dx_cn = numpy.empty((c, n, h, w), dtype=dv.dtype) if out is None else out.transpose(1, 0, 2, 3)
-    _winograd_input_backward(dv, dx_cn, padding[0], padding[1], th, tw)
+    bt, _ = _spec_arrays(spec, dv.dtype)
+    _winograd_input_backward(dv, dx_cn, bt, spec.m, padding[0], padding[1], th, tw)
     return dx_cn.transpose(1, 0, 2, 3)
 
 
-def winograd_output_transform(m, bias, out_shape, th, tw, out=None):
-    """y (OC, N, OH, OW) (``out`` when given) from M (16, OC, TH*TW*N), plus ``bias`` (OC,) or None."""
+def winograd_output_transform(m, bias, out_shape, th, tw, out=None, *, spec):
+    """y (OC, N, OH, OW) (``out`` when given) from M (P, OC, TH*TW*N), plus ``bias`` (OC,) or None."""
     y_cn = numpy.empty(out_shape, dtype=m.dtype) if out is None else out
     use_bias = bias is not None
-    _winograd_output(m, bias if use_bias else m[0, :, 0], y_cn, th, tw, use_bias)
+    _, at = _spec_arrays(spec, m.dtype)
+    _winograd_output(m, bias if use_bias else m[0, :, 0], y_cn, at, th, tw, use_bias)
     return y_cn
 
 
-def winograd_output_transform_backward(grad_out, th, tw, out):
-    """dM (16, OC, TH*TW*N) into ``out`` from dy (N, OC, OH, OW)."""
-    _winograd_output_backward(grad_out.transpose(1, 0, 2, 3), out, th, tw)
+def winograd_output_transform_backward(grad_out, th, tw, out, *, spec):
+    """dM (P, OC, TH*TW*N) into ``out`` from dy (N, OC, OH, OW)."""
+    _, at = _spec_arrays(spec, out.dtype)
+    _winograd_output_backward(grad_out.transpose(1, 0, 2, 3), out, at, th, tw)
     return out
 
 

@@ -246,15 +246,15 @@ def untiles_array(dd, x_shape, padding, th: int, tw: int, *, spec: Spec = F23):
 
 
 def _numba_for(spec: Spec, *arrays) -> bool:
-    """The fused numba kernels exist for F(2x2, 3x3) only; the others run the array code."""
-    return spec is F23 and numba_kernels.use_for(*arrays)
+    """Whether the fused numba transforms (any tile) handle these arrays."""
+    return numba_kernels.use_for(*arrays)
 
 
 def output_transform(m, bias, out_shape, th: int, tw: int, *, spec: Spec = F23):
     """y (OC, N, OH, OW) = A^T M A per tile, cut to OH x OW, plus the bias."""
     if _numba_for(spec, m):
         out = pool.empty(out_shape, m.dtype, m)
-        return numba_kernels.winograd_output_transform(m, bias, out_shape, th, tw, out=out)
+        return numba_kernels.winograd_output_transform(m, bias, out_shape, th, tw, out=out, spec=spec)
     xp = get_array_module(m)
     oc, n, oh, ow = out_shape
     t = spec.m
@@ -274,7 +274,7 @@ def output_transform(m, bias, out_shape, th: int, tw: int, *, spec: Spec = F23):
 def output_transform_backward(grad_out, th: int, tw: int, out, *, spec: Spec = F23):
     """dM (P, OC, N*T) into ``out``: the adjoint of :func:`output_transform` for dy (N, OC, OH, OW)."""
     if _numba_for(spec, grad_out):
-        return numba_kernels.winograd_output_transform_backward(grad_out, th, tw, out)
+        return numba_kernels.winograd_output_transform_backward(grad_out, th, tw, out, spec=spec)
     xp = get_array_module(grad_out)
     n, oc, oh, ow = grad_out.shape
     t = spec.m
@@ -298,7 +298,7 @@ def input_transform(x, padding, th, tw, workspace, *, spec: Spec = F23):
     shape = (spec.positions, c, n * th * tw)
     v = workspace.get("V", shape, x.dtype, x)
     if _numba_for(spec, x):
-        numba_kernels.winograd_input_transform(x, padding, th, tw, v)
+        numba_kernels.winograd_input_transform(x, padding, th, tw, v, spec=spec)
         return v
     bb, _, _ = _matrices(get_array_module(x), x.dtype, spec)
     d = tiles_array(x, padding, th, tw, pool.empty(shape, x.dtype, x), spec=spec)
@@ -310,7 +310,7 @@ def input_transform_backward(dv, x_shape, padding, th, tw, *, spec: Spec = F23):
     """dx (N, C, H, W) from dV (P, C, N*T): the adjoint of :func:`input_transform`."""
     if _numba_for(spec, dv):
         out = pool.empty_cn(x_shape, dv.dtype, dv)
-        return numba_kernels.winograd_input_transform_backward(dv, x_shape, padding, th, tw, out=out)
+        return numba_kernels.winograd_input_transform_backward(dv, x_shape, padding, th, tw, out=out, spec=spec)
     xp = get_array_module(dv)
     bb, _, _ = _matrices(xp, dv.dtype, spec)
     dd = pool.empty(dv.shape, dv.dtype, dv)

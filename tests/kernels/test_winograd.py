@@ -103,11 +103,11 @@ def test_numba_winograd_layer_equals_the_array_code(case, dtype, monkeypatch):
         assert all(r is None or r.dtype == dtype for r in result)
 
 
-def transform_case(case, dtype, seed=6):
+def transform_case(case, dtype, spec=W.F23, seed=6):
     """x, padding, TH, TW and OC for one of CASES."""
     cin, cout, p, _, _, n, h, w = case
     padding = p if isinstance(p, tuple) else (p, p)
-    _, _, th, tw = W.tile_counts(h, w, padding)
+    _, _, th, tw = W.tile_counts(h, w, padding, spec)
     x = rng_input((n, cin, h, w), seed=seed, dtype=dtype)
     return x, padding, th, tw, cout
 
@@ -116,49 +116,68 @@ def close(dtype):
     return {"rtol": 1e-12, "atol": 1e-13} if dtype == numpy.float64 else {"rtol": 1e-5, "atol": 1e-6}
 
 
+def fits(case, spec):
+    """Whether the input of ``case`` is large enough for the kernel of ``spec``."""
+    _, _, p, _, _, _, h, w = case
+    ph, pw = p if isinstance(p, tuple) else (p, p)
+    return h + 2 * ph >= spec.r and w + 2 * pw >= spec.r
+
+
+# Every tile on every case its kernel fits: the numba transforms are generic in the tile.
+SPEC_CASES = [pytest.param(spec, case, id=f"F{spec.m}-{spec.r}-{case_id(case)}")
+              for spec in (W.F23, W.F43, W.F25) for case in CASES if fits(case, spec)]
+
+
 @needs_numba
 @pytest.mark.parametrize("dtype", [numpy.float64, numpy.float32])
-@pytest.mark.parametrize("case", CASES, ids=case_id)
-def test_numba_input_transforms_equal_the_array_code(case, dtype):
-    x, padding, th, tw, _ = transform_case(case, dtype)
+@pytest.mark.parametrize("spec, case", SPEC_CASES)
+def test_numba_input_transforms_equal_the_array_code(spec, case, dtype):
+    x, padding, th, tw, _ = transform_case(case, dtype, spec)
     n, c = x.shape[:2]
-    shape = (16, c, n * th * tw)
-    d = W.tiles_array(x, padding, th, tw, numpy.empty(shape, dtype=dtype))
-    expected = (W.BB.astype(dtype) @ d.reshape(16, -1)).reshape(shape)
+    p = spec.positions
+    shape = (p, c, n * th * tw)
+    d = W.tiles_array(x, padding, th, tw, numpy.empty(shape, dtype=dtype), spec=spec)
+    expected = (spec.BB.astype(dtype) @ d.reshape(p, -1)).reshape(shape)
+    tol = close(dtype) if spec is W.F23 else {**close(dtype), "atol": 1e-4 if dtype == numpy.float32 else 1e-12}
     for view in layouts(x):
-        v = NK.winograd_input_transform(view, padding, th, tw, numpy.full(shape, numpy.nan, dtype=dtype))
-        numpy.testing.assert_allclose(v, expected, **close(dtype))
+        v = NK.winograd_input_transform(view, padding, th, tw, numpy.full(shape, numpy.nan, dtype=dtype), spec=spec)
+        numpy.testing.assert_allclose(v, expected, **tol)
     # Backward: dx = untiles(BB^T dV), overlapping tiles summed, padding cut off.
     dv = rng_input(shape, seed=7, dtype=dtype)
-    expected_dx = W.untiles_array((W.BB.T.astype(dtype) @ dv.reshape(16, -1)).reshape(shape), x.shape, padding, th, tw)
-    dx = NK.winograd_input_transform_backward(dv, x.shape, padding, th, tw)
-    numpy.testing.assert_allclose(dx, expected_dx, **close(dtype))
+    expected_dx = W.untiles_array((spec.BB.T.astype(dtype) @ dv.reshape(p, -1)).reshape(shape), x.shape, padding,
+                                  th, tw, spec=spec)
+    dx = NK.winograd_input_transform_backward(dv, x.shape, padding, th, tw, spec=spec)
+    numpy.testing.assert_allclose(dx, expected_dx, **tol)
     assert dx.shape == x.shape and dx.dtype == dtype
     assert dx.transpose(1, 0, 2, 3).flags.c_contiguous, "dx should be (C, N, H, W) memory like the array code's"
 
 
 @needs_numba
 @pytest.mark.parametrize("dtype", [numpy.float64, numpy.float32])
-@pytest.mark.parametrize("case", CASES, ids=case_id)
-def test_numba_output_transforms_equal_the_array_code(case, dtype, monkeypatch):
-    x, padding, th, tw, oc = transform_case(case, dtype)
+@pytest.mark.parametrize("spec, case", SPEC_CASES)
+def test_numba_output_transforms_equal_the_array_code(spec, case, dtype, monkeypatch):
+    x, padding, th, tw, oc = transform_case(case, dtype, spec)
     n, _, h, w = x.shape
-    oh, ow, _, _ = W.tile_counts(h, w, padding)
-    m = rng_input((16, oc, n * th * tw), seed=8, dtype=dtype)
+    oh, ow, _, _ = W.tile_counts(h, w, padding, spec)
+    p = spec.positions
+    m = rng_input((p, oc, n * th * tw), seed=8, dtype=dtype)
     bias = rng_input((oc,), seed=9, dtype=dtype)
     dy = rng_input((n, oc, oh, ow), seed=10, dtype=dtype)
-    fast_y = {b is None: NK.winograd_output_transform(m, b, (oc, n, oh, ow), th, tw) for b in (bias, None)}
-    fast_dm = [NK.winograd_output_transform_backward(view, th, tw, numpy.full(m.shape, numpy.nan, dtype=dtype))
+    tol = close(dtype) if spec is W.F23 else {**close(dtype), "atol": 1e-4 if dtype == numpy.float32 else 1e-12}
+    fast_y = {b is None: NK.winograd_output_transform(m, b, (oc, n, oh, ow), th, tw, spec=spec)
+              for b in (bias, None)}
+    fast_dm = [NK.winograd_output_transform_backward(view, th, tw, numpy.full(m.shape, numpy.nan, dtype=dtype),
+                                                     spec=spec)
                for view in layouts(dy)]
     monkeypatch.setenv(NK.ENV_VAR, "0")   # the array branches of the dispatching functions
     for b in (bias, None):
-        slow = W.output_transform(m, b, (oc, n, oh, ow), th, tw)
-        numpy.testing.assert_allclose(fast_y[b is None], slow, **close(dtype))
+        slow = W.output_transform(m, b, (oc, n, oh, ow), th, tw, spec=spec)
+        numpy.testing.assert_allclose(fast_y[b is None], slow, **tol)
         assert fast_y[b is None].shape == (oc, n, oh, ow) and fast_y[b is None].dtype == dtype
     for view, fast in zip(layouts(dy), fast_dm):
         # The NaN-filled output buffer proves every entry is written (zero beyond an odd edge).
-        slow = W.output_transform_backward(view, th, tw, numpy.empty(m.shape, dtype=dtype))
-        numpy.testing.assert_allclose(fast, slow, **close(dtype))
+        slow = W.output_transform_backward(view, th, tw, numpy.empty(m.shape, dtype=dtype), spec=spec)
+        numpy.testing.assert_allclose(fast, slow, **tol)
 
 
 def test_dispatch_functions_take_the_array_branch_when_numba_is_off(monkeypatch):
