@@ -71,17 +71,22 @@ from . import numba_kernels
 from . import workspace as pool
 
 #: Interpolation points of the Toom-Cook construction, in the order they are used (and infinity).
-POINTS = (0.0, 1.0, -1.0, 2.0, -2.0)
+#: -1/2 rather than Lavin and Gray's -2: a point and its reciprocal keep the entries of BT and G
+#: balanced (Barabasz et al. (2020), "Error analysis and improving the accuracy of Winograd
+#: convolution for deep neural networks"). Measured in float32 against float64, relative to the
+#: largest value: F(2x2, 5x5) on the paper net's conv2, y 3.4e-6 -> 1.6e-6 and dw 1.3e-5 -> 5.3e-6;
+#: F(4x4, 3x3) on its conv3, y 9.0e-6 -> 3.9e-6 (F(2x2, 3x3), fixed below: 7e-7; im2col: 4e-7).
+POINTS = (0.0, 1.0, -1.0, 2.0, -0.5)
 
 
 def _toom_cook(m: int, r: int):
-    """AT (m, a), G (a, r), BT (a, a) of F(m, r), a = m + r - 1, from the points 0, 1, -1, 2, -2, inf.
+    """AT (m, a), G (a, r), BT (a, a) of F(m, r), a = m + r - 1, from :data:`POINTS` and infinity.
 
     AT evaluates the product polynomial at the points (its last column is the point at
     infinity), G evaluates the filter divided by each point's f_j = prod_(l != j) (p_j - p_l);
     BT is then the unique matrix for which ``AT [(G g) * (BT d)]`` is the valid correlation
     of d (a) with g (r): solved from that identity in float64 and rounded (its entries are
-    small integers).
+    small multiples of 1/4).
     """
     a = m + r - 1
     if a - 1 > len(POINTS):
@@ -190,20 +195,25 @@ def applies(kernel_size, stride, dilation=(1, 1)) -> bool:
 def choose_spec(kernel_size, out_hw=None, dtype=numpy.float32) -> Spec:
     """The default tile: F(2x2, 3x3) for 3x3 kernels, F(2x2, 5x5) for 5x5.
 
-    F(4x4, 3x3) does 1.78x fewer multiply-adds than F(2x2, 3x3) but its
-    transforms (entries up to 8 and 1/24) cost float32 about 20x the rounding
-    error: measured against float64 on CIFAR-sized layers, 7e-6 of the output
-    scale instead of 3e-7, close to the 1e-5 the library promises against
-    torch, for 10-25% less time on CIFAR's 3x3 layers. It is therefore asked
-    for explicitly (``Conv2d.winograd_tile = 4``), never chosen by default.
+    F(4x4, 3x3) does 1.78x fewer multiply-adds than F(2x2, 3x3) on whole tiles
+    (1.36x on the paper net's 13x13 maps, whose 4x4 tiles overhang) but costs
+    float32 about 5x the rounding error (:data:`POINTS`: 3.9e-6 of the output
+    scale against 7e-7), and its 36 GEMMs per layer have a quarter of the
+    columns: measured on the paper net's conv3-5 it was no faster (the GEMMs
+    ran at lower efficiency). It is therefore asked for explicitly
+    (``Conv2d.winograd_tile = 4``), never chosen by default.
     """
     return F25 if tuple(kernel_size) == (5, 5) else F23
 
 
 def auto_applies(kernel_size, stride) -> bool:
-    """Whether ``algorithm="auto"`` takes Winograd: 3x3 stride-1 kernels. (F(2x2, 5x5) is slower
-    than im2col on the paper net's conv2: its 36 GEMMs per group have K = 48 channels only.)"""
-    return tuple(kernel_size) == (3, 3) and tuple(stride) == (1, 1)
+    """Whether ``algorithm="auto"`` takes Winograd (on the CPU): 3x3 and 5x5 stride-1 kernels.
+
+    For 5x5 that is F(2x2, 5x5): on the paper net's grouped conv2 (K = 48 channels per GEMM, so
+    the GEMMs run below peak) forward + backward measured 299 ms against im2col's 343 ms at
+    batch 32 (benchmarks/RESULTS.md), its 2.78x fewer multiply-adds outweighing that.
+    """
+    return tuple(kernel_size) in ((3, 3), (5, 5)) and tuple(stride) == (1, 1)
 
 
 def tile_counts(h: int, w: int, padding, spec: Spec = F23) -> tuple[int, int, int, int]:

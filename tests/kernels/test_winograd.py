@@ -234,7 +234,8 @@ def count_winograd_calls(monkeypatch):
     ({"kernel_size": 3}, "winograd"),
     ({"kernel_size": 3, "padding": 1}, "winograd"),
     ({"kernel_size": 3, "padding": 1, "groups": 2}, "winograd"),
-    ({"kernel_size": 5, "padding": 2}, "im2col"),
+    ({"kernel_size": 5, "padding": 2}, "winograd"),
+    ({"kernel_size": 5, "padding": 2, "groups": 2}, "winograd"),
     ({"kernel_size": 3, "stride": 2, "padding": 1}, "im2col"),
     ({"kernel_size": (3, 1)}, "im2col"),
     ({"kernel_size": 1}, "im2col"),
@@ -411,11 +412,15 @@ def test_every_tile_computes_the_valid_correlation(spec):
 def test_f23_is_the_papers_matrices():
     numpy.testing.assert_array_equal(W.BT, [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]])
     numpy.testing.assert_array_equal(W.AT, [[1, 1, 1, 0], [0, 1, -1, -1]])
-    numpy.testing.assert_array_equal(W.F43.BT[0], [4, 0, -5, 0, 1, 0])   # Lavin and Gray's F(4x4, 3x3)
+    # The constructed tiles take the points 0, 1, -1, 2, -1/2 (winograd.POINTS) and infinity:
+    # AT's rows are their powers, its last column the point at infinity.
+    numpy.testing.assert_array_equal(W.F43.AT[:, :5], [[1, 1, 1, 1, 1], [0, 1, -1, 2, -0.5],
+                                                       [0, 1, 1, 4, 0.25], [0, 1, -1, 8, -0.125]])
+    numpy.testing.assert_array_equal(W.F43.AT[:, 5], [0, 0, 0, 1])
 
 
-# F(4x4, 3x3) loses about 20x more to float32 rounding than F(2x2, 3x3) (winograd.choose_spec):
-# float32 is checked against torch at 3e-5 on the output scale instead of 1e-5.
+# F(4x4, 3x3) and F(2x2, 5x5) lose about 5x more to float32 rounding than F(2x2, 3x3)
+# (winograd.POINTS): float32 is checked against torch at 3e-5 on the output scale instead of 1e-5.
 TILE_CASES = [
     # (tile m, kernel, in, out, padding, groups, N, H, W)
     (4, 3, 3, 5, 1, 1, 2, 4, 4),
@@ -440,10 +445,13 @@ def test_other_tiles_match_torch(case, dtype, xp):
     check_against_torch(layer, ref, x, xp=xp, dtype=dtype, tolerance=tolerance)
 
 
-def test_f25_is_what_winograd_means_for_5x5_and_auto_keeps_im2col():
+def test_f25_is_what_winograd_and_auto_mean_for_5x5(monkeypatch):
+    monkeypatch.delenv(conv_module.ENV_VAR, raising=False)
     x = numpy.zeros((1, 2, 9, 9), dtype=numpy.float32)
     assert nn.Conv2d(2, 3, 5, algorithm="winograd").winograd_spec() is W.F25
-    assert nn.Conv2d(2, 3, 5, padding=2).resolved_algorithm(x) == "im2col"
+    assert nn.Conv2d(2, 3, 5, padding=2).resolved_algorithm(x) == "winograd"
+    assert nn.Conv2d(2, 3, 5, padding=2).winograd_spec() is W.F25
+    assert nn.Conv2d(2, 3, 5, stride=2).resolved_algorithm(x) == "im2col"
     assert nn.Conv2d(2, 3, 3).winograd_spec() is W.F23
 
 
