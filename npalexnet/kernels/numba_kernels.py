@@ -235,19 +235,20 @@ def maxpool_backward(grad_out, argmax, x_shape, kernel, stride, padding, out=Non
 # ---------------------------------------------------------------------------- Winograd transforms
 # The four data transforms of npalexnet.kernels.winograd, for any tile F(m x m, r x r), each
 # fused with the rearrangement around it. A 2-D transform is two 1-D ones (BB = BT (x) BT):
-# first along the rows of the image, then along the columns. Winograd's columns are ordered
-# (tile, image), so both passes run over contiguous runs of numbers:
+# one along the rows of the image, one along the columns. They work a channel at a time:
 #
-#   * each channel's plane is gathered once into a (rows, columns, N) scratch buffer (in cache);
-#   * the row pass works on whole rows of that buffer (columns * N numbers, every tile of a
-#     tile row at once), one multiply-add loop per non-zero matrix entry;
-#   * the column pass runs over the tiles of the tile row, N images at a time.
+#   * the channel's plane is gathered into a (rows, columns, N) scratch buffer, and the 1-D
+#     pass along the rows of tiles fills another (a few hundred KB: both stay in L2);
+#   * the big arrays (V, M and their gradients, tens to hundreds of MB) are then touched as
+#     one contiguous run of TH*TW*N numbers per position and channel, read or written once.
+#     Their runs for the same channel lie P rows apart: visiting many of them at once (a tile
+#     row at a time, as an earlier version did) outran the hardware prefetcher and made the
+#     transforms memory-latency bound (measured: F(2x2, 5x5)'s output transform 45 -> 25 ms).
 #
 # The matrices come in as arrays; zero entries are skipped and +-1 entries multiply exactly,
-# so F(2x2, 3x3) costs no more than hand-written adds. There are no function calls in the
-# loops: an earlier version called a small helper per tile and row, and the array structs
-# each call built cost more than the arithmetic (the paper net's transforms: 181 ms a step).
-# Index arithmetic is unsigned (see im2col above); flat offsets are explicit.
+# so F(2x2, 3x3) costs no more than hand-written adds. The loops have no function calls (a
+# helper per tile and row built array structs that cost more than the arithmetic) and touch
+# at most three arrays (see the LRN kernels). Index arithmetic is unsigned (see im2col above).
 
 @_jit
 def _winograd_input(x_cn, v, bt, m, ph, pw, th, tw):
@@ -255,11 +256,11 @@ def _winograd_input(x_cn, v, bt, m, ph, pw, th, tw):
     # bt: (A, A). V[(i, j)] of a tile = sum_(k, l) BT[i, k] BT[j, l] x_pad[m*ty + k, m*tx + l].
     c_, n_, h, w = x_cn.shape
     a = _u(bt.shape[0])
-    mm, nn_, tw_ = _u(m), _u(n_), _u(tw)
+    mm, nn_, th_, tw_ = _u(m), _u(n_), _u(th), _u(tw)
     wp = mm * tw_ + a - mm                       # padded columns the tiles read
     rw = wp * nn_                                # one plane row: (columns, N)
-    plane = numpy.zeros((mm * _u(th) + a - mm) * rw, dtype=v.dtype)   # the border stays zero
-    t = numpy.empty(a * rw, dtype=v.dtype)       # BT applied to the rows of one tile row
+    plane = numpy.zeros((mm * th_ + a - mm) * rw, dtype=v.dtype)   # the border stays zero
+    t = numpy.empty(a * th_ * rw, dtype=v.dtype)   # t[i, ty] = sum_k BT[i, k] plane[m*ty + k]
     vf = v.reshape(-1)
     cc, nt, twn = _u(c_), _u(v.shape[2]), tw_ * nn_
     for c in range(cc):
@@ -268,45 +269,30 @@ def _winograd_input(x_cn, v, bt, m, ph, pw, th, tw):
                 base = ((_u(ph) + i) * wp + _u(pw)) * nn_ + n
                 for j in range(_u(w)):
                     plane[base + j * nn_] = x_cn[c, n, i, j]
-        for ty in range(_u(th)):
-            r0 = mm * ty * rw
-            for i in range(a):                   # rows: t[i] = sum_k BT[i, k] plane[m*ty + k]
-                d = i * rw
-                first = True
+        t[:] = 0
+        for ty in range(th_):                    # along the rows: whole plane rows at once
+            for i in range(a):
+                d = (i * th_ + ty) * rw
                 for k in range(a):
                     coef = bt[i, k]
                     if coef != 0:
-                        s = r0 + k * rw
-                        if first:
-                            for q in range(rw):
-                                t[d + q] = coef * plane[s + q]
-                            first = False
-                        else:
-                            for q in range(rw):
-                                t[d + q] += coef * plane[s + q]
-                if first:
-                    for q in range(rw):
-                        t[d + q] = 0
-            for i in range(a):                   # columns: V[(i, j)] = sum_l BT[j, l] t[i, m*tx + l]
-                for j in range(a):
-                    d = ((i * a + j) * cc + c) * nt + ty * twn
-                    first = True
+                        s = (mm * ty + k) * rw
+                        for q in range(rw):
+                            t[d + q] += coef * plane[s + q]
+        for i in range(a):                       # along the columns: V[(i, j), c] written once
+            for j in range(a):
+                d0 = ((i * a + j) * cc + c) * nt
+                vf[d0:d0 + nt] = 0
+                for ty in range(th_):
                     for k in range(a):
                         coef = bt[j, k]
                         if coef != 0:
-                            s = i * rw + k * nn_
+                            s = (i * th_ + ty) * rw + k * nn_
+                            d = d0 + ty * twn
                             for tx in range(tw_):
                                 dd, ss = d + tx * nn_, s + tx * mm * nn_
-                                if first:
-                                    for n in range(nn_):
-                                        vf[dd + n] = coef * t[ss + n]
-                                else:
-                                    for n in range(nn_):
-                                        vf[dd + n] += coef * t[ss + n]
-                            first = False
-                    if first:
-                        for q in range(twn):
-                            vf[d + q] = 0
+                                for n in range(nn_):
+                                    vf[dd + n] += coef * t[ss + n]
 
 
 @_jit
@@ -315,35 +301,36 @@ def _winograd_input_backward(dv, dx_cn, bt, m, ph, pw, th, tw):
     # written once per element. Overlapping tiles add into the plane; the padding is dropped.
     c_, n_, h, w = dx_cn.shape
     a = _u(bt.shape[0])
-    mm, nn_, tw_ = _u(m), _u(n_), _u(tw)
+    mm, nn_, th_, tw_ = _u(m), _u(n_), _u(th), _u(tw)
     wp = mm * tw_ + a - mm
     rw = wp * nn_
-    plane = numpy.empty((mm * _u(th) + a - mm) * rw, dtype=dv.dtype)
-    t = numpy.empty(a * rw, dtype=dv.dtype)
+    plane = numpy.empty((mm * th_ + a - mm) * rw, dtype=dv.dtype)
+    t = numpy.empty(a * th_ * rw, dtype=dv.dtype)
     vf = dv.reshape(-1)
     cc, nt, twn = _u(c_), _u(dv.shape[2]), tw_ * nn_
     for c in range(cc):
-        plane[:] = 0
-        for ty in range(_u(th)):
-            t[:] = 0
-            for i in range(a):                   # columns: dt[i, m*tx + l] += BT[j, l] dV[(i, j)]
-                for j in range(a):
-                    s = ((i * a + j) * cc + c) * nt + ty * twn
+        t[:] = 0
+        for i in range(a):                       # columns: dt[i, ty, m*tx + k] += BT[j, k] dV[(i, j)]
+            for j in range(a):
+                s0 = ((i * a + j) * cc + c) * nt
+                for ty in range(th_):
                     for k in range(a):
                         coef = bt[j, k]
                         if coef != 0:
-                            d = i * rw + k * nn_
+                            d = (i * th_ + ty) * rw + k * nn_
+                            s = s0 + ty * twn
                             for tx in range(tw_):
                                 dd, ss = d + tx * mm * nn_, s + tx * nn_
                                 for n in range(nn_):
                                     t[dd + n] += coef * vf[ss + n]
-            r0 = mm * ty * rw
-            for i in range(a):                   # rows: dplane[m*ty + k] += BT[i, k] dt[i]
-                s = i * rw
+        plane[:] = 0
+        for ty in range(th_):                    # rows: dplane[m*ty + k] += BT[i, k] dt[i, ty]
+            for i in range(a):
+                s = (i * th_ + ty) * rw
                 for k in range(a):
                     coef = bt[i, k]
                     if coef != 0:
-                        d = r0 + k * rw
+                        d = (mm * ty + k) * rw
                         for q in range(rw):
                             plane[d + q] += coef * t[s + q]
         for n in range(nn_):
@@ -359,54 +346,37 @@ def _winograd_output(mt, bias, y_cn, at, th, tw, use_bias):
     # y[m*ty + i, m*tx + j] = sum_(k, l) AT[i, k] AT[j, l] M[(k, l)] (+ bias), cut to OH x OW.
     oc_, n_, oh, ow = y_cn.shape
     mm, a = _u(at.shape[0]), _u(at.shape[1])
-    nn_, tw_ = _u(n_), _u(tw)
+    nn_, th_, tw_ = _u(n_), _u(th), _u(tw)
     owp = mm * tw_                               # columns of the whole tiles
-    plane = numpy.empty(mm * _u(th) * owp * nn_, dtype=mt.dtype)
+    plane = numpy.empty(mm * th_ * owp * nn_, dtype=mt.dtype)
     twn = tw_ * nn_
-    p = numpy.empty(mm * a * twn, dtype=mt.dtype)   # AT applied to the rows of one tile row
     mf = mt.reshape(-1)
     cc, nt = _u(oc_), _u(mt.shape[2])
+    p = numpy.empty(mm * a * nt, dtype=mt.dtype)   # p[i, l] = sum_k AT[i, k] M[(k, l), c]
     for c in range(cc):
-        for ty in range(_u(th)):
-            for i in range(mm):                  # rows: p[i, l] = sum_k AT[i, k] M[(k, l)]
-                for l in range(a):
-                    d = (i * a + l) * twn
-                    first = True
-                    for k in range(a):
-                        coef = at[i, k]
-                        if coef != 0:
-                            s = ((k * a + l) * cc + c) * nt + ty * twn
-                            if first:
-                                for q in range(twn):
-                                    p[d + q] = coef * mf[s + q]
-                                first = False
-                            else:
-                                for q in range(twn):
-                                    p[d + q] += coef * mf[s + q]
-                    if first:
-                        for q in range(twn):
-                            p[d + q] = 0
-            for i in range(mm):                  # columns: y[m*ty + i, m*tx + j] = sum_l AT[j, l] p[i, l]
+        p[:] = 0
+        for l in range(a):                       # rows: each run of M read once, for every i
+            for k in range(a):
+                s = ((k * a + l) * cc + c) * nt
+                for i in range(mm):
+                    coef = at[i, k]
+                    if coef != 0:
+                        d = (i * a + l) * nt
+                        for q in range(nt):
+                            p[d + q] += coef * mf[s + q]
+        plane[:] = 0
+        for ty in range(th_):                    # columns: y[m*ty + i, m*tx + j] = sum_l AT[j, l] p[i, l]
+            for i in range(mm):
                 for j in range(mm):
                     d = ((mm * ty + i) * owp + j) * nn_
-                    first = True
                     for l in range(a):
                         coef = at[j, l]
                         if coef != 0:
-                            s = (i * a + l) * twn
+                            s = (i * a + l) * nt + ty * twn
                             for tx in range(tw_):
                                 dd, ss = d + tx * mm * nn_, s + tx * nn_
-                                if first:
-                                    for n in range(nn_):
-                                        plane[dd + n] = coef * p[ss + n]
-                                else:
-                                    for n in range(nn_):
-                                        plane[dd + n] += coef * p[ss + n]
-                            first = False
-                    if first:
-                        for tx in range(tw_):
-                            for n in range(nn_):
-                                plane[d + tx * mm * nn_ + n] = 0
+                                for n in range(nn_):
+                                    plane[dd + n] += coef * p[ss + n]
         b = bias[c] if use_bias else mt.dtype.type(0)
         for n in range(nn_):
             for i in range(_u(oh)):
@@ -421,58 +391,42 @@ def _winograd_output_backward(dy_cn, dm, at, th, tw):
     # (A*A, OC, TH*TW*N), every entry written (the tiles' part beyond OH x OW has zero gradient).
     oc_, n_, oh, ow = dy_cn.shape
     mm, a = _u(at.shape[0]), _u(at.shape[1])
-    nn_, tw_ = _u(n_), _u(tw)
+    nn_, th_, tw_ = _u(n_), _u(th), _u(tw)
     owp = mm * tw_
-    plane = numpy.zeros(mm * _u(th) * owp * nn_, dtype=dm.dtype)   # an odd edge stays zero
+    plane = numpy.zeros(mm * th_ * owp * nn_, dtype=dm.dtype)   # an odd edge stays zero
     twn = tw_ * nn_
-    p = numpy.empty(mm * a * twn, dtype=dm.dtype)
     mf = dm.reshape(-1)
     cc, nt = _u(oc_), _u(dm.shape[2])
+    p = numpy.empty(mm * a * nt, dtype=dm.dtype)
     for c in range(cc):
         for n in range(nn_):
             for i in range(_u(oh)):
                 base = i * owp * nn_ + n
                 for j in range(_u(ow)):
                     plane[base + j * nn_] = dy_cn[c, n, i, j]
-        for ty in range(_u(th)):
-            for i in range(mm):                  # columns: dp[i, l] = sum_j AT[j, l] dy[m*ty + i, m*tx + j]
+        p[:] = 0
+        for ty in range(th_):                    # columns: dp[i, l] = sum_j AT[j, l] dy[m*ty + i, m*tx + j]
+            for i in range(mm):
                 for l in range(a):
-                    d = (i * a + l) * twn
-                    first = True
+                    d = (i * a + l) * nt + ty * twn
                     for j in range(mm):
                         coef = at[j, l]
                         if coef != 0:
                             s = ((mm * ty + i) * owp + j) * nn_
                             for tx in range(tw_):
                                 dd, ss = d + tx * nn_, s + tx * mm * nn_
-                                if first:
-                                    for n in range(nn_):
-                                        p[dd + n] = coef * plane[ss + n]
-                                else:
-                                    for n in range(nn_):
-                                        p[dd + n] += coef * plane[ss + n]
-                            first = False
-                    if first:
-                        for q in range(twn):
-                            p[d + q] = 0
-            for k in range(a):                   # rows: dM[(k, l)] = sum_i AT[i, k] dp[i, l]
-                for l in range(a):
-                    d = ((k * a + l) * cc + c) * nt + ty * twn
-                    first = True
-                    for i in range(mm):
-                        coef = at[i, k]
-                        if coef != 0:
-                            s = (i * a + l) * twn
-                            if first:
-                                for q in range(twn):
-                                    mf[d + q] = coef * p[s + q]
-                                first = False
-                            else:
-                                for q in range(twn):
-                                    mf[d + q] += coef * p[s + q]
-                    if first:
-                        for q in range(twn):
-                            mf[d + q] = 0
+                                for n in range(nn_):
+                                    p[dd + n] += coef * plane[ss + n]
+        for k in range(a):                       # rows: dM[(k, l), c] = sum_i AT[i, k] dp[i, l], written once
+            for l in range(a):
+                d = ((k * a + l) * cc + c) * nt
+                mf[d:d + nt] = 0
+                for i in range(mm):
+                    coef = at[i, k]
+                    if coef != 0:
+                        s = (i * a + l) * nt
+                        for q in range(nt):
+                            mf[d + q] += coef * p[s + q]
 
 
 _SPEC_ARRAYS: dict = {}
