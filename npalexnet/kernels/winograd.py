@@ -17,9 +17,10 @@ so a convolution becomes 16 GEMMs of (OC x C x N*T) instead of one of
 (OC x 9C x 4N*T): 36/16 = 2.25x fewer multiply-adds, plus cheap transforms.
 The same holds for any F(m x m, r x r) with tiles of alpha = m + r - 1 and
 P = alpha^2 positions (:class:`Spec`; the matrices come from the Toom-Cook
-construction, :func:`_toom_cook`): F(4x4, 3x3) (P = 36, 4x fewer
-multiply-adds, less accurate in float32) and F(2x2, 5x5) (P = 36, 2.78x), both
-opt-in (:func:`choose_spec` says why). Below, 16 stands for P and 2 for m.
+construction, :func:`_toom_cook`): F(3x3, 5x5) (P = 49, 4.6x fewer
+multiply-adds), the default for 5x5 kernels, and the opt-in F(4x4, 3x3) (P = 36,
+4x) and F(2x2, 5x5) (P = 36, 2.78x); :func:`choose_spec` says why. These cost
+float32 accuracy (:data:`POINTS`). Below, 16 stands for P and 2 for m.
 
 Notation (see also :mod:`npalexnet.kernels.im2col`): PH, PW padding, OH = H + 2PH - 2,
 TH = ceil(OH/2) and TW = ceil(OW/2) tiles per image, T = TH*TW, NT = N*T,
@@ -70,13 +71,15 @@ from ..backend import get_array_module
 from . import numba_kernels
 from . import workspace as pool
 
-#: Interpolation points of the Toom-Cook construction, in the order they are used (and infinity).
-#: -1/2 rather than Lavin and Gray's -2: a point and its reciprocal keep the entries of BT and G
-#: balanced (Barabasz et al. (2020), "Error analysis and improving the accuracy of Winograd
-#: convolution for deep neural networks"). Measured in float32 against float64, relative to the
-#: largest value: F(2x2, 5x5) on the paper net's conv2, y 3.4e-6 -> 1.6e-6 and dw 1.3e-5 -> 5.3e-6;
-#: F(4x4, 3x3) on its conv3, y 9.0e-6 -> 3.9e-6 (F(2x2, 3x3), fixed below: 7e-7; im2col: 4e-7).
-POINTS = (0.0, 1.0, -1.0, 2.0, -0.5)
+#: Interpolation points of the Toom-Cook construction, in the order they are used (and infinity);
+#: F(m, r) takes the first m + r - 2. -1/2 rather than Lavin and Gray's -2: a point and its
+#: reciprocal keep the entries of BT and G balanced (Barabasz et al. (2020), "Error analysis and
+#: improving the accuracy of Winograd convolution for deep neural networks"). Measured in float32
+#: against float64, relative to the largest value: F(2x2, 5x5) on the paper net's conv2, y
+#: 3.4e-6 -> 1.6e-6 and dw 1.3e-5 -> 5.3e-6; F(4x4, 3x3) on its conv3, y 9.0e-6 -> 3.9e-6.
+#: F(3x3, 5x5) takes all six: y 5.6e-6, dx 5.3e-6, dw 1.3e-5 on conv2 (other sixth points:
+#: within 10% of that). For comparison F(2x2, 3x3), fixed below: 7e-7; im2col: 4e-7.
+POINTS = (0.0, 1.0, -1.0, 2.0, -0.5, 0.5)
 
 
 def _toom_cook(m: int, r: int):
@@ -159,16 +162,16 @@ def make_spec(m: int, r: int) -> Spec:
     return Spec(m, r, at, g, bt)
 
 
-#: The three this library uses: F(2x2, 3x3) (Lavin and Gray's first; exact in few ulps),
-#: F(4x4, 3x3) (4x fewer multiplies, transforms with entries up to 8) and F(2x2, 5x5).
+#: The tiles this library has: F(2x2, 3x3) (Lavin and Gray's first; exact to a few ulps),
+#: F(4x4, 3x3) (4x fewer multiplies), F(2x2, 5x5) and F(3x3, 5x5) (the default for 5x5).
 #: F(2x2, 3x3) is written out as in the paper (eq. 8; the numba kernels spell out these
 #: entries); the construction gives the same matrices up to the sign of the point at infinity.
 F23 = Spec(2, 3,
            AT=numpy.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=numpy.float64),
            G=numpy.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=numpy.float64),
            BT=numpy.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=numpy.float64))
-F43, F25 = make_spec(4, 3), make_spec(2, 5)
-SPECS = {(2, 3): F23, (4, 3): F43, (2, 5): F25}
+F43, F25, F35 = make_spec(4, 3), make_spec(2, 5), make_spec(3, 5)
+SPECS = {(2, 3): F23, (4, 3): F43, (2, 5): F25, (3, 5): F35}
 
 #: F(2x2, 3x3)'s matrices under their usual names (Lavin and Gray, eq. 8): BT (4, 4), G (4, 3),
 #: AT (2, 4) and their Kronecker squares BB (16, 16), GG (16, 9), AA (4, 16).
@@ -193,7 +196,16 @@ def applies(kernel_size, stride, dilation=(1, 1)) -> bool:
 
 
 def choose_spec(kernel_size, out_hw=None, dtype=numpy.float32) -> Spec:
-    """The default tile: F(2x2, 3x3) for 3x3 kernels, F(2x2, 5x5) for 5x5.
+    """The default tile: F(2x2, 3x3) for 3x3 kernels, F(3x3, 5x5) for 5x5.
+
+    F(3x3, 5x5): its 3x3 tiles cover the paper net's 27x27 conv2 exactly, its
+    49 GEMMs do 1.78x fewer multiply-adds than F(2x2, 5x5)'s 36 and its V and
+    M are 45% smaller. Measured on conv2 at batch 32, forward + backward:
+    160 ms, against 258-288 ms for F(2x2, 5x5) and 343 ms for im2col. Its
+    float32 error (:data:`POINTS`: 5.6e-6 of the output scale, 1.3e-5 of the
+    weight gradient's) is 10-30x im2col's, about that of the F(4x4, 3x3) that
+    cuDNN and oneDNN train with; float32 training is insensitive to it, and
+    ``algorithm="im2col"`` or ``NPALEXNET_CONV=im2col`` turns it off.
 
     F(4x4, 3x3) does 1.78x fewer multiply-adds than F(2x2, 3x3) on whole tiles
     (1.36x on the paper net's 13x13 maps, whose 4x4 tiles overhang) but costs
@@ -203,15 +215,15 @@ def choose_spec(kernel_size, out_hw=None, dtype=numpy.float32) -> Spec:
     ran at lower efficiency). It is therefore asked for explicitly
     (``Conv2d.winograd_tile = 4``), never chosen by default.
     """
-    return F25 if tuple(kernel_size) == (5, 5) else F23
+    return F35 if tuple(kernel_size) == (5, 5) else F23
 
 
 def auto_applies(kernel_size, stride) -> bool:
     """Whether ``algorithm="auto"`` takes Winograd (on the CPU): 3x3 and 5x5 stride-1 kernels.
 
-    For 5x5 that is F(2x2, 5x5): on the paper net's grouped conv2 (K = 48 channels per GEMM, so
-    the GEMMs run below peak) forward + backward measured 299 ms against im2col's 343 ms at
-    batch 32 (benchmarks/RESULTS.md), its 2.78x fewer multiply-adds outweighing that.
+    For 5x5 that is F(3x3, 5x5) (:func:`choose_spec`): on the paper net's grouped conv2 (K = 48
+    channels per GEMM, so the GEMMs run below peak) forward + backward measured 160 ms against
+    im2col's 343 ms at batch 32 (benchmarks/RESULTS.md).
     """
     return tuple(kernel_size) in ((3, 3), (5, 5)) and tuple(stride) == (1, 1)
 
@@ -343,7 +355,7 @@ def conv_forward(x, weight, bias, padding, groups: int, workspace, *, spec: Spec
     Inputs:
         x: (N, C, H, W); weight: (OC, C/G, r, r); bias: (OC,) or None;
         padding: (PH, PW); groups: G; workspace: the layer's :class:`Workspace`;
-        spec: the tile (:data:`F23`, :data:`F43` or :data:`F25`, matching r).
+        spec: the tile (:data:`F23`, :data:`F43`, :data:`F25` or :data:`F35`, matching r).
     """
     xp = get_array_module(x)
     n, c, h, w = x.shape

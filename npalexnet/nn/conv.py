@@ -54,10 +54,11 @@ class Conv2d(Module):
 
     Algorithms (``algorithm``; :meth:`resolved_algorithm`): ``"im2col"``
     above, readable and general; ``"winograd"`` for 3x3 and 5x5 stride-1
-    kernels (:mod:`npalexnet.kernels.winograd`: F(2x2, 3x3), F(4x4, 3x3) or
-    F(2x2, 5x5), see :meth:`winograd_spec`), the same function with 2.25x to
-    4x fewer multiply-adds; ``"auto"`` (default) picks F(2x2, 3x3) for 3x3
-    stride-1 layers on the CPU. All are tested against torch and each other.
+    kernels (:mod:`npalexnet.kernels.winograd`: F(2x2, 3x3), F(4x4, 3x3),
+    F(2x2, 5x5) or F(3x3, 5x5), see :meth:`winograd_spec`), the same function
+    with 2.25x to 4.6x fewer multiply-adds; ``"auto"`` (default) picks
+    F(2x2, 3x3) for 3x3 and F(3x3, 5x5) for 5x5 stride-1 layers on the CPU.
+    All are tested against torch and each other.
 
     Buffers: the im2col matrix (or Winograd's transformed tiles) lives in the
     layer's workspace and is reused every step; its memory also receives the
@@ -139,7 +140,7 @@ class Conv2d(Module):
 
     def winograd_spec(self) -> winograd.Spec:
         """The Winograd tile: ``winograd_tile`` (m of F(m x m, r x r)) when set, else
-        :func:`npalexnet.kernels.winograd.choose_spec` (F(2x2, 3x3) or F(2x2, 5x5))."""
+        :func:`npalexnet.kernels.winograd.choose_spec` (F(2x2, 3x3) or F(3x3, 5x5))."""
         r = self.kernel_size[0]
         if self.winograd_tile is not None:
             spec = winograd.SPECS.get((self.winograd_tile, r))

@@ -125,7 +125,7 @@ def fits(case, spec):
 
 # Every tile on every case its kernel fits: the numba transforms are generic in the tile.
 SPEC_CASES = [pytest.param(spec, case, id=f"F{spec.m}-{spec.r}-{case_id(case)}")
-              for spec in (W.F23, W.F43, W.F25) for case in CASES if fits(case, spec)]
+              for spec in (W.F23, W.F43, W.F25, W.F35) for case in CASES if fits(case, spec)]
 
 
 @needs_numba
@@ -395,7 +395,7 @@ def test_recycled_weight_gradient_in_a_winograd_layer():
 
 
 # ---------------------------------------------------------------------------- the other tiles
-@pytest.mark.parametrize("spec", [W.F23, W.F43, W.F25], ids=lambda s: f"F{s.m}-{s.r}")
+@pytest.mark.parametrize("spec", [W.F23, W.F43, W.F25, W.F35], ids=lambda s: f"F{s.m}-{s.r}")
 def test_every_tile_computes_the_valid_correlation(spec):
     """1-D and 2-D: AT [(G g) * (BT d)] is the valid correlation of an alpha-tile with an r-filter."""
     rng = numpy.random.default_rng(1)
@@ -419,7 +419,7 @@ def test_f23_is_the_papers_matrices():
     numpy.testing.assert_array_equal(W.F43.AT[:, 5], [0, 0, 0, 1])
 
 
-# F(4x4, 3x3) and F(2x2, 5x5) lose about 5x more to float32 rounding than F(2x2, 3x3)
+# F(4x4, 3x3), F(2x2, 5x5) and F(3x3, 5x5) lose 5-20x more to float32 rounding than F(2x2, 3x3)
 # (winograd.POINTS): float32 is checked against torch at 3e-5 on the output scale instead of 1e-5.
 TILE_CASES = [
     # (tile m, kernel, in, out, padding, groups, N, H, W)
@@ -429,6 +429,9 @@ TILE_CASES = [
     (2, 5, 3, 4, 2, 1, 2, 7, 7),
     (2, 5, 4, 4, 0, 2, 1, 9, 10),
     (2, 5, 2, 3, 1, 1, 2, 6, 5),
+    (3, 5, 3, 4, 2, 1, 2, 9, 9),          # the tiles cover the output exactly
+    (3, 5, 4, 4, 2, 2, 1, 8, 10),         # overhanging tiles, groups=2
+    (3, 5, 2, 3, 0, 1, 2, 7, 6),
 ]
 
 
@@ -445,12 +448,15 @@ def test_other_tiles_match_torch(case, dtype, xp):
     check_against_torch(layer, ref, x, xp=xp, dtype=dtype, tolerance=tolerance)
 
 
-def test_f25_is_what_winograd_and_auto_mean_for_5x5(monkeypatch):
+def test_f35_is_what_winograd_and_auto_mean_for_5x5(monkeypatch):
     monkeypatch.delenv(conv_module.ENV_VAR, raising=False)
     x = numpy.zeros((1, 2, 9, 9), dtype=numpy.float32)
-    assert nn.Conv2d(2, 3, 5, algorithm="winograd").winograd_spec() is W.F25
+    assert nn.Conv2d(2, 3, 5, algorithm="winograd").winograd_spec() is W.F35
     assert nn.Conv2d(2, 3, 5, padding=2).resolved_algorithm(x) == "winograd"
-    assert nn.Conv2d(2, 3, 5, padding=2).winograd_spec() is W.F25
+    assert nn.Conv2d(2, 3, 5, padding=2).winograd_spec() is W.F35
+    five = nn.Conv2d(2, 3, 5, padding=2)
+    five.winograd_tile = 2
+    assert five.winograd_spec() is W.F25
     assert nn.Conv2d(2, 3, 5, stride=2).resolved_algorithm(x) == "im2col"
     assert nn.Conv2d(2, 3, 3).winograd_spec() is W.F23
 
