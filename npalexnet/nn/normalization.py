@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from ..kernels import numba_kernels
 from ..kernels.cuda_dispatch import kernels_for
-from ..kernels.workspace import Workspace
 from ._utils import check_array, check_grad
 from .module import Module
 
@@ -56,10 +55,8 @@ class LocalResponseNorm(Module):
             raise ValueError(f"LocalResponseNorm: size must be >= 1, got {size}")
         self.size, self.alpha, self.beta, self.k = int(size), float(alpha), float(beta), float(k)
         self._cache = None
-        self._workspace = Workspace()   # the numba kernels' scale buffers (kept for backward)
 
     def _on_apply(self) -> None:
-        self._workspace.clear()
         self._cache = None
 
     @classmethod
@@ -79,16 +76,21 @@ class LocalResponseNorm(Module):
             y, scale, scale_pow = cuda.lrn_forward(x, n, self.alpha, self.beta, self.k)
             self._cache = self._keep((x, scale, scale_pow))
             return y
-        if numba_kernels.lrn_applies(x):   # one pass per channel row instead of ten array passes
-            y, scale, scale_pow = numba_kernels.lrn_forward(x, n, self.alpha, self.beta, self.k, self._workspace)
-            self._cache = self._keep((x, scale, scale_pow))
+        if numba_kernels.lrn_applies(x):   # one pass per block instead of ten array passes
+            y = numba_kernels.lrn_forward(x, n, self.alpha, self.beta, self.k)
+            self._cache = self._keep((x, None, None))   # the scales: recomputed from x in backward
             return y
+        scale, scale_pow = self._scales(x)
+        self._cache = self._keep((x, scale, scale_pow))
+        return x * scale_pow
+
+    def _scales(self, x):
+        """s = k + alpha/n * (window sum of x^2) and s**-beta, in array code."""
+        n = self.size
         scale = channel_window_sum(x * x, n // 2, (n - 1) // 2)
         scale *= self.alpha / n
         scale += self.k
-        scale_pow = scale ** -self.beta
-        self._cache = self._keep((x, scale, scale_pow))
-        return x * scale_pow
+        return scale, scale ** -self.beta
 
     def backward(self, grad_out):
         x, scale, scale_pow = self._need_cache(self._cache)
@@ -99,7 +101,9 @@ class LocalResponseNorm(Module):
         if cuda is not None:
             return cuda.lrn_backward(grad_out, x, scale, scale_pow, n, self.alpha, self.beta)
         if numba_kernels.lrn_applies(x) and numba_kernels.use_for(grad_out):
-            return numba_kernels.lrn_backward(grad_out, x, scale, scale_pow, n, self.alpha, self.beta)
+            return numba_kernels.lrn_backward(grad_out, x, n, self.alpha, self.beta, self.k)
+        if scale is None:   # the numba forward kept x alone
+            scale, scale_pow = self._scales(x)
         t = grad_out * x * scale_pow
         t /= scale
         back = channel_window_sum(t, (n - 1) // 2, n // 2)
