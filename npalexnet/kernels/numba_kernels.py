@@ -49,12 +49,20 @@ def use_for(*arrays) -> bool:
                              for a in arrays)
 
 
-def _jit(fn):
+def _jit(fn, fastmath=False):
     if not AVAILABLE:
         return fn
     # error_model="numpy": a division by zero gives inf/nan as in NumPy; the default Python model
     # tests every divisor and raises, which keeps the loops from vectorising.
-    return numba.njit(cache=True, nogil=True, error_model="numpy")(fn)
+    return numba.njit(cache=True, nogil=True, error_model="numpy", fastmath=fastmath)(fn)
+
+
+def _jit_arcp(fn):
+    # fastmath's "arcp" alone: a division may become a multiplication by an (approximate, Newton-
+    # refined) reciprocal. LRN's s**-0.75 = 1/(sqrt(s) sqrt(sqrt(s))) then runs 1.5x faster at the
+    # same accuracy (measured: largest relative error 2.8e-7 against float64, 2.1e-7 without).
+    # NaN and infinity keep their meaning: the flags that assume none ("nnan", "ninf") stay off.
+    return _jit(fn, fastmath={"arcp"})
 
 
 # ---------------------------------------------------------------------------- im2col / col2im
@@ -498,7 +506,7 @@ def _lrn_block(channels: int) -> int:
     return max(64, (_LRN_BLOCK_FLOATS // max(channels, 1)) // 16 * 16)
 
 
-@_jit
+@_jit_arcp
 def _lrn_scales(x, b0, bl, bs, sq, s, sp, before, after, kk, an, beta):
     # s, sp (C*bs buffers) = the scale and scale**-beta of the block x[:, b0:b0 + bl]; sq: scratch.
     c_ = x.shape[0]
@@ -544,7 +552,7 @@ def _lrn_forward(x, y, before, after, k, a_n, beta, block):
                 y[c, b0 + i] = x[c, b0 + i] * sp[c * bs + i]
 
 
-@_jit
+@_jit_arcp
 def _lrn_backward(g, x, dx, before, after, k, a_n, beta, coef, block):
     # t_c = dY_c x_c s_c^(-beta-1); dx_j = dY_j s_j^-beta + coef x_j sum over the mirrored window of t
     c_, m = x.shape
