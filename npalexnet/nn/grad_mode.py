@@ -1,7 +1,7 @@
 """``no_grad()``: forward passes that keep nothing for a backward pass (torch.no_grad).
 
 Inside the context no layer stores its backward cache (ReLU masks, im2col
-matrices, max-pool winners, LRN scales): evaluation and prediction use less
+matrices, max-pool winners, LRN inputs): evaluation and prediction use less
 memory and skip the work that only a backward pass needs. A ``backward()``
 after such a forward raises the usual "backward before forward" error.
 """
