@@ -53,12 +53,13 @@ Backward: each step above is linear, so its backward is its transpose::
 
 The tile extraction and its adjoint are im2col/col2im with a 4x4 window and
 stride 2 (offset-major rows). On the CPU numba kernels fuse each data
-transform of F(2x2, 3x3) with the rearrangement around it (tiles + ``BB``,
-``AA`` + untiling + bias, and their adjoints); the array code here is the
-reference they are tested against, the CuPy path and the path of the other
-tiles. Rounding: F(2x2, 3x3)'s transforms use only 0, +-1/2 and +-1, so
-float32 results agree with a direct convolution to a few ulps of the largest
-term (tested against torch and against the im2col path).
+transform, for every tile, with the rearrangement around it (tiles + ``BB``,
+``AA`` + untiling + bias, and their adjoints), as two 1-D passes; the array
+code here is the reference they are tested against and the CuPy path.
+Rounding: F(2x2, 3x3)'s transforms use only 0, +-1/2 and +-1, so float32
+results agree with a direct convolution to a few ulps of the largest term;
+the larger tiles cost more (:data:`POINTS`). All are tested against torch,
+against the im2col path and for their float32 error.
 """
 
 from __future__ import annotations
@@ -267,14 +268,9 @@ def untiles_array(dd, x_shape, padding, th: int, tw: int, *, spec: Spec = F23):
     return dx_cn.transpose(1, 0, 2, 3)
 
 
-def _numba_for(spec: Spec, *arrays) -> bool:
-    """Whether the fused numba transforms (any tile) handle these arrays."""
-    return numba_kernels.use_for(*arrays)
-
-
 def output_transform(m, bias, out_shape, th: int, tw: int, *, spec: Spec = F23):
     """y (OC, N, OH, OW) = A^T M A per tile, cut to OH x OW, plus the bias."""
-    if _numba_for(spec, m):
+    if numba_kernels.use_for(m):   # the fused numba transforms
         out = pool.empty(out_shape, m.dtype, m)
         return numba_kernels.winograd_output_transform(m, bias, out_shape, th, tw, out=out, spec=spec)
     xp = get_array_module(m)
@@ -295,7 +291,7 @@ def output_transform(m, bias, out_shape, th: int, tw: int, *, spec: Spec = F23):
 
 def output_transform_backward(grad_out, th: int, tw: int, out, *, spec: Spec = F23):
     """dM (P, OC, N*T) into ``out``: the adjoint of :func:`output_transform` for dy (N, OC, OH, OW)."""
-    if _numba_for(spec, grad_out):
+    if numba_kernels.use_for(grad_out):   # the fused numba transforms
         return numba_kernels.winograd_output_transform_backward(grad_out, th, tw, out, spec=spec)
     xp = get_array_module(grad_out)
     n, oc, oh, ow = grad_out.shape
@@ -319,7 +315,7 @@ def input_transform(x, padding, th, tw, workspace, *, spec: Spec = F23):
     n, c = x.shape[:2]
     shape = (spec.positions, c, n * th * tw)
     v = workspace.get("V", shape, x.dtype, x)
-    if _numba_for(spec, x):
+    if numba_kernels.use_for(x):   # the fused numba transforms
         numba_kernels.winograd_input_transform(x, padding, th, tw, v, spec=spec)
         return v
     bb, _, _ = _matrices(get_array_module(x), x.dtype, spec)
@@ -330,7 +326,7 @@ def input_transform(x, padding, th, tw, workspace, *, spec: Spec = F23):
 
 def input_transform_backward(dv, x_shape, padding, th, tw, *, spec: Spec = F23):
     """dx (N, C, H, W) from dV (P, C, N*T): the adjoint of :func:`input_transform`."""
-    if _numba_for(spec, dv):
+    if numba_kernels.use_for(dv):   # the fused numba transforms
         out = pool.empty_cn(x_shape, dv.dtype, dv)
         return numba_kernels.winograd_input_transform_backward(dv, x_shape, padding, th, tw, out=out, spec=spec)
     xp = get_array_module(dv)
