@@ -153,6 +153,35 @@ def col2im(col, x_shape, kernel, stride, padding, out_hw, out=None):
     return dx_cn.transpose(1, 0, 2, 3)
 
 
+# ---------------------------------------------------------------------------- channel planes
+# The max-pool and Winograd kernels work on one channel at a time, gathered into a scratch
+# plane of (rows, columns, N) order with the batch innermost, so that their loops run over
+# the N images whatever the size of the feature map. These two move a channel in and out.
+
+@_jit
+def _gather_plane(src_cn, c, plane, ph, pw, wp):
+    # plane[ph + i, pw + j, n] = src_cn[c, n, i, j]; plane: flat (rows, wp, N). The rest is untouched.
+    _, n_, h, w = src_cn.shape
+    nn_ = _u(n_)
+    for n in range(nn_):
+        for i in range(_u(h)):
+            base = ((_u(ph) + i) * _u(wp) + _u(pw)) * nn_ + n
+            for j in range(_u(w)):
+                plane[base + j * nn_] = src_cn[c, n, i, j]
+
+
+@_jit
+def _scatter_plane(plane, dst_cn, c, ph, pw, wp, add):
+    # The inverse: dst_cn[c, n, i, j] = plane[ph + i, pw + j, n] + add (the bias, or 0).
+    _, n_, h, w = dst_cn.shape
+    nn_ = _u(n_)
+    for n in range(nn_):
+        for i in range(_u(h)):
+            base = ((_u(ph) + i) * _u(wp) + _u(pw)) * nn_ + n
+            for j in range(_u(w)):
+                dst_cn[c, n, i, j] = plane[base + j * nn_] + add
+
+
 # ---------------------------------------------------------------------------- max-pooling
 # Forward as the Winograd kernels: each channel is gathered into a (rows, columns, N) plane, so
 # that every loop runs over the N images of the batch (contiguous and vectorised, with selects
@@ -173,10 +202,7 @@ def _maxpool_forward(x_cn, out, argmax, kh, kw, sh, sw, ph, pw):
     best = numpy.empty(oh * ow * n_, dtype=out.dtype)
     arg = numpy.empty(oh * ow * n_, dtype=argmax.dtype)
     for c in range(_u(c_)):
-        for n in range(nn_):
-            for i in range(_u(h)):
-                for j in range(_u(w)):
-                    plane[((_u(ph) + i) * w2 + _u(pw) + j) * nn_ + n] = x_cn[c, n, i, j]
+        _gather_plane(x_cn, c, plane, ph, pw, w2)
         for oy in range(_u(oh)):
             for ox in range(_u(ow)):
                 o = (oy * _u(ow) + ox) * nn_
@@ -258,15 +284,16 @@ def maxpool_backward(grad_out, argmax, x_shape, kernel, stride, padding, out=Non
 #     conv2 about 125 -> 100 ms; F(2x2, 3x3)'s output backward on its conv3 17 -> 9 ms).
 #
 # The matrices come in as arrays; zero entries are skipped and +-1 entries multiply exactly,
-# so F(2x2, 3x3) costs no more than hand-written adds. The loops have no function calls (a
-# helper per tile and row built array structs that cost more than the arithmetic) and touch
+# so F(2x2, 3x3) costs no more than hand-written adds. The loops over tiles call no functions
+# (a helper per tile and row built array structs that cost more than the arithmetic; the plane
+# gather and scatter are one call per channel) and touch
 # at most three arrays (see the LRN kernels). Index arithmetic is unsigned (see im2col above).
 
 @_jit
 def _winograd_input(x_cn, v, bt, m, ph, pw, th, tw):
     # x_cn: (C, N, H, W) view; v: C-contiguous (A*A, C, TH*TW*N), column (ty*TW + tx)*N + n;
     # bt: (A, A). V[(i, j)] of a tile = sum_(k, l) BT[i, k] BT[j, l] x_pad[m*ty + k, m*tx + l].
-    c_, n_, h, w = x_cn.shape
+    c_, n_ = x_cn.shape[0], x_cn.shape[1]
     a = _u(bt.shape[0])
     mm, nn_, th_, tw_ = _u(m), _u(n_), _u(th), _u(tw)
     wp = mm * tw_ + a - mm                       # padded columns the tiles read
@@ -276,11 +303,7 @@ def _winograd_input(x_cn, v, bt, m, ph, pw, th, tw):
     vf = v.reshape(-1)
     cc, nt, twn = _u(c_), _u(v.shape[2]), tw_ * nn_
     for c in range(cc):
-        for n in range(nn_):
-            for i in range(_u(h)):
-                base = ((_u(ph) + i) * wp + _u(pw)) * nn_ + n
-                for j in range(_u(w)):
-                    plane[base + j * nn_] = x_cn[c, n, i, j]
+        _gather_plane(x_cn, c, plane, ph, pw, wp)
         t[:] = 0
         for ty in range(th_):                    # along the rows: whole plane rows at once
             for i in range(a):
@@ -311,7 +334,7 @@ def _winograd_input(x_cn, v, bt, m, ph, pw, th, tw):
 def _winograd_input_backward(dv, dx_cn, bt, m, ph, pw, th, tw):
     # The adjoint of _winograd_input. dv: C-contiguous (A*A, C, TH*TW*N); dx_cn: (C, N, H, W),
     # written once per element. Overlapping tiles add into the plane; the padding is dropped.
-    c_, n_, h, w = dx_cn.shape
+    c_, n_ = dx_cn.shape[0], dx_cn.shape[1]
     a = _u(bt.shape[0])
     mm, nn_, th_, tw_ = _u(m), _u(n_), _u(th), _u(tw)
     wp = mm * tw_ + a - mm
@@ -345,18 +368,14 @@ def _winograd_input_backward(dv, dx_cn, bt, m, ph, pw, th, tw):
                         d = (mm * ty + k) * rw
                         for q in range(rw):
                             plane[d + q] += coef * t[s + q]
-        for n in range(nn_):
-            for i in range(_u(h)):
-                base = ((_u(ph) + i) * wp + _u(pw)) * nn_ + n
-                for j in range(_u(w)):
-                    dx_cn[c, n, i, j] = plane[base + j * nn_]
+        _scatter_plane(plane, dx_cn, c, ph, pw, wp, dv.dtype.type(0))
 
 
 @_jit
 def _winograd_output(mt, bias, y_cn, at, th, tw, use_bias):
     # mt: C-contiguous (A*A, OC, TH*TW*N); y_cn: (OC, N, OH, OW); at: (m, A).
     # y[m*ty + i, m*tx + j] = sum_(k, l) AT[i, k] AT[j, l] M[(k, l)] (+ bias), cut to OH x OW.
-    oc_, n_, oh, ow = y_cn.shape
+    oc_, n_ = y_cn.shape[0], y_cn.shape[1]
     mm, a = _u(at.shape[0]), _u(at.shape[1])
     nn_, th_, tw_ = _u(n_), _u(th), _u(tw)
     owp = mm * tw_                               # columns of the whole tiles
@@ -389,19 +408,14 @@ def _winograd_output(mt, bias, y_cn, at, th, tw, use_bias):
                                 dd, ss = d + tx * mm * nn_, s + tx * nn_
                                 for n in range(nn_):
                                     plane[dd + n] += coef * p[ss + n]
-        b = bias[c] if use_bias else mt.dtype.type(0)
-        for n in range(nn_):
-            for i in range(_u(oh)):
-                base = i * owp * nn_ + n
-                for j in range(_u(ow)):
-                    y_cn[c, n, i, j] = plane[base + j * nn_] + b
+        _scatter_plane(plane, y_cn, c, 0, 0, owp, bias[c] if use_bias else mt.dtype.type(0))
 
 
 @_jit
 def _winograd_output_backward(dy_cn, dm, at, th, tw):
     # The adjoint of _winograd_output. dy_cn: (OC, N, OH, OW) view; dm: C-contiguous
     # (A*A, OC, TH*TW*N), every entry written (the tiles' part beyond OH x OW has zero gradient).
-    oc_, n_, oh, ow = dy_cn.shape
+    oc_, n_ = dy_cn.shape[0], dy_cn.shape[1]
     mm, a = _u(at.shape[0]), _u(at.shape[1])
     nn_, th_, tw_ = _u(n_), _u(th), _u(tw)
     owp = mm * tw_
@@ -411,11 +425,7 @@ def _winograd_output_backward(dy_cn, dm, at, th, tw):
     cc, nt = _u(oc_), _u(dm.shape[2])
     p = numpy.empty(mm * a * nt, dtype=dm.dtype)
     for c in range(cc):
-        for n in range(nn_):
-            for i in range(_u(oh)):
-                base = i * owp * nn_ + n
-                for j in range(_u(ow)):
-                    plane[base + j * nn_] = dy_cn[c, n, i, j]
+        _gather_plane(dy_cn, c, plane, 0, 0, owp)
         p[:] = 0
         for ty in range(th_):                    # columns: dp[i, l] = sum_j AT[j, l] dy[m*ty + i, m*tx + j]
             for i in range(mm):

@@ -1,4 +1,4 @@
-r"""Winograd's minimal filtering: 3x3 (and 5x5) stride-1 convolutions with 2.25x fewer multiply-adds.
+r"""Winograd's minimal filtering: 3x3 and 5x5 stride-1 convolutions with 2.25-4.6x fewer multiply-adds.
 
 Lavin and Gray (2016), "Fast Algorithms for Convolutional Neural Networks",
 Section 4. In F(2x2, 3x3), the default, every 2x2 tile ``y`` of one output
@@ -116,7 +116,7 @@ def _toom_cook(m: int, r: int):
                 rhs[row] = 1.0 if l == i + k else 0.0
                 row += 1
     bt = numpy.linalg.lstsq(system, rhs, rcond=None)[0].reshape(a, a)
-    bt = numpy.round(bt * 64) / 64 + 0.0   # exact small integers; + 0.0 turns -0.0 into 0.0
+    bt = numpy.round(bt * 64) / 64 + 0.0   # exact dyadic entries; + 0.0 turns -0.0 into 0.0
     return at, g, bt
 
 
@@ -165,8 +165,8 @@ def make_spec(m: int, r: int) -> Spec:
 
 #: The tiles this library has: F(2x2, 3x3) (Lavin and Gray's first; exact to a few ulps),
 #: F(4x4, 3x3) (4x fewer multiplies), F(2x2, 5x5) and F(3x3, 5x5) (the default for 5x5).
-#: F(2x2, 3x3) is written out as in the paper (eq. 8; the numba kernels spell out these
-#: entries); the construction gives the same matrices up to the sign of the point at infinity.
+#: F(2x2, 3x3) is written out as in the paper (eq. 8); the construction gives the same
+#: matrices up to the sign of the point at infinity.
 F23 = Spec(2, 3,
            AT=numpy.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=numpy.float64),
            G=numpy.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=numpy.float64),
@@ -196,7 +196,7 @@ def applies(kernel_size, stride, dilation=(1, 1)) -> bool:
             and tuple(dilation) == (1, 1))
 
 
-def choose_spec(kernel_size, out_hw=None, dtype=numpy.float32) -> Spec:
+def choose_spec(kernel_size) -> Spec:
     """The default tile: F(2x2, 3x3) for 3x3 kernels, F(3x3, 5x5) for 5x5.
 
     F(3x3, 5x5): its 3x3 tiles cover the paper net's 27x27 conv2 exactly, its
@@ -205,8 +205,10 @@ def choose_spec(kernel_size, out_hw=None, dtype=numpy.float32) -> Spec:
     160 ms, against 258-288 ms for F(2x2, 5x5) and 343 ms for im2col. Its
     float32 error (:data:`POINTS`: 5.6e-6 of the output scale, 1.3e-5 of the
     weight gradient's) is 10-30x im2col's, about that of the F(4x4, 3x3) that
-    cuDNN and oneDNN train with; float32 training is insensitive to it, and
-    ``algorithm="im2col"`` or ``NPALEXNET_CONV=im2col`` turns it off.
+    cuDNN and oneDNN train with; ``algorithm="im2col"`` or
+    ``NPALEXNET_CONV=im2col`` turns it off. (Its GEMMs
+    have K = 48 channels per group on conv2, below the GEMMs' peak; the 4.6x
+    fewer multiply-adds outweigh that.)
 
     F(4x4, 3x3) does 1.78x fewer multiply-adds than F(2x2, 3x3) on whole tiles
     (1.36x on the paper net's 13x13 maps, whose 4x4 tiles overhang) but costs
@@ -217,16 +219,6 @@ def choose_spec(kernel_size, out_hw=None, dtype=numpy.float32) -> Spec:
     (``Conv2d.winograd_tile = 4``), never chosen by default.
     """
     return F35 if tuple(kernel_size) == (5, 5) else F23
-
-
-def auto_applies(kernel_size, stride) -> bool:
-    """Whether ``algorithm="auto"`` takes Winograd (on the CPU): 3x3 and 5x5 stride-1 kernels.
-
-    For 5x5 that is F(3x3, 5x5) (:func:`choose_spec`): on the paper net's grouped conv2 (K = 48
-    channels per GEMM, so the GEMMs run below peak) forward + backward measured 160 ms against
-    im2col's 343 ms at batch 32 (benchmarks/RESULTS.md).
-    """
-    return tuple(kernel_size) in ((3, 3), (5, 5)) and tuple(stride) == (1, 1)
 
 
 def tile_counts(h: int, w: int, padding, spec: Spec = F23) -> tuple[int, int, int, int]:

@@ -118,9 +118,9 @@ class Conv2d(Module):
         """``"im2col"`` or ``"winograd"`` for input ``x``.
 
         ``"auto"`` takes ``NPALEXNET_CONV`` (``im2col``/``winograd``) when set,
-        else Winograd for 3x3 stride-1 kernels on the CPU and im2col otherwise
-        (5x5: see :func:`~npalexnet.kernels.winograd.auto_applies`; CuPy: im2col,
-        until Winograd has been timed on a GPU).
+        else Winograd for 3x3 and 5x5 stride-1 kernels on the CPU (the tile:
+        :meth:`winograd_spec`) and im2col otherwise (CuPy: im2col, until
+        Winograd has been timed on a GPU).
         Asking for ``"winograd"`` where it does not apply raises.
         """
         applies = winograd.applies(self.kernel_size, self.stride)
@@ -132,8 +132,7 @@ class Conv2d(Module):
             if env in ("im2col", "winograd"):
                 choice = env if applies else "im2col"
             else:
-                default = winograd.auto_applies(self.kernel_size, self.stride) and get_array_module(x) is numpy
-                choice = "winograd" if default else "im2col"
+                choice = "winograd" if applies and get_array_module(x) is numpy else "im2col"
         if choice == "winograd" and not applies:
             raise ValueError(f"{self!r}: algorithm 'winograd' needs a 3x3 or 5x5 kernel with stride 1")
         return choice
