@@ -10,7 +10,7 @@ net's training step). Two mechanisms avoid that:
 
 * :class:`Workspace`: a layer's *private* buffers, which must survive from
   its forward to its backward (the im2col matrix, Winograd's transformed
-  tiles, LRN's scale, max-pool's winners). Nobody else ever sees them.
+  tiles, max-pool's winners). Nobody else ever sees them.
 * :func:`empty` (and :func:`empty_cn`, :func:`empty_like`): every other large
   array, outputs and input gradients a layer returns and temporaries, comes
   from one pool of arrays shared by all layers, a caching allocator. A
