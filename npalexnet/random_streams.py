@@ -205,6 +205,8 @@ def active() -> SampleKeys | None:
 
 #: Streams of the augmentation numbers (dropout uses DROPOUT_STREAM_BASE and up).
 CROP_Y_STREAM, CROP_X_STREAM, FLIP_STREAM = 1, 2, 3
+#: The stream of the epoch order (:func:`permutation`).
+ORDER_STREAM = 0
 
 
 def crop_flip_params(seed: int, epoch: int, indices, pad: int, flip: bool = True):
@@ -220,3 +222,16 @@ def crop_flip_params(seed: int, epoch: int, indices, pad: int, flip: bool = True
     ox = integers(seed, epoch, indices, CROP_X_STREAM, 2 * pad + 1)
     flips = (uniform(seed, epoch, indices, FLIP_STREAM) < 0.5) if flip else numpy.zeros(len(indices), bool)
     return oy, ox, flips
+
+
+def permutation(seed: int, epoch: int, count: int, stream: int = ORDER_STREAM) -> numpy.ndarray:
+    """A permutation of ``range(count)`` as a function of (seed, epoch, stream) alone.
+
+    Each index gets a 64-bit key ``hash(seed, epoch, index, stream)`` and the
+    permutation sorts the indices by key (a stable sort: ties, which have
+    probability about count^2 / 2^65, keep index order). Host int64 array.
+    """
+    if count < 0:
+        raise ValueError(f"permutation: count must be >= 0, got {count}")
+    keys = row_keys(seed, epoch, numpy.arange(count, dtype=numpy.int64), stream, numpy)
+    return numpy.argsort(keys, kind="stable").astype(numpy.int64)

@@ -174,7 +174,7 @@ def fit(cfg: TrainConfig, log=print, comm=None) -> FitResult:
     preprocess = Preprocess(mean, std, size, pad=cfg.pad, padding=cfg.padding, flip=cfg.flip,
                             resize_mode=cfg.resize_mode)
     train_loader = BatchLoader(train_split, cfg.batch_size, preprocess, device, train=True, seed=cfg.seed,
-                               keyed=parallel_run, **shard)
+                               **shard)
     val_loader = (BatchLoader(val_split, cfg.eval_batch_size, preprocess, device, train=False, **shard)
                   if val_split is not None else None)
     optimizer = build_optimizer(cfg, model)
