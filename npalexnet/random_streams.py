@@ -119,6 +119,23 @@ def uniform(seed: int, epoch: int, indices, stream: int, shape=(), dtype=numpy.f
     return uniform_from_keys(row_keys(seed, epoch, indices, stream, xp), shape, dtype)
 
 
+def normal(seed: int, epoch: int, indices, stream: int, shape=(), dtype=numpy.float64, xp=None):
+    """Standard normal numbers of shape ``(n,) + shape`` for samples ``indices`` (e.g. the paper's
+    colour augmentation).
+
+    Box-Muller on two uniforms of the stream per number:
+    :math:`z = \\sqrt{-2 \\ln(1 - u_1)} \\cos(2 \\pi u_2)`, with :math:`1 - u_1 \\in (0, 1]`
+    so the logarithm is finite. The uniforms are the same bits on NumPy and
+    CuPy; the logarithm and cosine may differ in the last bit between the two
+    libraries' maths, so draw on one of them (the host) when that matters.
+    """
+    shape = tuple(int(s) for s in shape)
+    u = uniform(seed, epoch, indices, stream, (2,) + shape, numpy.float64, xp)
+    xp = get_array_module(u)
+    z = xp.sqrt(-2.0 * xp.log1p(-u[:, 0])) * xp.cos(2.0 * numpy.pi * u[:, 1])
+    return z.astype(dtype, copy=False)
+
+
 def integers(seed: int, epoch: int, indices, stream: int, high: int, shape=(), xp=None):
     """Integers in ``[0, high)`` of shape ``(n,) + shape`` (e.g. crop offsets, flips).
 
@@ -205,21 +222,26 @@ def active() -> SampleKeys | None:
 
 #: Streams of the augmentation numbers (dropout uses DROPOUT_STREAM_BASE and up).
 CROP_Y_STREAM, CROP_X_STREAM, FLIP_STREAM = 1, 2, 3
+#: The stream of the paper's colour augmentation coefficients (Section 4.1).
+LIGHTING_STREAM = 4
 #: The stream of the epoch order (:func:`permutation`).
 ORDER_STREAM = 0
 
 
-def crop_flip_params(seed: int, epoch: int, indices, pad: int, flip: bool = True):
+def crop_flip_params(seed: int, epoch: int, indices, pad: int = 0, flip: bool = True, positions: int | None = None):
     """Random-crop origins and flips for the samples ``indices`` (host arrays).
 
     Returns:
-        ``(offsets_y, offsets_x, flips)``: (n,) int64 in [0, 2P] and (n,) bool
-        (all False without ``flip``), each a function of (seed, epoch, index)
-        only, so a sample is augmented the same on any number of ranks.
+        ``(offsets_y, offsets_x, flips)``: (n,) int64 in ``[0, positions)``
+        (default ``2P + 1``: the crops of an image padded by P; the paper's
+        patches of 256-pixel images pass ``256 - 224 + 1``) and (n,) bool (all
+        False without ``flip``), each a function of (seed, epoch, index) only,
+        so a sample is augmented the same on any number of ranks.
     """
     indices = numpy.asarray(indices)
-    oy = integers(seed, epoch, indices, CROP_Y_STREAM, 2 * pad + 1)
-    ox = integers(seed, epoch, indices, CROP_X_STREAM, 2 * pad + 1)
+    positions = 2 * pad + 1 if positions is None else int(positions)
+    oy = integers(seed, epoch, indices, CROP_Y_STREAM, positions)
+    ox = integers(seed, epoch, indices, CROP_X_STREAM, positions)
     flips = (uniform(seed, epoch, indices, FLIP_STREAM) < 0.5) if flip else numpy.zeros(len(indices), bool)
     return oy, ox, flips
 

@@ -30,25 +30,29 @@ PADDING_MODES = ("reflect", "zero")
 RESIZE_MODES = ("bilinear", "nearest")
 
 
-def source_indices(xp, offsets, size: int, pad: int, mode: str = "reflect"):
+def source_indices(xp, offsets, size: int, pad: int, mode: str = "reflect", window: int | None = None):
     """Map crop positions to source pixels along one axis.
 
     Args:
-        offsets: (B,) ints in [0, 2P]: where each crop starts in the padded axis.
-        size: the axis length (H or W); the crop has the same length.
+        offsets: (B,) ints in [0, size + 2P - window]: where each crop starts in the padded axis.
+        size: the axis length (H or W).
         pad: P, with P < size for reflect padding.
         mode: ``"reflect"`` (mirror without repeating the edge, numpy/torch
             ``reflect``) or ``"zero"``.
+        window: the crop's length (default ``size``: a crop of the padded image
+            as large as the image).
     Returns:
-        ``(index, valid)``: (B, size) int indices into the unpadded axis, and a
-        (B, size) bool mask, False where a zero-padded crop reads padding.
+        ``(index, valid)``: (B, window) int indices into the unpadded axis, and a
+        (B, window) bool mask, False where a zero-padded crop reads padding (None for reflect).
     """
-    pos = xp.asarray(offsets, dtype=xp.int64)[:, None] + xp.arange(size, dtype=xp.int64)[None, :] - pad
+    window = size if window is None else int(window)
+    pos = xp.asarray(offsets, dtype=xp.int64)[:, None] + xp.arange(window, dtype=xp.int64)[None, :] - pad
     if mode == "reflect":
         if pad >= size:
             raise ValueError(f"reflect padding of {pad} needs images larger than {pad} pixels, got {size}")
-        pos = xp.abs(pos)                                    # -i -> i
-        pos = xp.where(pos > size - 1, 2 * (size - 1) - pos, pos)
+        if pad:
+            pos = xp.abs(pos)                                    # -i -> i
+            pos = xp.where(pos > size - 1, 2 * (size - 1) - pos, pos)
         return pos, None
     if mode == "zero":
         valid = (pos >= 0) & (pos < size)
@@ -56,22 +60,24 @@ def source_indices(xp, offsets, size: int, pad: int, mode: str = "reflect"):
     raise ValueError(f"unknown padding mode {mode!r}: expected one of {', '.join(PADDING_MODES)}")
 
 
-def crop_flip(images, offsets_y, offsets_x, flips, pad: int, mode: str = "reflect"):
-    """Per-image padded random crop and horizontal flip, in one gather.
+def crop_flip(images, offsets_y, offsets_x, flips, pad: int = 0, mode: str = "reflect", size: int | None = None):
+    """Per-image crop (of the image padded by P) and horizontal flip, in one gather.
 
     Args:
         images: (B, C, H, W) any dtype (uint8 in the pipeline).
-        offsets_y, offsets_x: (B,) crop origins in [0, 2P] of the padded image.
+        offsets_y, offsets_x: (B,) crop origins in the padded image, in
+            [0, H + 2P - size] and [0, W + 2P - size].
         flips: (B,) bool, mirror left-right after cropping.
-        pad: P. ``pad=0`` with zero offsets is the identity crop.
+        pad: P (0: crops of the image itself, as the paper's 224 patches of 256 images).
         mode: ``"reflect"`` or ``"zero"`` padding.
+        size: the crop's side (default: H and W, the padded random crop of CIFAR training).
     Returns:
-        (B, C, H, W) of the input's dtype: ``flip(pad(x)[:, :, oy:oy+H, ox:ox+W])``.
+        (B, C, size, size) of the input's dtype: ``flip(pad(x)[:, :, oy:oy+size, ox:ox+size])``.
     """
     xp = get_array_module(images)
     b, c, h, w = images.shape
-    rows, row_ok = source_indices(xp, offsets_y, h, pad, mode)
-    cols, col_ok = source_indices(xp, offsets_x, w, pad, mode)
+    rows, row_ok = source_indices(xp, offsets_y, h, pad, mode, size)
+    cols, col_ok = source_indices(xp, offsets_x, w, pad, mode, size)
     flips = xp.asarray(flips, dtype=bool)[:, None]
     cols = xp.where(flips, cols[:, ::-1], cols)              # a flip reads the columns backwards
     out = images[xp.arange(b)[:, None, None, None], xp.arange(c)[None, :, None, None],

@@ -5,6 +5,7 @@ Notation: N images, C channels (3 colour, 1 grey), H x W pixels, K classes.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy
@@ -33,18 +34,30 @@ class Split:
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
+    @property
+    def image_shape(self) -> tuple:
+        """(C, H, W)."""
+        return tuple(self.images.shape[1:])
+
     def take(self, indices) -> Split:
         """The images at ``indices`` (a copy)."""
         indices = numpy.asarray(indices)
         return Split(self.images[indices], self.labels[indices])
+
+    def digest(self) -> str:
+        """A digest of the labels and a sample of the pixels (ranks compare it before training)."""
+        step = max(1, len(self) // 64)
+        return hashlib.sha1(self.labels.tobytes() + self.images[::step].tobytes()).hexdigest()
 
 
 @dataclass
 class Dataset:
     """A training split, the official test split, and the class names.
 
-    ``source`` says where the arrays came from (a path or a torchvision name),
-    for the log line and the error messages.
+    The splits are :class:`Split` arrays in memory, or
+    :class:`~npalexnet.data.store.StoreSplit` views of images on disk (the
+    same interface without ``images``). ``source`` says where the arrays came
+    from (a path or a torchvision name), for the log line and the error messages.
     """
 
     name: str
@@ -55,11 +68,11 @@ class Dataset:
 
     @property
     def in_channels(self) -> int:
-        return int(self.train.images.shape[1])
+        return int(self.train.image_shape[0])
 
     @property
     def image_size(self) -> int:
-        return int(self.train.images.shape[2])
+        return int(self.train.image_shape[1])
 
 
 def nhwc_to_nchw(images) -> numpy.ndarray:

@@ -18,8 +18,9 @@ from pathlib import Path
 
 from .cifar_pickle import find_batches_dir, load_cifar_batches
 from .dataset import Dataset
-from .errors import DataNotFoundError
-from .imagefolder import EXTENSIONS, is_imagefolder, load_imagefolder
+from .errors import DataError, DataNotFoundError
+from .decode import DEFAULT_RULE
+from .imagefolder import EXTENSIONS, is_imagefolder, open_imagefolder
 from .torchvision_source import load_torchvision
 
 DATASETS = ("cifar10", "fashionmnist", "imagefolder")
@@ -31,8 +32,10 @@ HINT = ("point --data-dir at a local copy: a folder holding cifar-10-batches-py/
 
 def load_dataset(name: str = "cifar10", data_dir=None, *, root=DEFAULT_ROOT, download: bool = True,
                  image_size: int | None = None, channels: int | None = None, cache_dir=None,
-                 workers: int | None = None, seed: int = 0, log=None) -> Dataset:
-    """The train and test splits of ``name`` as uint8 arrays on the host.
+                 workers: int | None = None, seed: int = 0, log=None, rule: str = DEFAULT_RULE,
+                 in_memory: bool = True, progress: bool = True, build: bool = True) -> Dataset:
+    """The train and test splits of ``name`` as uint8 arrays on the host (or, for an ImageFolder
+    tree with ``in_memory=False``, as stores on disk).
 
     Args:
         name: ``"cifar10"``, ``"fashionmnist"`` or ``"imagefolder"``.
@@ -43,8 +46,12 @@ def load_dataset(name: str = "cifar10", data_dir=None, *, root=DEFAULT_ROOT, dow
         cache_dir: where ImageFolder decodes are cached (default next to the data).
         workers: decoding processes (default: every core).
         seed: the test split of an ImageFolder tree without ``test/``.
+        rule: how ImageFolder images are fitted to ``image_size`` (:mod:`.decode`: ``"crop"``
+            the shorter side then the centre, or ``"squash"``).
+        in_memory, progress, build: see :func:`.imagefolder.open_imagefolder`.
     Raises:
         DataNotFoundError: nothing found and no download; the message lists where it looked.
+        DataError: ``in_memory=False`` for data that is not an ImageFolder tree.
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}: expected one of {', '.join(DATASETS)}")
@@ -66,15 +73,19 @@ def load_dataset(name: str = "cifar10", data_dir=None, *, root=DEFAULT_ROOT, dow
     data_dir = Path(data_dir).expanduser()
     if not data_dir.is_dir():
         raise DataNotFoundError(f"--data-dir {data_dir}: no such directory; {HINT}")
-    if name == "cifar10":
+    if in_memory and name == "cifar10":
         batches = find_batches_dir(data_dir)
         if batches is not None:
             return load_cifar_batches(batches)
-    if name == "fashionmnist" and (data_dir / "FashionMNIST" / "raw").is_dir():
+    if in_memory and name == "fashionmnist" and (data_dir / "FashionMNIST" / "raw").is_dir():
         return load_torchvision(name, data_dir, download=False)
     if is_imagefolder(data_dir / "train") or is_imagefolder(data_dir):
-        return load_imagefolder(data_dir, image_size, channels, name=name, seed=seed,
-                                cache_dir=cache_dir, workers=workers, log=log)
+        return open_imagefolder(data_dir, image_size, channels, name=name, seed=seed, cache_dir=cache_dir,
+                                workers=workers, log=log, rule=rule, in_memory=in_memory, progress=progress,
+                                build=build)
+    if not in_memory:
+        raise DataError(f"--data-dir {data_dir}: images read from disk (paper mode) need an ImageFolder tree "
+                        "DIR/train/<class>/*.jpg + DIR/test/<class>/*.jpg, or DIR/<class>/*.jpg")
     looked = [f"{data_dir}/train/<class>/*{{{','.join(EXTENSIONS[:2])},...}}", f"{data_dir}/<class>/*"]
     if name == "cifar10":
         looked.insert(0, f"{data_dir}/cifar-10-batches-py/data_batch_1..5 + test_batch")

@@ -16,7 +16,7 @@ import numpy
 from .. import backend
 from ..data.augment import Preprocess
 from ..data.errors import DataError
-from ..data.imagefolder import decode_image
+from ..data.decode import decode_image
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, load_model_state
 from .config import build_model
 from .evaluate import predict_proba

@@ -6,7 +6,7 @@ import numpy
 import pytest
 
 from npalexnet.data import DataError, DataNotFoundError, load_dataset
-from npalexnet.data import imagefolder as imagefolder_module
+from npalexnet.data import store as store_module
 from npalexnet.data.imagefolder import CACHE_DIR_NAME
 from tests.fakedata import CLASSES, fake_images, write_cifar_batches, write_fashionmnist_raw, write_imagefolder
 
@@ -45,12 +45,13 @@ def test_imagefolder_train_test_is_decoded_once_then_cached(tmp_path, monkeypatc
     images, labels = fake_images(12, 4, seed=0)
     first_of_class0 = images[labels == 0][0].transpose(2, 0, 1)
     numpy.testing.assert_array_equal(ds.train.images[0], first_of_class0)
-    assert len(list((tmp_path / CACHE_DIR_NAME).glob("*.npz"))) == 2   # beside train/ and test/, not inside
+    cache = tmp_path / CACHE_DIR_NAME                  # beside train/ and test/, not inside
+    assert len(list(cache.glob("*-32px-crop-3ch-*.npy"))) == len(list(cache.glob("*.index.npz"))) == 2
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded again despite the cache")
 
-    monkeypatch.setattr(imagefolder_module, "decode_images", no_decoding)
+    monkeypatch.setattr(store_module, "_decode_task", no_decoding)
     again = load_dataset("cifar10", tmp_path)
     numpy.testing.assert_array_equal(again.train.images, ds.train.images)
     numpy.testing.assert_array_equal(again.test.labels, ds.test.labels)
@@ -70,14 +71,26 @@ def test_flat_imagefolder_resized_grey_and_separate_cache_dir(tmp_path):
     assert ds.classes == ["daisy", "rose"]
     assert len(ds.train) == 9 and len(ds.test) == 1
     assert ds.train.images.shape[1:] == (1, 16, 16)
-    assert list((tmp_path / "cache").glob("flowers-*-all-16px-1ch-*.npz"))
+    assert list((tmp_path / "cache").glob("flowers-*-all-16px-crop-1ch-*.index.npz"))
 
 
-def test_unreadable_image_names_the_file(tmp_path):
+def test_unreadable_image_is_skipped_with_a_warning_naming_it(tmp_path):
+    write_imagefolder(tmp_path, per_class=2)
+    (tmp_path / "train" / "cat" / "0003.5-broken.png").write_bytes(b"not an image")
+    lines = []
+    ds = load_dataset("cifar10", tmp_path, log=lines.append)
+    assert len(ds.train) == 8 and sorted(ds.train.labels.tolist()) == [0, 0, 1, 1, 2, 2, 3, 3]
+    warning = [line for line in lines if line.startswith("warning:")]
+    assert len(warning) == 1 and "skipped 1 unreadable image" in warning[0] and "cat/0003.5-broken.png" in warning[0]
+    images, _ = fake_images(8, 4, seed=0)   # the cat images after the skipped file keep their pixels
+    numpy.testing.assert_array_equal(ds.train.images[ds.train.labels == 3][1], images[7].transpose(2, 0, 1))
+
+
+def test_a_tree_with_no_readable_image_is_an_error(tmp_path):
     write_imagefolder(tmp_path, per_class=1)
-    bad = tmp_path / "train" / "cat" / "broken.jpg"
-    bad.write_bytes(b"not a jpeg")
-    with pytest.raises(DataError, match="broken.jpg"):
+    for path in (tmp_path / "train").rglob("*.png"):
+        path.write_bytes(b"broken")
+    with pytest.raises(DataError, match="none of the 4 images"):
         load_dataset("cifar10", tmp_path)
 
 
@@ -117,7 +130,7 @@ def test_torchvision_imagefolder_still_reads_the_tree_after_caching(tmp_path, mo
     load_dataset("imagefolder", tmp_path / "flat")
     assert datasets.ImageFolder(tmp_path / "split" / "train").classes == list(CLASSES[:4])
     assert datasets.ImageFolder(tmp_path / "flat").classes == list(CLASSES[:4])
-    assert len(list((tmp_path / "user-cache").glob("flat-*-all-*.npz"))) == 1
+    assert len(list((tmp_path / "user-cache").glob("flat-*-all-*.index.npz"))) == 1
 
 
 def test_read_only_data_folder_is_left_untouched(tmp_path):
@@ -128,6 +141,6 @@ def test_read_only_data_folder_is_left_untouched(tmp_path):
     try:
         load_dataset("cifar10", tmp_path / "ro")
         assert not (tmp_path / "ro" / CACHE_DIR_NAME).exists()
-        assert len(list((tmp_path / "npalexnet-cache").glob("ro-*-t*-32px-3ch-*.npz"))) == 2
+        assert len(list((tmp_path / "npalexnet-cache").glob("ro-*-t*-32px-crop-3ch-*.index.npz"))) == 2
     finally:
         os.chmod(tmp_path / "ro", 0o755)
