@@ -4,7 +4,8 @@ from .adam import Adam
 from .lr_scheduler import (ConstantLR, CosineAnnealingLR, LRScheduler, ReduceLROnPlateau, StepLR,
                            WarmupLinearLR)
 from .optimizer import Optimizer
+from .paper_sgd import PaperSGD
 from .sgd import SGD
 
 __all__ = ["Adam", "ConstantLR", "CosineAnnealingLR", "LRScheduler", "Optimizer",
-           "ReduceLROnPlateau", "SGD", "StepLR", "WarmupLinearLR"]
+           "PaperSGD", "ReduceLROnPlateau", "SGD", "StepLR", "WarmupLinearLR"]

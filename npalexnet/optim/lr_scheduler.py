@@ -116,19 +116,25 @@ class ReduceLROnPlateau:
 
     ``step(metric)`` once per epoch; after more than ``patience`` epochs
     without an improvement larger than ``threshold`` (relative), every group's
-    lr is multiplied by ``factor`` (not below ``min_lr``). ``mode="max"`` for
+    lr is multiplied by ``factor`` (not below ``min_lr``), at most
+    ``max_reductions`` times (the paper's learning rate "was reduced three
+    times prior to termination"; None: no limit). ``mode="max"`` for
     accuracy, ``"min"`` for a loss.
     """
 
     def __init__(self, optimizer: Optimizer, mode: str = "max", factor: float = 0.1,
-                 patience: int = 2, threshold: float = 1e-4, min_lr: float = 0.0):
+                 patience: int = 2, threshold: float = 1e-4, min_lr: float = 0.0,
+                 max_reductions: int | None = None):
         if mode not in ("min", "max"):
             raise ValueError(f"ReduceLROnPlateau: mode must be 'min' or 'max', got {mode!r}")
         if not 0.0 < factor < 1.0:
             raise ValueError(f"ReduceLROnPlateau: factor must be in (0, 1), got {factor}")
         self.optimizer = optimizer
         self.mode, self.factor, self.patience = mode, float(factor), int(patience)
+        if max_reductions is not None and max_reductions < 0:
+            raise ValueError(f"ReduceLROnPlateau: max_reductions must be >= 0, got {max_reductions}")
         self.threshold, self.min_lr = float(threshold), float(min_lr)
+        self.max_reductions, self.reductions = max_reductions, 0
         self.best = None
         self.bad_epochs = 0
         self.last_epoch = 0
@@ -147,10 +153,12 @@ class ReduceLROnPlateau:
             self.best, self.bad_epochs = metric, 0
             return
         self.bad_epochs += 1
-        if self.bad_epochs > self.patience:
+        spent = self.max_reductions is not None and self.reductions >= self.max_reductions
+        if self.bad_epochs > self.patience and not spent:
             for group in self.optimizer.param_groups:
                 group["lr"] = max(group["lr"] * self.factor, self.min_lr)
             self.bad_epochs = 0
+            self.reductions += 1
 
     def get_last_lr(self) -> list[float]:
         return [g["lr"] for g in self.optimizer.param_groups]

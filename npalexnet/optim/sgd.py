@@ -21,7 +21,9 @@ class SGD(Optimizer):
 
     The paper's rule (Section 5) is this with :math:`\mu = 0.9`,
     :math:`\lambda = 5\cdot 10^{-4}` except that it folds :math:`\eta` into the
-    momentum buffer; the two agree while the learning rate is constant.
+    momentum buffer; the two agree while the learning rate is constant
+    (:class:`~npalexnet.optim.PaperSGD` is the paper's form, with the exact
+    relation after a change of the learning rate).
     """
 
     def __init__(self, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0,

@@ -6,10 +6,13 @@ import dataclasses
 from dataclasses import dataclass
 
 from .. import nn, optim
+from ..data.decode import RESIZE_RULES
 from ..models import INPUT_SIZE, alexnet
 
 SCHEDULES = ("onecycle", "warmup-linear", "cosine", "step", "plateau", "constant")
-OPTIMIZERS = ("sgd", "adam")
+OPTIMIZERS = ("sgd", "sgd-paper", "adam")
+#: ``pad-crop``: splits in memory, CIFAR's padded random crops; ``paper``: splits on disk, Section 4.1.
+AUGMENTS = ("pad-crop", "paper")
 
 
 @dataclass
@@ -34,9 +37,13 @@ class TrainConfig:
     cache_dir: str | None = None
     workers: int | None = None
     image_size: int | None = None
+    resize_rule: str = "crop"   # ImageFolder images: shorter side to image_size, then the centre
     val_fraction: float = 0.1
     subset: int | None = None
     # augmentation
+    augment: str = "pad-crop"
+    crop_size: int | None = None   # paper: the patch (default: the net's input)
+    lighting: float = 0.1          # paper: std of the PCA colour augmentation's alpha
     pad: int = 4
     padding: str = "reflect"
     flip: bool = True
@@ -49,6 +56,7 @@ class TrainConfig:
     lrn: bool | None = None
     dropout: float = 0.5
     init: str = "torch"
+    paper_bias: float = 1.0     # init="paper": bias of conv2, conv4, conv5 and the hidden FC layers
     # optimisation
     epochs: int = 30
     batch_size: int = 128
@@ -64,6 +72,7 @@ class TrainConfig:
     step_epochs: int = 10
     gamma: float = 0.1
     patience: int = 2
+    max_lr_drops: int | None = None   # plateau: divide at most this many times
     # run
     seed: int = 0
     device: str = "auto"
@@ -73,6 +82,19 @@ class TrainConfig:
     progress: bool = True
     distributed: bool = False
     log_grad_norms: bool = False
+    recipe: str = "default"
+
+    @classmethod
+    def from_recipe(cls, recipe: str = "default", **options) -> TrainConfig:
+        """The configuration of ``recipe`` (:data:`RECIPES`) with ``options`` overriding its defaults."""
+        if recipe not in RECIPES:
+            raise ValueError(f"--recipe must be one of {', '.join(RECIPES)}, got {recipe!r}")
+        return cls(**{**RECIPES[recipe], **options, "recipe": recipe})
+
+    @property
+    def paper_mode(self) -> bool:
+        """Images read from disk and augmented as in the paper (``augment="paper"``)."""
+        return self.augment == "paper"
 
     def validate(self) -> TrainConfig:
         """Raise ValueError with the option's name for values that cannot work."""
@@ -83,11 +105,19 @@ class TrainConfig:
             (0.0 <= self.val_fraction < 1.0, f"--val-fraction must be in [0, 1), got {self.val_fraction}"),
             (self.subset is None or self.subset >= 1, f"--subset must be >= 1, got {self.subset}"),
             (self.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"),
-            (self.optimizer in OPTIMIZERS, f"--optimizer must be sgd or adam, got {self.optimizer!r}"),
+            (self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"),
             (0.0 <= self.label_smoothing < 1.0, f"--label-smoothing must be in [0, 1), got {self.label_smoothing}"),
             (0.0 <= self.warmup < 1.0 or float(self.warmup).is_integer(),
              f"--warmup must be a fraction in [0, 1) or a whole number of steps, got {self.warmup}"),
             (self.tta_crops >= 0, f"--tta-crops must be >= 0 pixels, got {self.tta_crops}"),
+            (self.augment in AUGMENTS, f"--augment must be one of {', '.join(AUGMENTS)}, got {self.augment!r}"),
+            (self.resize_rule in RESIZE_RULES,
+             f"--resize-rule must be one of {', '.join(RESIZE_RULES)}, got {self.resize_rule!r}"),
+            (self.crop_size is None or self.crop_size >= 1, f"--crop-size must be >= 1, got {self.crop_size}"),
+            (self.lighting >= 0, f"--lighting must be >= 0, got {self.lighting}"),
+            (self.max_lr_drops is None or self.max_lr_drops >= 0,
+             f"--max-lr-drops must be >= 0, got {self.max_lr_drops}"),
+            (self.recipe in RECIPES, f"--recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -97,6 +127,24 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+
+#: Each recipe's defaults, where they differ from :class:`TrainConfig`'s (the anchor recipe).
+#: ``paper``: Krizhevsky et al. (2012) on an ImageFolder tree. Images stored at 256 px
+#: (shorter side, centre crop: Section 2) and read from disk; random patches of the net's
+#: input with reflections and the PCA colour augmentation (Section 4.1); the ``paper``
+#: net with its initialisation (N(0, 0.01) weights, bias 1 in conv2, conv4, conv5 and the
+#: hidden FC layers; Section 5); the update rule of Section 5 (momentum 0.9, weight decay
+#: 0.0005, :class:`~npalexnet.optim.PaperSGD`), batch 128, lr 0.01 divided by 10 when the
+#: validation error stops improving (after 5 epochs without a gain here), three times at
+#: most, 90 epochs; validation on the centre patch and its reflection, the final test on the
+#: paper's ten patches; top-1 and top-5 errors reported.
+RECIPES = {
+    "default": {},
+    "paper": dict(dataset="imagefolder", image_size=256, augment="paper", variant="paper", init="paper",
+                  paper_bias=1.0, optimizer="sgd-paper", lr=0.01, momentum=0.9, nesterov=False, weight_decay=5e-4,
+                  label_smoothing=0.0, schedule="plateau", gamma=0.1, patience=5, max_lr_drops=3, epochs=90,
+                  batch_size=128, eval_batch_size=128, tta=True, tta_crops=1, out="runs/paper"),
+}
 
 #: Fields a resumed run takes from the command line; the rest come from the checkpoint,
 #: so ``--resume`` continues the same run whatever else the command line says.
@@ -114,8 +162,11 @@ def merge_for_resume(saved: dict, current: TrainConfig) -> TrainConfig:
 
 def model_kwargs(cfg: TrainConfig, num_classes: int, in_channels: int) -> dict:
     """The keyword arguments of :func:`npalexnet.models.alexnet` for this run (saved in checkpoints)."""
-    return {"variant": cfg.variant, "num_classes": int(num_classes), "in_channels": int(in_channels),
-            "width": float(cfg.width), "lrn": cfg.lrn, "dropout": float(cfg.dropout), "init": cfg.init}
+    kwargs = {"variant": cfg.variant, "num_classes": int(num_classes), "in_channels": int(in_channels),
+              "width": float(cfg.width), "lrn": cfg.lrn, "dropout": float(cfg.dropout), "init": cfg.init}
+    if cfg.init == "paper":
+        kwargs["paper_bias"] = float(cfg.paper_bias)
+    return kwargs
 
 
 def build_model(kwargs: dict) -> nn.Module:
@@ -129,9 +180,11 @@ def input_size(variant: str) -> int:
 
 
 def build_optimizer(cfg: TrainConfig, model: nn.Module) -> optim.Optimizer:
-    """SGD (weight decay on every parameter, as torch's SGD in the recipe) or Adam."""
+    """SGD (weight decay on every parameter, as torch's SGD in the recipe), the paper's SGD, or Adam."""
     if cfg.optimizer == "adam":
         return optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd-paper":
+        return optim.PaperSGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     return optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                      nesterov=cfg.nesterov and cfg.momentum > 0)
 
@@ -152,5 +205,6 @@ def build_scheduler(cfg: TrainConfig, optimizer: optim.Optimizer, steps_per_epoc
     if cfg.schedule == "step":
         return optim.StepLR(optimizer, cfg.step_epochs * steps_per_epoch, cfg.gamma), True
     if cfg.schedule == "plateau":
-        return optim.ReduceLROnPlateau(optimizer, mode="max", factor=cfg.gamma, patience=cfg.patience), False
+        return optim.ReduceLROnPlateau(optimizer, mode="max", factor=cfg.gamma, patience=cfg.patience,
+                                       max_reductions=cfg.max_lr_drops), False
     return optim.ConstantLR(optimizer), True

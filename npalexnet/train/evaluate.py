@@ -132,7 +132,7 @@ class Scores:
     count: int
 
 
-def score(model, loader: BatchLoader, criterion, tta: bool = False, comm=None, crops: int = 0,
+def scores(model, loader: BatchLoader, criterion, tta: bool = False, comm=None, crops: int = 0,
           views: Views | None = None) -> Scores:
     """Loss, top-1 and top-5 accuracy of ``model`` over every image of ``loader``.
 
@@ -168,6 +168,6 @@ def score(model, loader: BatchLoader, criterion, tta: bool = False, comm=None, c
 
 def evaluate(model, loader: BatchLoader, criterion, tta: bool = False, comm=None,
              crops: int = 0, views: Views | None = None) -> tuple[float, float]:
-    """Mean loss and (top-1) accuracy of ``model`` over every image of ``loader`` (see :func:`score`)."""
-    result = score(model, loader, criterion, tta, comm, crops, views)
+    """Mean loss and (top-1) accuracy of ``model`` over every image of ``loader`` (see :func:`scores`)."""
+    result = scores(model, loader, criterion, tta, comm, crops, views)
     return result.loss, result.top1

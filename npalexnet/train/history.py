@@ -14,7 +14,8 @@ from pathlib import Path
 from ..data.atomic import atomic_write_text
 from ..viz import pyplot, save_figure
 
-COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_seconds", "images_per_s")
+COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_seconds", "images_per_s",
+           "val_top5")
 METRICS_CSV, CURVES_PNG, NORMS_PNG = "metrics.csv", "curves.png", "norms.png"
 
 #: Column prefixes of ``--log-grad-norms``: ``grad_norm:<parameter name>``, ``weight_norm:<parameter name>``.
@@ -62,12 +63,13 @@ def read_metrics_csv(path) -> list[dict]:
 
 
 def plot_curves(path, history: list[dict], title: str = "") -> Path:
-    """Loss and accuracy (train, validation) against the epoch, as a PNG."""
+    """Loss and accuracy (train, validation top-1 and top-5) against the epoch, as a PNG."""
     plt = pyplot()
     epochs = [r["epoch"] for r in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     for key, label, ax, scale in (("train_loss", "train", ax_loss, 1), ("val_loss", "validation", ax_loss, 1),
-                                  ("train_acc", "train", ax_acc, 100), ("val_acc", "validation", ax_acc, 100)):
+                                  ("train_acc", "train", ax_acc, 100), ("val_acc", "validation", ax_acc, 100),
+                                  ("val_top5", "validation top-5", ax_acc, 100)):
         points = [(e, r[key] * scale) for e, r in zip(epochs, history) if r.get(key) is not None]
         if points:
             ax.plot(*zip(*points), marker="o", markersize=3, label=label)

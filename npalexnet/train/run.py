@@ -16,7 +16,6 @@ metrics and plots. An error in any of these steps is raised on every rank.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -27,16 +26,7 @@ from pathlib import Path
 import numpy
 
 from .. import __version__, backend, distributed, nn
-from ..data import (
-    CIFAR10_MEAN,
-    CIFAR10_STD,
-    BatchLoader,
-    Preprocess,
-    channel_stats,
-    load_dataset,
-    stratified_sample,
-    stratified_split,
-)
+from ..data import load_dataset, stratified_sample, stratified_split
 from ..inspect import parameter_norms
 from ..viz import save_norm_curves
 from .checkpoint import BEST, LAST, CheckpointError, load_checkpoint, load_model_state, save_checkpoint
@@ -49,7 +39,8 @@ from .config import (
     merge_for_resume,
     model_kwargs,
 )
-from .evaluate import evaluate
+from . import pipeline
+from .evaluate import scores
 from .history import (
     CURVES_PNG,
     METRICS_CSV,
@@ -77,18 +68,24 @@ class FitResult:
     test_accuracy: float
     out: Path
     config: TrainConfig
+    test_top5: float | None = None
 
 
 def _is_finite_model(model) -> bool:
     return all(bool(backend.get_array_module(p.data).isfinite(p.data).all()) for p in model.parameters())
 
 
-def prepare_data(cfg: TrainConfig, log=print):
-    """Load the dataset, split off validation, take the subset; the host splits and class names."""
+def prepare_data(cfg: TrainConfig, log=print, build: bool = True):
+    """Load the dataset, split off validation, take the subset; the host splits and class names.
+
+    In paper mode the splits stay in their stores on disk; ``build=False`` (the
+    ranks after rank 0) only opens the stores rank 0 built, never decodes.
+    """
     start = time.perf_counter()
     dataset = load_dataset(cfg.dataset, cfg.data_dir, root=cfg.root, download=cfg.download,
                            image_size=cfg.image_size, cache_dir=cfg.cache_dir, workers=cfg.workers,
-                           seed=cfg.seed, log=log)
+                           seed=cfg.seed, log=log, rule=cfg.resize_rule, in_memory=not cfg.paper_mode,
+                           progress=cfg.progress and build, build=build)
     train_idx, val_idx = stratified_split(dataset.train.labels, cfg.val_fraction, cfg.seed)
     train, val = dataset.train.take(train_idx), (dataset.train.take(val_idx) if len(val_idx) else None)
     if cfg.subset is not None and cfg.subset < len(train):
@@ -126,11 +123,9 @@ def _check_same_run(comm, cfg: TrainConfig) -> None:
 
 
 def _check_same_data(comm, dataset, train_split) -> None:
-    """The same training images on every rank (a digest of the labels and a sample of the pixels)."""
-    step = max(1, len(train_split) // 64)
-    digest = hashlib.sha1(train_split.labels.tobytes() + train_split.images[::step].tobytes()).hexdigest()
+    """The same training images on every rank (a digest of the labels and the images or their store)."""
     distributed.check_consistent(comm, dataset=f"{dataset.name} ({dataset.source})",
-                                 train_images=len(train_split), train_digest=digest)
+                                 train_images=len(train_split), train_digest=train_split.digest())
 
 
 def fit(cfg: TrainConfig, log=print, comm=None) -> FitResult:
@@ -154,29 +149,25 @@ def fit(cfg: TrainConfig, log=print, comm=None) -> FitResult:
     out = Path(cfg.out)
     ckpt, cfg = distributed.on_root(comm, _open_run, cfg, out, log)   # rank 0 reads, all get it
     device = backend.resolve_device(cfg.device)
-    dataset, train_split, val_split = distributed.root_first(comm, prepare_data, cfg, log)
+    dataset, train_split, val_split = distributed.root_first(comm, prepare_data, cfg, log, comm.is_root)
     if parallel_run:
         _check_same_data(comm, dataset, train_split)
     shard = {"rank": comm.rank, "world_size": comm.size}
     eval_comm = comm if parallel_run else None   # evaluation sums over ranks
 
     if ckpt is not None:
-        kwargs, mean, std = ckpt.meta["model_kwargs"], ckpt.meta["mean"], ckpt.meta["std"]
+        kwargs = ckpt.meta["model_kwargs"]
+        norm = {k: ckpt.meta[k] for k in ("mean", "std", "eigvals", "eigvecs") if k in ckpt.meta}
     else:
         kwargs = model_kwargs(cfg, len(dataset.classes), dataset.in_channels)
-        if dataset.name == "cifar10" and dataset.in_channels == 3:
-            mean, std = CIFAR10_MEAN, CIFAR10_STD
-        else:
-            mean, std = channel_stats(train_split.images)
+        norm = pipeline.normalisation(cfg, dataset, train_split)
     backend.manual_seed(cfg.seed)   # the initial weights
     model = build_model(kwargs)
     size = input_size(kwargs["variant"])
-    preprocess = Preprocess(mean, std, size, pad=cfg.pad, padding=cfg.padding, flip=cfg.flip,
-                            resize_mode=cfg.resize_mode)
-    train_loader = BatchLoader(train_split, cfg.batch_size, preprocess, device, train=True, seed=cfg.seed,
-                               **shard)
-    val_loader = (BatchLoader(val_split, cfg.eval_batch_size, preprocess, device, train=False, **shard)
-                  if val_split is not None else None)
+    preprocess = pipeline.build_preprocess(cfg, norm, size, dataset.image_size)
+    train_loader = pipeline.build_loader(cfg, train_split, cfg.batch_size, preprocess, device, train=True, **shard)
+    val_loader = (pipeline.build_loader(cfg, val_split, cfg.eval_batch_size, preprocess, device, train=False,
+                                        **shard) if val_split is not None else None)
     optimizer = build_optimizer(cfg, model)
     scheduler, per_step = build_scheduler(cfg, optimizer, len(train_loader))
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
@@ -215,7 +206,8 @@ def fit(cfg: TrainConfig, log=print, comm=None) -> FitResult:
 
     def meta(epoch: int, stats: EpochStats) -> dict:
         return {"epoch": epoch, "partial": stats.to_dict(), "model_kwargs": kwargs, "variant": kwargs["variant"],
-                "classes": list(dataset.classes), "mean": list(mean), "std": list(std),
+                "classes": list(dataset.classes), **norm, "crop_size": getattr(preprocess, "crop", None),
+                "resize_rule": cfg.resize_rule,
                 "image_size": dataset.image_size, "input_size": size, "in_channels": dataset.in_channels,
                 "resize_mode": cfg.resize_mode, "scheduler": scheduler.state_dict(),
                 "rng_state": json.dumps(backend.get_rng_state()), "config": cfg.to_dict(),
@@ -244,13 +236,15 @@ def fit(cfg: TrainConfig, log=print, comm=None) -> FitResult:
                     raise TrainingInterrupted(f"interrupted at epoch {epoch + 1}, step {stats.steps}: saved "
                                               f"{out / LAST}; continue with --resume --out {out}")
                 eval_start = time.perf_counter()
-                val_loss, val_acc = (evaluate(model, val_loader, criterion, cfg.tta, comm=eval_comm)
-                                     if val_loader else (None, None))
+                val = (scores(model, val_loader, criterion, comm=eval_comm, views=pipeline.views(cfg, preprocess, False))
+                       if val_loader else None)
+                val_loss, val_acc, val_top5 = (val.loss, val.top1, val.top5) if val else (None, None, None)
                 if not per_step:
                     scheduler.step(val_acc if val_acc is not None else stats.accuracy)
                 seconds = stats.seconds + time.perf_counter() - eval_start
                 history.append({"epoch": epoch + 1, "train_loss": stats.loss, "train_acc": stats.accuracy,
-                                "val_loss": val_loss, "val_acc": val_acc, "lr": optimizer.param_groups[0]["lr"],
+                                "val_loss": val_loss, "val_acc": val_acc, "val_top5": val_top5,
+                                "lr": optimizer.param_groups[0]["lr"],
                                 "epoch_seconds": round(seconds, 2),
                                 "images_per_s": round(stats.seen / max(stats.seconds, 1e-9), 1)})
                 if cfg.log_grad_norms:   # the gradient of the epoch's last step, the weights at its end
@@ -266,11 +260,15 @@ def fit(cfg: TrainConfig, log=print, comm=None) -> FitResult:
                     plot_curves(out / CURVES_PNG, history, title=f"AlexNet {kwargs['variant']} on {dataset.name}")
                     if cfg.log_grad_norms:
                         save_norm_curves(norms_from_history(history), out / NORMS_PNG)
-                val_text = (f"val loss {val_loss:.4f} acc {100 * val_acc:.2f}%" if val_acc is not None
-                            else "no validation split")
+                val_text = ("no validation split" if val_acc is None else
+                            f"val loss {val_loss:.4f} top-1 error {100 * (1 - val_acc):.2f}% top-5 error "
+                            f"{100 * (1 - val_top5):.2f}%" if cfg.paper_mode else
+                            f"val loss {val_loss:.4f} acc {100 * val_acc:.2f}%")
                 log(f"epoch {epoch + 1}/{cfg.epochs}: train loss {stats.loss:.4f} acc {100 * stats.accuracy:.2f}%"
                     f" | {val_text} | lr {history[-1]['lr']:.5f} | {seconds:.1f} s "
                     f"({history[-1]['images_per_s']:.0f} img/s){' *best*' if improved else ''}")
+                if cfg.paper_mode:
+                    log(train_loader.timing.describe())
                 if stop():
                     raise TrainingInterrupted(f"interrupted after epoch {epoch + 1}: saved {out / LAST}; "
                                               f"continue with --resume --out {out}")
@@ -279,10 +277,12 @@ def fit(cfg: TrainConfig, log=print, comm=None) -> FitResult:
                 if (out / LAST).exists() and history else "no checkpoint was written")
         raise NonFiniteLossError(f"{exc}: training stopped; {kept}. Try a lower --lr or more --warmup") from exc
 
-    test_loader = BatchLoader(dataset.test, cfg.eval_batch_size, preprocess, device, train=False, **shard)
-    test_loss, test_acc = evaluate(model, test_loader, criterion, cfg.tta, comm=eval_comm, crops=cfg.tta_crops)
-    views = ("the image" if not cfg.tta else "flip averaging") if not cfg.tta_crops else \
-        f"{10 if cfg.tta else 5} views: 5 crops at +-{cfg.tta_crops} px" + (" and their mirror images" if cfg.tta else "")
-    log(f"test loss {test_loss:.4f} ({views})")
-    return FitResult(model, history, test_loss, test_acc, out, cfg)
+    test_loader = pipeline.build_loader(cfg, dataset.test, cfg.eval_batch_size, preprocess, device, train=False,
+                                        **shard)
+    test_views = pipeline.views(cfg, preprocess, final=True)
+    test = scores(model, test_loader, criterion, comm=eval_comm, views=test_views)
+    log(f"test loss {test.loss:.4f} ({test_views.describe()})")
+    if cfg.paper_mode:
+        log(f"test top-1 error {100 * (1 - test.top1):.2f}%, top-5 error {100 * (1 - test.top5):.2f}%")
+    return FitResult(model, history, test.loss, test.top1, out, cfg, test.top5)
 

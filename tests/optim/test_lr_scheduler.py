@@ -82,3 +82,20 @@ def test_scheduler_argument_errors():
         optim.WarmupLinearLR(ours, total_steps=10, warmup=20)
     with pytest.raises(TypeError, match="npalexnet optimizer"):
         optim.StepLR(object(), step_size=1)
+
+
+def test_plateau_divides_at_most_max_reductions_times():
+    """The paper's schedule: divided by 10 when validation stops improving, three times at most."""
+    opt = optim.SGD([nn.Parameter(numpy.zeros(2))], lr=0.01)
+    sched = optim.ReduceLROnPlateau(opt, mode="max", factor=0.1, patience=1, max_reductions=3)
+    lrs = []
+    for _ in range(20):                        # never improves after the first epoch
+        sched.step(0.5)
+        lrs.append(opt.param_groups[0]["lr"])
+    assert sched.reductions == 3
+    assert sorted(set(lrs), reverse=True) == pytest.approx([0.01, 0.001, 0.0001, 0.00001])
+    restored = optim.ReduceLROnPlateau(opt, mode="max", factor=0.1, patience=1, max_reductions=3)
+    restored.load_state_dict(sched.state_dict())
+    restored.step(0.4)
+    restored.step(0.4)
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-5) and restored.reductions == 3

@@ -1,0 +1,72 @@
+"""The data pipeline of a run, chosen in one place from ``cfg.augment``.
+
+* ``"pad-crop"`` (the anchor recipe): every split held whole on the device
+  (:class:`~npalexnet.data.BatchLoader`), CIFAR's padded random crops and
+  flips (:class:`~npalexnet.data.Preprocess`), views of the padded image at test time.
+* ``"paper"`` (``--recipe paper``): splits left in their stores on disk and
+  read ahead by a thread (:class:`~npalexnet.data.store_loader.StoreLoader`),
+  the paper's patches, reflections and colour augmentation
+  (:class:`~npalexnet.data.paper_augment.PaperAugment`), the centre patch
+  (validation) or the paper's ten patches (test).
+
+Both loaders have one interface (``len``, ``num_images``, ``batch_indices``,
+``epoch``), so the loop and the evaluation do not know which one runs.
+"""
+
+from __future__ import annotations
+
+from ..data import CIFAR10_MEAN, CIFAR10_STD, BatchLoader, Preprocess, channel_stats
+from ..data.paper_augment import PaperAugment
+from ..data.store_loader import StoreLoader
+from .config import TrainConfig
+from .evaluate import Views
+
+#: The paper's inputs are grey levels minus the training mean, not divided by anything (Section 2).
+PAPER_STD = 1.0 / 255.0
+
+
+def normalisation(cfg: TrainConfig, dataset, train_split) -> dict:
+    """The numbers the transforms need, computed from the training split (saved in checkpoints).
+
+    ``{"mean", "std"}`` per channel for pixels in [0, 1]; in paper mode also
+    ``"eigvals"``, ``"eigvecs"`` (the PCA of the training pixels, from the store's sums).
+    """
+    if cfg.paper_mode:
+        stats = train_split.stats()
+        return {"mean": list(stats.mean), "std": [PAPER_STD] * len(stats.mean), "eigvals": list(stats.eigvals),
+                "eigvecs": [list(row) for row in stats.eigvecs]}
+    if dataset.name == "cifar10" and dataset.in_channels == 3:
+        return {"mean": list(CIFAR10_MEAN), "std": list(CIFAR10_STD)}
+    mean, std = channel_stats(train_split.images)
+    return {"mean": list(mean), "std": list(std)}
+
+
+def build_preprocess(cfg: TrainConfig, norm: dict, input_size: int, image_size: int):
+    """The run's transforms: :class:`PaperAugment` in paper mode, else :class:`Preprocess`."""
+    if cfg.paper_mode:
+        return PaperAugment(norm["mean"], norm["std"], norm["eigvals"], norm["eigvecs"], input_size, image_size,
+                            crop=cfg.crop_size, flip=cfg.flip, lighting=cfg.lighting, resize_mode=cfg.resize_mode)
+    return Preprocess(norm["mean"], norm["std"], input_size, pad=cfg.pad, padding=cfg.padding, flip=cfg.flip,
+                      resize_mode=cfg.resize_mode)
+
+
+def build_loader(cfg: TrainConfig, split, batch_size: int, preprocess, device: str, *, train: bool,
+                 rank: int = 0, world_size: int = 1):
+    """A :class:`StoreLoader` over a split on disk, a :class:`BatchLoader` over one in memory."""
+    loader = StoreLoader if cfg.paper_mode else BatchLoader
+    return loader(split, batch_size, preprocess, device, train=train, seed=cfg.seed, rank=rank,
+                  world_size=world_size)
+
+
+def views(cfg: TrainConfig, preprocess, final: bool) -> Views:
+    """The test-time views: validation after each epoch (``final=False``) or the final test.
+
+    Paper mode: the centre patch (with its reflection when ``cfg.tta``), and
+    for the final test the paper's ten patches (``cfg.tta_crops`` > 0). Else
+    flips (``cfg.tta``), and for the final test the five crops of the image
+    padded by ``cfg.tta_crops`` pixels.
+    """
+    if isinstance(preprocess, PaperAugment):
+        return Views(mirror=cfg.tta, five=final and cfg.tta_crops > 0, window=preprocess.crop,
+                     out_size=preprocess.out_size)
+    return Views.from_options(cfg.tta, cfg.tta_crops if final else 0)
