@@ -67,3 +67,12 @@ def write_fashionmnist_raw(root, train: int = 20, test: int = 10, seed: int = 0)
         (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 0x801, n)
                                                           + labels.astype(numpy.uint8).tobytes())
     return raw
+
+
+def write_jpeg_tree(root, classes: int = 3, train_per_class: int = 4, test_per_class: int = 2, seed: int = 0,
+                    min_size=(24, 16), max_size=(64, 48)) -> Path:
+    """A small generated ImageFolder tree of JPEGs of varied sizes and aspect ratios, with learnable
+    classes (``benchmarks/make_imagefolder.py`` at test sizes): ``root/train/c000/*.jpg``, ``root/test/...``."""
+    from benchmarks.make_imagefolder import write_tree
+
+    return write_tree(root, classes, train_per_class, test_per_class, min_size, max_size, seed=seed)

@@ -137,3 +137,23 @@ def test_numpy_and_cupy_draw_the_same_bits(xp):
     host = random_streams.uniform(1, 2, idx, 3, (5,))
     device = random_streams.uniform(1, 2, xp.asarray(idx), 3, (5,))
     numpy.testing.assert_array_equal(npalexnet.asnumpy(device), host)
+
+
+def test_normal_numbers_are_standard_normal_and_keyed():
+    idx = numpy.arange(200_000)
+    z = random_streams.normal(5, 2, idx, 9, (2,))
+    assert z.shape == (200_000, 2) and numpy.isfinite(z).all()
+    assert abs(z.mean()) < 0.01 and abs(z.std() - 1) < 0.01
+    assert abs(numpy.corrcoef(z[:, 0], z[:, 1])[0, 1]) < 0.01
+    # the tails of a normal: P(|z| > 2) = 4.55%, P(|z| > 3) = 0.27%
+    assert abs((numpy.abs(z) > 2).mean() - 0.0455) < 0.002 and abs((numpy.abs(z) > 3).mean() - 0.0027) < 0.0005
+    part = random_streams.normal(5, 2, idx[1000:1010][::-1], 9, (2,))
+    numpy.testing.assert_array_equal(part, z[1000:1010][::-1])
+    assert (random_streams.normal(5, 3, idx[:100], 9, (2,)) != z[:100]).all()
+
+
+def test_normal_is_box_muller_on_the_streams_uniforms():
+    idx = numpy.arange(50)
+    u = random_streams.uniform(1, 0, idx, 4, (2, 3))
+    expected = numpy.sqrt(-2 * numpy.log(1 - u[:, 0])) * numpy.cos(2 * numpy.pi * u[:, 1])
+    numpy.testing.assert_allclose(random_streams.normal(1, 0, idx, 4, (3,)), expected, rtol=1e-12)

@@ -56,6 +56,9 @@ def open_imagefolder(root, image_size: int, channels: int = 3, *, name: str = "i
         in_memory: splits as in-memory :class:`Split` arrays (else :class:`StoreSplit`).
     """
     root = Path(root)
+    if not (is_imagefolder(root / "train") or is_imagefolder(root)):
+        raise DataError(f"{root}: no ImageFolder tree there (looked for {root}/train/<class>/*.jpg and "
+                        f"{root}/<class>/*.jpg)")
 
     def split_of(folder: Path, classes: list[str], part: str, places):
         store = open_store(folder, classes, part, image_size, channels, rule, places, workers, log, progress, build)

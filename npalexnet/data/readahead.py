@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-_END = object()
+_END, _STOP = object(), object()
 
 
 class _Failure:
@@ -63,7 +63,7 @@ class ReadAhead:
         try:
             for job in self._jobs:
                 buffer = self._free.get()
-                if self._stop.is_set() or buffer is None:
+                if buffer is _STOP or self._stop.is_set():
                     return
                 start = time.perf_counter()
                 result = self._read(job, buffer)
@@ -92,7 +92,7 @@ class ReadAhead:
     def close(self) -> None:
         """Stop the thread (it finishes the read in progress) and wait for it."""
         self._stop.set()
-        self._free.put(None)               # wakes the thread if it waits for a buffer
+        self._free.put(_STOP)              # wakes the thread if it waits for a buffer
         self._thread.join()
 
     def __enter__(self) -> ReadAhead:

@@ -399,17 +399,11 @@ def _build(stem: Path, files: list[str], folder: Path, labels, meta: dict, worke
     """Decode every pending row of ``stem`` (resuming its partial files), then commit the index."""
     p = _paths(stem)
     n, c, s = len(files), meta["channels"], meta["size"]
-    k = sum_columns(c)
     if p["images"].exists() and p["progress"].exists():   # stopped between the rename and the index
         os.replace(p["images"], p["partial"])
-    state = _resume_state(p, (n, c, s, s), (n, k + 1))
+    state = _resume_state(p, (n, c, s, s), (n, sum_columns(c) + 1))
     if state is None:
-        _check_space(stem.parent, n * c * s * s + n * (k + 1) * 8)
-        for key in ("images", "partial", "progress"):
-            with contextlib.suppress(FileNotFoundError):
-                p[key].unlink()
-        numpy.lib.format.open_memmap(p["partial"], "w+", numpy.uint8, (n, c, s, s)).flush()   # sparse
-        numpy.lib.format.open_memmap(p["progress"], "w+", numpy.int64, (n, k + 1)).flush()    # all pending
+        _create_partial(p, (n, c, s, s))
         state = numpy.zeros(n, numpy.int64)
     else:
         log(f"continuing the decode of {folder}: {int((state == DONE).sum())} of {n} images already done")
@@ -437,32 +431,91 @@ def _build(stem: Path, files: list[str], folder: Path, labels, meta: dict, worke
     finally:
         bar.close()
     seconds = time.perf_counter() - start_time
+    meta = _commit(p, files, labels, {**meta, "seconds": round(seconds, 1), "workers": workers}, failures, folder)
+    if len(pending):
+        rate = len(pending) / max(seconds, 1e-9)
+        log(f"decoded {len(pending)} images of {folder} in {seconds:.1f} s ({rate:.0f} images/s, {workers} "
+            f"process{'es' if workers > 1 else ''}) into {p['images']} ({_size_text(p['images'].stat().st_size)})")
+    skipped = meta["skipped"]
+    if skipped:
+        shown = "; ".join(f"{f} ({why})" for f, why in skipped[:10])
+        more = f"; and {len(skipped) - 10} more (listed in {p['index'].name})" if len(skipped) > 10 else ""
+        log(f"warning: skipped {len(skipped)} unreadable image{'s' if len(skipped) > 1 else ''} of {folder}: "
+            f"{shown}{more}")
+
+
+def _create_partial(p: dict, shape: tuple) -> None:
+    """Fresh ``.npy.partial`` (sparse: no bytes written yet) and ``.progress.npy`` (every row pending)."""
+    n, c = shape[0], shape[1]
+    k = sum_columns(c)
+    _check_space(p["partial"].parent, int(numpy.prod(shape)) + n * (k + 1) * 8)
+    for key in ("images", "partial", "progress"):
+        with contextlib.suppress(FileNotFoundError):
+            p[key].unlink()
+    numpy.lib.format.open_memmap(p["partial"], "w+", numpy.uint8, shape).flush()
+    numpy.lib.format.open_memmap(p["progress"], "w+", numpy.int64, (n, k + 1)).flush()
+
+
+def _commit(p: dict, files: list[str], labels, meta: dict, failures: dict, what) -> dict:
+    """Every row done: the statistics, the rename to ``.npy``, then the index (the commit). Returns the meta."""
     table = numpy.load(p["progress"])
+    k = table.shape[1] - 1
     if not numpy.isin(table[:, k], (DONE, UNREADABLE)).all():
-        raise DataError(f"decoding {folder} left rows undone ({p['progress']}): run again to finish it")
+        raise DataError(f"decoding {what} left rows undone ({p['progress']}): run again to finish it")
     ok = table[:, k] == DONE
     if not ok.any():
         first = next(iter(failures.values()), "")
-        raise DataError(f"none of the {n} images under {folder} could be decoded ({first})")
-    stats = PixelStats.from_sums(table[ok, :k].sum(axis=0, dtype=numpy.int64), int(ok.sum()) * s * s)
+        raise DataError(f"none of the {len(ok)} images under {what} could be decoded ({first})")
+    size = meta["size"]
+    stats = PixelStats.from_sums(table[ok, :k].sum(axis=0, dtype=numpy.int64), int(ok.sum()) * size * size)
     skipped = [[files[r], failures.get(int(r), "unreadable")] for r in numpy.flatnonzero(~ok)]
-    meta = {**meta, "count": n, "readable": int(ok.sum()), "stats": stats.to_dict(), "skipped": skipped,
-            "seconds": round(seconds, 1), "workers": workers}
+    meta = {**meta, "count": len(ok), "readable": int(ok.sum()), "stats": stats.to_dict(), "skipped": skipped}
     _fsync(p["partial"])
     os.replace(p["partial"], p["images"])
     atomic_savez(p["index"], {"labels": numpy.asarray(labels, numpy.int64), "ok": ok, "pixel_sums": table[:, :k],
                               "files": numpy.frombuffer("\n".join(files).encode("utf-8"), dtype=numpy.uint8),
                               "meta": numpy.asarray(json.dumps(meta))})
     p["progress"].unlink()
-    if len(pending):
-        rate = len(pending) / max(seconds, 1e-9)
-        log(f"decoded {len(pending)} images of {folder} in {seconds:.1f} s ({rate:.0f} images/s, {workers} "
-            f"process{'es' if workers > 1 else ''}) into {p['images']} ({p['images'].stat().st_size / 2**30:.2f} GiB)")
-    if skipped:
-        shown = "; ".join(f"{f} ({why})" for f, why in skipped[:10])
-        more = f"; and {len(skipped) - 10} more (listed in {p['index'].name})" if len(skipped) > 10 else ""
-        log(f"warning: skipped {len(skipped)} unreadable image{'s' if len(skipped) > 1 else ''} of {folder}: "
-            f"{shown}{more}")
+    return meta
+
+
+def write_store(stem, chunks, labels, classes: list[str], files: list[str] | None = None) -> ImageStore:
+    """A store from arrays already decoded: ``chunks`` yields (n_i, C, S, S) uint8 in row order.
+
+    For data that is not an ImageFolder tree (and for tests that need a large
+    store without decoding it): the same files, statistics and commit as a
+    decode. ``files`` names the rows (default ``row-<i>``).
+    """
+    p = _paths(Path(stem))
+    labels = numpy.asarray(labels, dtype=numpy.int64)
+    n, row, meta = len(labels), 0, None
+    for chunk in chunks:
+        chunk = numpy.ascontiguousarray(chunk, dtype=numpy.uint8)
+        if meta is None:
+            c, s = chunk.shape[1], chunk.shape[2]
+            p["partial"].parent.mkdir(parents=True, exist_ok=True)
+            _create_partial(p, (n, c, s, s))
+            offsets = (_data_offset(p["partial"]), _data_offset(p["progress"]))
+            meta = {"format": FORMAT, "version": VERSION, "split": "arrays", "size": s, "channels": c,
+                    "rule": "given", "fingerprint": "", "classes": list(classes), "folder": ""}
+        if chunk.shape[1:] != (meta["channels"], meta["size"], meta["size"]) or row + len(chunk) > n:
+            raise ValueError(f"write_store: chunk of shape {chunk.shape} does not fit rows {row}.. of "
+                             f"({n}, {meta['channels']}, {meta['size']}, {meta['size']})")
+        table = numpy.zeros((len(chunk), sum_columns(meta["channels"]) + 1), dtype=numpy.int64)
+        for i, image in enumerate(chunk):
+            table[i, :-1] = pixel_sums(image)
+        table[:, -1] = DONE
+        _pwrite_all(str(p["partial"]), chunk, offsets[0] + row * chunk[0].nbytes)
+        _pwrite_all(str(p["progress"]), table, offsets[1] + row * table[0].nbytes)
+        row += len(chunk)
+    if meta is None or row != n:
+        raise ValueError(f"write_store: {row} images written for {n} labels")
+    _commit(p, files or [f"row-{i}" for i in range(n)], labels, meta, {}, stem)
+    return ImageStore(stem)
+
+
+def _size_text(nbytes: int) -> str:
+    return f"{nbytes / 2**30:.2f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.1f} MiB"
 
 
 def _resume_state(p: dict, image_shape: tuple, progress_shape: tuple):
@@ -653,7 +706,7 @@ def main(argv=None, log: Callable = print) -> int:
         return 130
     for split in (dataset.train, dataset.test):
         store = split.store
-        log(f"{store.path}: {len(split)} images of {split.image_shape}, {store.nbytes / 2**30:.2f} GiB, "
+        log(f"{store.path}: {len(split)} images of {split.image_shape}, {_size_text(store.nbytes)}, "
             f"{len(store.skipped)} skipped")
     return 0
 
