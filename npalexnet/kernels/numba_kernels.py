@@ -456,7 +456,7 @@ _SPEC_ARRAYS: dict = {}
 
 def _spec_arrays(spec, dtype):
     """(BT, AT) of a :class:`~npalexnet.kernels.winograd.Spec` as C-contiguous arrays of ``dtype``."""
-    key = (spec.m, spec.r, numpy.dtype(dtype).str)
+    key = (spec, numpy.dtype(dtype).str)   # specs compare by identity: other points, other matrices
     if key not in _SPEC_ARRAYS:
         _SPEC_ARRAYS[key] = (numpy.ascontiguousarray(spec.BT, dtype=dtype),
                              numpy.ascontiguousarray(spec.AT, dtype=dtype))

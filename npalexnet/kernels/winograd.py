@@ -83,8 +83,8 @@ from . import workspace as pool
 POINTS = (0.0, 1.0, -1.0, 2.0, -0.5, 0.5)
 
 
-def _toom_cook(m: int, r: int):
-    """AT (m, a), G (a, r), BT (a, a) of F(m, r), a = m + r - 1, from :data:`POINTS` and infinity.
+def _toom_cook(m: int, r: int, points=POINTS):
+    """AT (m, a), G (a, r), BT (a, a) of F(m, r), a = m + r - 1, from ``points`` and infinity.
 
     AT evaluates the product polynomial at the points (its last column is the point at
     infinity), G evaluates the filter divided by each point's f_j = prod_(l != j) (p_j - p_l);
@@ -93,9 +93,9 @@ def _toom_cook(m: int, r: int):
     small multiples of 1/4).
     """
     a = m + r - 1
-    if a - 1 > len(POINTS):
-        raise ValueError(f"F({m}, {r}) needs {a - 1} finite points, only {len(POINTS)} are defined")
-    p = numpy.array(POINTS[:a - 1])
+    if a - 1 > len(points):
+        raise ValueError(f"F({m}, {r}) needs {a - 1} finite points, only {len(points)} are given")
+    p = numpy.array(points[:a - 1], dtype=numpy.float64)
     at = numpy.zeros((m, a))
     for i in range(m):
         at[i, :a - 1] = p ** i
@@ -120,10 +120,13 @@ def _toom_cook(m: int, r: int):
     return at, g, bt
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Spec:
     """F(m x m, r x r): m x m outputs per tile from (m + r - 1)^2 products; the 2-D matrices are
-    Kronecker products of the 1-D ones (``BB`` (P, P), ``GG`` (P, r*r), ``AA`` (m*m, P), P = a*a)."""
+    Kronecker products of the 1-D ones (``BB`` (P, P), ``GG`` (P, r*r), ``AA`` (m*m, P), P = a*a).
+
+    Two specs are the same only if they are the same object (``eq=False``): F(2, 3) from other
+    interpolation points is another algorithm, and the caches of cast matrices are keyed by spec."""
 
     m: int
     r: int
@@ -158,8 +161,9 @@ class Spec:
         return (self.m * self.r) ** 2 / self.positions
 
 
-def make_spec(m: int, r: int) -> Spec:
-    at, g, bt = _toom_cook(m, r)
+def make_spec(m: int, r: int, points=POINTS) -> Spec:
+    """F(m x m, r x r) from the Toom-Cook construction with ``points`` (default :data:`POINTS`)."""
+    at, g, bt = _toom_cook(m, r, points)
     return Spec(m, r, at, g, bt)
 
 
@@ -184,7 +188,7 @@ _MATRICES: dict = {}
 
 def _matrices(xp, dtype, spec: Spec = F23):
     """BB, GG, AA of ``spec`` as arrays of ``xp``/``dtype`` (built once per triple)."""
-    key = (xp.__name__, numpy.dtype(dtype).str, spec.m, spec.r)
+    key = (xp.__name__, numpy.dtype(dtype).str, spec)
     if key not in _MATRICES:
         _MATRICES[key] = tuple(xp.asarray(mat, dtype=dtype) for mat in (spec.BB, spec.GG, spec.AA))
     return _MATRICES[key]
