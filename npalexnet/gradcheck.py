@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy
 
-from . import backend
+from . import backend, random_streams
 from .backend import get_array_module
 
 
@@ -123,7 +123,7 @@ def check_module(module, x, grad_out=None, *, h: float = 1e-6, max_elements: int
     rng = numpy.random.default_rng(seed)
 
     def forward():
-        backend.manual_seed(seed)      # replay the same dropout masks every call
+        random_streams.manual_seed(seed)      # replay the same dropout masks every call
         return module(x)
 
     y = forward()
