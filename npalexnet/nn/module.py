@@ -37,6 +37,7 @@ from typing import Callable, Iterator
 import numpy
 
 from .. import backend, config, kernels
+from .summary import summary
 
 
 class BackwardBeforeForwardError(RuntimeError, ValueError):
@@ -117,6 +118,7 @@ class Module:
     seam: str | None = None
     saved_for_backward: tuple = ()
     skips_input_grad = False
+    runs_children_in_order = False   # a container whose forward is its children, in order (Sequential)
 
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
@@ -416,7 +418,6 @@ class Module:
     def summary(self, input_shape) -> str:
         """A table of every layer: output shape, parameters, multiply-adds, activation memory, and
         the implementation that runs; see :func:`npalexnet.nn.summary.summary`."""
-        from .summary import summary   # nn/summary.py builds on this class
         return summary(self, input_shape)
 
     def extra_repr(self) -> str:
@@ -462,6 +463,7 @@ class Sequential(Module):
     """
 
     skips_input_grad = True
+    runs_children_in_order = True
 
     def __init__(self, *modules):
         super().__init__()

@@ -8,9 +8,9 @@ it on the model's device under the settings in force
 
 Nothing is computed on data: every layer answers for itself through the
 per-layer protocol of :class:`~npalexnet.nn.Module` (``output_shape``,
-``multiply_adds``), and a :class:`~npalexnet.nn.Sequential` walks its
-children in order, so the summary of the paper net at batch 128 costs
-microseconds and allocates nothing. A container that is not a Sequential
+``multiply_adds``), and a container that runs its children in order
+(``runs_children_in_order``, a :class:`~npalexnet.nn.Sequential`) is walked, so the summary of the paper net at batch 128 costs
+microseconds and allocates nothing. Any other container
 falls back to one real forward pass on zeros (batch as given), with forward
 hooks recording the shapes.
 
@@ -28,7 +28,6 @@ from dataclasses import dataclass
 import numpy
 
 from .. import backend, kernels
-from .module import Module, Sequential
 
 
 @dataclass
@@ -44,7 +43,7 @@ class Row:
     implementation: str = "reference"
 
 
-def _row(m: Module, name: str, in_shape, out_shape, dtype, device) -> Row:
+def _row(m, name: str, in_shape, out_shape, dtype, device) -> Row:
     itemsize = numpy.dtype(dtype).itemsize
     return Row(name or type(m).__name__, type(m).__name__, tuple(out_shape),
                sum(int(p.size) for p in m.parameters(recurse=False)), int(m.multiply_adds(in_shape)),
@@ -52,8 +51,8 @@ def _row(m: Module, name: str, in_shape, out_shape, dtype, device) -> Row:
                kernels.describe(m, in_shape, dtype, device))
 
 
-def _walk(m: Module, prefix: str, shape, rows: list, dtype, device):
-    if isinstance(m, Sequential):
+def _walk(m, prefix: str, shape, rows: list, dtype, device):
+    if m.runs_children_in_order:
         for name, child in m.named_children():
             shape = _walk(child, f"{prefix}.{name}" if prefix else name, shape, rows, dtype, device)
         return shape
