@@ -48,9 +48,14 @@ def parse_args(argv=None) -> TrainConfig:
     g.add_argument("--dataset", choices=DATASETS, default=D.dataset, help="what to train on")
     g.add_argument("--data-dir", default=None,
                    help="local copy: a folder with cifar-10-batches-py/, or DIR/train/<class>/*.jpg + "
-                        "DIR/test/<class>/*.jpg, or DIR/<class>/*.jpg (default: torchvision download into --root)")
-    g.add_argument("--root", default=D.root, help="torchvision's download folder")
+                        "DIR/test/<class>/*.jpg, or DIR/<class>/*.jpg (default: the official files, downloaded "
+                        "into --root)")
+    g.add_argument("--root", default=D.root, help="where the downloaded datasets are kept")
     g.add_argument("--no-download", dest="download", action="store_false", help="never download")
+    g.add_argument("--download-url", default=None, metavar="URL",
+                   help="a mirror holding the published files under their names (an http(s):// or file:// "
+                        "folder URL, or a local folder), e.g. behind a proxy (default: $NPALEXNET_DOWNLOAD_URL, "
+                        "else the official location)")
     g.add_argument("--cache-dir", default=None, help="where decoded ImageFolder trees are cached "
                                                      "(default: DIR/.npalexnet-cache, else ~/.cache/npalexnet)")
     g.add_argument("--workers", type=int, default=None, help="image decoding processes (default: all cores)")

@@ -87,8 +87,8 @@ def prepare_data(cfg: TrainConfig, log=print):
     """Load the dataset, split off validation, take the subset; the host splits and class names."""
     start = time.perf_counter()
     dataset = load_dataset(cfg.dataset, cfg.data_dir, root=cfg.root, download=cfg.download,
-                           image_size=cfg.image_size, cache_dir=cfg.cache_dir, workers=cfg.workers,
-                           seed=cfg.seed, log=log)
+                           download_url=cfg.download_url, image_size=cfg.image_size, cache_dir=cfg.cache_dir,
+                           workers=cfg.workers, seed=cfg.seed, log=log, progress=cfg.progress)
     train_idx, val_idx = stratified_split(dataset.train.labels, cfg.val_fraction, cfg.seed)
     train, val = dataset.train.take(train_idx), (dataset.train.take(val_idx) if len(val_idx) else None)
     if cfg.subset is not None and cfg.subset < len(train):
