@@ -98,7 +98,8 @@ def parse_args(argv=None) -> TrainConfig:
     g.add_argument("--patience", type=int, default=D.patience, help="--schedule plateau: epochs without gain")
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=int, default=D.seed, help="seeds the split, weights, order, augmentation, dropout")
-    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default=D.device, help="auto: CUDA when CuPy sees a GPU")
+    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default=D.device,
+                   help="auto: CUDA when CuPy sees a GPU")
     g.add_argument("--out", default=D.out, help="output folder (checkpoints, metrics.csv, curves.png)")
     g.add_argument("--resume", action="store_true", help="continue from --out/last.npz up to --epochs")
     g.add_argument("--overwrite", action="store_true", help="start afresh even if --out holds a run")

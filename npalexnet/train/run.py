@@ -282,7 +282,8 @@ def fit(cfg: TrainConfig, log=print, comm=None) -> FitResult:
     test_loader = BatchLoader(dataset.test, cfg.eval_batch_size, preprocess, device, train=False, **shard)
     test_loss, test_acc = evaluate(model, test_loader, criterion, cfg.tta, comm=eval_comm, crops=cfg.tta_crops)
     views = ("the image" if not cfg.tta else "flip averaging") if not cfg.tta_crops else \
-        f"{10 if cfg.tta else 5} views: 5 crops at +-{cfg.tta_crops} px" + (" and their mirror images" if cfg.tta else "")
+        f"{10 if cfg.tta else 5} views: 5 crops at +-{cfg.tta_crops} px" + \
+        (" and their mirror images" if cfg.tta else "")
     log(f"test loss {test_loss:.4f} ({views})")
     return FitResult(model, history, test_loss, test_acc, out, cfg)
 

@@ -13,7 +13,7 @@ import tarfile
 import numpy
 import pytest
 
-from npalexnet.data import DataError, DataNotFoundError, DownloadError, cifar_pickle, download, fashionmnist, load_dataset
+from npalexnet.data import DataError, DataNotFoundError, DownloadError, cifar_pickle, download, load_dataset
 from npalexnet.data.download import ENV_URL, source_url
 from npalexnet.data.fashionmnist import read_idx
 from tests.fakedata import CLASSES, cifar_archive, fake_images, fashionmnist_files, write_cifar_batches

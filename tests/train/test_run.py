@@ -30,8 +30,9 @@ def cifar_dir(tmp_path_factory):
 
 
 def _config(data_dir, out, **kwargs) -> TrainConfig:
-    base = {"data_dir": None if data_dir is None else str(data_dir), "out": str(out), "width": 0.125, "batch_size": 16, "eval_batch_size": 32,
-            "device": "cpu", "progress": False, "val_fraction": 0.2, "epochs": 2}
+    base = {"data_dir": None if data_dir is None else str(data_dir), "out": str(out), "width": 0.125,
+            "batch_size": 16, "eval_batch_size": 32, "device": "cpu", "progress": False, "val_fraction": 0.2,
+            "epochs": 2}
     return TrainConfig(**{**base, **kwargs})
 
 
