@@ -7,7 +7,8 @@ lists the paths asked for (so a test can prove the network was not used).
 ``server.truncate["name"] = n`` announces the whole file but sends only its
 first ``n`` bytes, then closes the connection (a transfer cut short);
 ``server.stall["name"] = n`` sends ``n`` bytes, then holds the connection open
-until the server stops (a download still under way, for Ctrl-C).
+until the server stops (a download still under way, for Ctrl-C);
+``server.garbage.add("name")`` answers with bytes that are not HTTP.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class FileServer:
         self.files = dict(files)
         self.truncate: dict[str, int] = {}
         self.stall: dict[str, int] = {}
+        self.garbage: set[str] = set()
         self.stalled = threading.Event()    # set once a stalled transfer has sent its bytes
         self.stopping = threading.Event()
         self.requests: list[str] = []
@@ -37,6 +39,10 @@ class FileServer:
                 name = self.path.lstrip("/")
                 server.requests.append(name)
                 body = server.files.get(name)
+                if name in server.garbage:
+                    self.wfile.write(b"SSH-2.0-not-a-web-server\r\n\r\n")
+                    self.close_connection = True
+                    return
                 if body is None:
                     self.send_error(404, "Not Found")
                     return

@@ -1,8 +1,9 @@
 """Download a dataset's published files with the standard library: whole and verified, or not at all.
 
 A file is streamed from its URL (``urllib``) into a temporary file beside its
-destination, with a tqdm bar; its MD5 is compared with the published one; only
-then is it renamed to its real name (same folder, so the rename is atomic). An
+destination (:func:`.atomic.atomic_write`), with a tqdm bar; its MD5 is compared
+with the published one; only then is it renamed to its real name (same folder,
+so the rename is atomic). An
 archive is unpacked into a temporary folder beside its destination (``tarfile``
 with the ``"data"`` extraction filter: no absolute paths, no ``..``, no links
 out of the folder, no device files) and that folder is renamed into place.
@@ -20,8 +21,8 @@ location. It is a folder holding the files under their official names: an
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
+import http.client
 import os
 import shutil
 import tarfile
@@ -34,6 +35,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from .atomic import atomic_write
 from .errors import DataError
 
 ENV_URL = "NPALEXNET_DOWNLOAD_URL"
@@ -90,14 +92,14 @@ def md5sum(path) -> str:
     return digest.hexdigest()
 
 
-def verify(path, file: RemoteFile, what: str | None = None, advice: str = "remove it to download again") -> None:
-    """Raise a one-line :class:`DownloadError` unless ``path`` has ``file``'s published MD5.
+def verify(path, file: RemoteFile) -> None:
+    """Raise a one-line :class:`DownloadError` unless the file at ``path`` has ``file``'s published MD5."""
+    _check_md5(md5sum(path), file, str(path), "remove it to download again")
 
-    ``what`` names the file in the message (default: its path); ``advice`` ends it.
-    """
-    actual = md5sum(path)
+
+def _check_md5(actual: str, file: RemoteFile, what: str, advice: str) -> None:
     if actual != file.md5:
-        raise DownloadError(f"{what or path}: MD5 {actual} is not the published {file.md5} of {file.name} "
+        raise DownloadError(f"{what}: MD5 {actual} is not the published {file.md5} of {file.name} "
                             f"(a corrupt or different file); {advice}")
 
 
@@ -116,33 +118,31 @@ def fetch(remote: Remote, file: RemoteFile, folder, url: str | None = None, *, l
             fewer bytes than announced, or sent a file with another MD5; the
             temporary file is removed. Ctrl-C removes it too and re-raises.
     """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    dest = folder / file.name
     address = source_url(remote, url) + file.name
-    fd, tmp = tempfile.mkstemp(prefix=f".{file.name}.", suffix=".part", dir=folder)
+
+    def download_and_check(f) -> None:   # raising here makes atomic_write remove the temporary file
+        actual = _stream(address, f, file.name, progress)
+        _check_md5(actual, file, f"download of {address}", f"nothing was kept ({MIRROR_HINT})")
+
+    if log:
+        log(f"download: {remote.dataset} from {address} into {folder}")
     try:
+        return atomic_write(Path(folder) / file.name, download_and_check)
+    except KeyboardInterrupt:
         if log:
-            log(f"download: {remote.dataset} from {address} into {folder}")
-        with os.fdopen(fd, "wb") as f:
-            _stream(address, f, file.name, progress)
-            f.flush()
-            os.fsync(f.fileno())
-        verify(tmp, file, what=f"download of {address}", advice=f"nothing was kept ({MIRROR_HINT})")
-        os.replace(tmp, dest)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(exc, KeyboardInterrupt) and log:
             log(f"download of {file.name} interrupted: the partial file was removed")
         raise
-    return dest
 
 
-def _stream(address: str, f, label: str, progress: bool) -> None:
-    """Copy the body at ``address`` into ``f`` with a progress bar; one-line DownloadError on failure."""
+def _stream(address: str, f, label: str, progress: bool) -> str:
+    """Copy the body at ``address`` into ``f`` with a progress bar; its MD5 (hex).
+
+    Raises:
+        DownloadError: one line saying what failed (nothing is removed here).
+    """
     failed = f"download of {address} failed"
     request = urllib.request.Request(address, headers={"User-Agent": USER_AGENT})
+    digest = hashlib.md5(usedforsecurity=False)
     received, total = 0, None
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
@@ -150,9 +150,10 @@ def _stream(address: str, f, label: str, progress: bool) -> None:
             total = int(length) if length and length.isdigit() else None
             with tqdm(total=total, desc=label, unit="B", unit_scale=True, unit_divisor=1024,
                       disable=None if progress else True, leave=False) as bar:
-                # read1: whatever has arrived (up to a chunk), so the bar moves and Ctrl-C finds bytes written
+                # read1: what has arrived (up to a chunk), so the bar moves as the bytes come in
                 while chunk := response.read1(CHUNK_BYTES):
                     f.write(chunk)
+                    digest.update(chunk)
                     received += len(chunk)
                     bar.update(len(chunk))
     except urllib.error.HTTPError as exc:
@@ -160,7 +161,7 @@ def _stream(address: str, f, label: str, progress: bool) -> None:
                             f"({MIRROR_HINT})") from None
     except urllib.error.URLError as exc:   # refused, unknown host, TLS, a missing file:// path
         raise DownloadError(f"{failed}: {_one_line(exc.reason)}; nothing was kept ({MIRROR_HINT})") from None
-    except (OSError, ValueError) as exc:   # timeouts, resets, IncompleteRead, a malformed URL
+    except (OSError, ValueError, http.client.HTTPException) as exc:   # timeout, reset, bad URL, IncompleteRead
         reason = f"{type(exc).__name__}: {_one_line(exc)}" if str(exc) else type(exc).__name__
         raise DownloadError(f"{failed} after {received:,} bytes ({reason}); nothing was kept "
                             f"({MIRROR_HINT})") from None
@@ -168,6 +169,7 @@ def _stream(address: str, f, label: str, progress: bool) -> None:
         # http.client returns an empty read when the server closes early, without raising.
         raise DownloadError(f"{failed}: the transfer stopped after {received:,} of {total:,} bytes; "
                             f"nothing was kept ({MIRROR_HINT})")
+    return digest.hexdigest()
 
 
 def unpack_tar(archive, dest, check: Callable[[Path], bool] | None = None) -> Path:

@@ -1,7 +1,7 @@
 """Downloads with the standard library: a local http.server stands in for the official sites.
 
 Every failure must be one line and leave nothing in the data folder: no
-archive, no ``.part`` file, no half-unpacked folder.
+archive, no temporary file, no half-unpacked folder.
 """
 
 from __future__ import annotations
@@ -130,6 +130,15 @@ def test_mirror_without_the_file(tmp_path):
         with pytest.raises(DownloadError) as excinfo:
             load_dataset("cifar10", root=tmp_path / "data", download_url=server.url)
     assert f"{server.url}{ARCHIVE_NAME} failed: HTTP 404" in _one_line(excinfo)
+    assert _files(tmp_path / "data") == []
+
+
+def test_server_that_does_not_speak_http(served, tmp_path):
+    served.garbage.add(ARCHIVE_NAME)
+    with pytest.raises(DownloadError) as excinfo:
+        load_dataset("cifar10", root=tmp_path / "data", download_url=served.url)
+    message = _one_line(excinfo)
+    assert f"download of {served.url}{ARCHIVE_NAME} failed after 0 bytes (BadStatusLine" in message
     assert _files(tmp_path / "data") == []
 
 

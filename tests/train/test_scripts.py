@@ -98,7 +98,7 @@ def test_ctrl_c_during_a_download_leaves_no_partial_file(tmp_path):
                                 stderr=subprocess.PIPE, text=True)
         assert server.stalled.wait(timeout=120), proc.communicate()
         time.sleep(0.5)   # the first bytes are on their way to the partial file
-        assert proc.poll() is None and list((tmp_path / "data").glob(".cifar-10-python.tar.gz.*.part"))
+        assert proc.poll() is None and list((tmp_path / "data").glob(".cifar-10-python.tar.gz.*.tmp"))
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
