@@ -9,7 +9,7 @@ from .backend import asnumpy, cupy_available, get_device, resolve_device, set_de
 from .nn import no_grad
 from .random_streams import manual_seed
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"   # the one version string: pyproject.toml reads it (dynamic)
 
 __all__ = ["asnumpy", "backend", "config", "cupy_available", "get_device", "manual_seed", "nn", "no_grad",
            "resolve_device", "set_device", "__version__"]

@@ -39,7 +39,8 @@ def test_the_environment_is_read_once_at_import():
     """A bad value stops the import with one line; a later change of the variable changes nothing."""
     env = {**os.environ, "NPALEXNET_CONV": "winogard"}
     result = subprocess.run([sys.executable, "-c", "import npalexnet"], env=env, capture_output=True, text=True)
-    assert result.returncode != 0 and "NPALEXNET_CONV='winogard': expected one of auto, im2col, winograd" in result.stderr
+    expected = "NPALEXNET_CONV='winogard': expected one of auto, im2col, winograd"
+    assert result.returncode != 0 and expected in result.stderr
     code = ("import os, npalexnet; from npalexnet import config; os.environ['NPALEXNET_NUMBA'] = '0'; "
             "assert config.current().numba is True")
     subprocess.run([sys.executable, "-c", code], env={**os.environ, "NPALEXNET_NUMBA": "1"}, check=True)

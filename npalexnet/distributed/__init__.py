@@ -36,7 +36,8 @@ from ..data.sampling import epoch_order, global_batches, local_slice, shard_boun
 from .state import allreduce_sums, average_buffers, broadcast_module, broadcast_tree
 
 __all__ = [
-    "Communicator", "DataParallel", "any_rank", "on_root", "root_first", "DistributedSetupError", "FusedBuffer", "GradientAverager",
+    "Communicator", "DataParallel", "any_rank", "on_root", "root_first", "DistributedSetupError", "FusedBuffer",
+    "GradientAverager",
     "SingleProcessCommunicator", "allreduce_sums", "average_buffers", "broadcast_module",
     "broadcast_tree", "check_consistent", "epoch_order", "global_batches", "init",
     "install_abort_on_exception", "launcher_rank", "local_slice", "report_setup_error", "run",

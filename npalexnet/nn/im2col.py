@@ -36,7 +36,6 @@ CUDA kernels on a GPU, each tested against these two functions).
 
 from __future__ import annotations
 
-import numpy
 
 from ..backend import get_array_module
 

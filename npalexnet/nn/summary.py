@@ -9,9 +9,9 @@ it on the model's device under the settings in force
 Nothing is computed on data: every layer answers for itself through the
 per-layer protocol of :class:`~npalexnet.nn.Module` (``output_shape``,
 ``multiply_adds``), and a container that runs its children in order
-(``runs_children_in_order``, a :class:`~npalexnet.nn.Sequential`) is walked, so the summary of the paper net at batch 128 costs
-microseconds and allocates nothing. Any other container
-falls back to one real forward pass on zeros (batch as given), with forward
+(``runs_children_in_order``, a :class:`~npalexnet.nn.Sequential`) is walked,
+so the summary of the paper net at batch 128 costs microseconds and
+allocates nothing. Any other container falls back to one real forward pass on zeros (batch as given), with forward
 hooks recording the shapes.
 
 Multiply-adds (MACs) count the products of the matrix multiplications only,

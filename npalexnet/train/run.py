@@ -88,8 +88,8 @@ def prepare_data(cfg: TrainConfig, log=print):
     """Load the dataset, split off validation, take the subset; the host splits and class names."""
     start = time.perf_counter()
     dataset = load_dataset(cfg.dataset, cfg.data_dir, root=cfg.root, download=cfg.download,
-                           image_size=cfg.image_size, cache_dir=cfg.cache_dir, workers=cfg.workers,
-                           seed=cfg.seed, log=log)
+                           download_url=cfg.download_url, image_size=cfg.image_size, cache_dir=cfg.cache_dir,
+                           workers=cfg.workers, seed=cfg.seed, log=log, progress=cfg.progress)
     train_idx, val_idx = stratified_split(dataset.train.labels, cfg.val_fraction, cfg.seed)
     train, val = dataset.train.take(train_idx), (dataset.train.take(val_idx) if len(val_idx) else None)
     if cfg.subset is not None and cfg.subset < len(train):
@@ -297,7 +297,8 @@ class _Run:
             self._save(out / BEST, epoch + 1, EpochStats())
         if self.comm.is_root:
             write_metrics_csv(out / METRICS_CSV, self.history)
-            plot_curves(out / CURVES_PNG, self.history, title=f"AlexNet {self.kwargs['variant']} on {self.dataset.name}")
+            title = f"AlexNet {self.kwargs['variant']} on {self.dataset.name}"
+            plot_curves(out / CURVES_PNG, self.history, title=title)
             if cfg.log_grad_norms:
                 save_norm_curves(norms_from_history(self.history), out / NORMS_PNG)
         val_text = f"val loss {val_loss:.4f} acc {100 * val_acc:.2f}%" if val_acc is not None else "no validation split"
@@ -328,7 +329,8 @@ class _Run:
                              train=False, rank=self.comm.rank, world_size=self.comm.size)
         loss, accuracy = evaluate(self.model, loader, self.criterion, cfg.tta, comm=self.comm, crops=cfg.tta_crops)
         views = ("the image" if not cfg.tta else "flip averaging") if not cfg.tta_crops else \
-            f"{10 if cfg.tta else 5} views: 5 crops at +-{cfg.tta_crops} px" + (" and their mirror images" if cfg.tta else "")
+            f"{10 if cfg.tta else 5} views: 5 crops at +-{cfg.tta_crops} px" + \
+            (" and their mirror images" if cfg.tta else "")
         self.log(f"test loss {loss:.4f} ({views})")
         return FitResult(self.model, self.history, loss, accuracy, self.out, cfg)
 

@@ -212,7 +212,8 @@ def array_code_pool(x, kernel, stride, padding, dy):
 def test_maxpool_matches_array_code(case, dtype, kind, layout, kxp):
     n, c, h, w, kernel, stride, padding = case
     x = pool_input((n, c, h, w), kind, dtype)
-    oh, ow = K.conv_output_size(h, kernel[0], stride[0], padding[0]), K.conv_output_size(w, kernel[1], stride[1], padding[1])
+    oh = K.conv_output_size(h, kernel[0], stride[0], padding[0])
+    ow = K.conv_output_size(w, kernel[1], stride[1], padding[1])
     dy = numpy.random.default_rng(5).standard_normal((n, c, oh, ow)).astype(dtype)
     y_ref, argmax_ref, dx_ref = array_code_pool(x, kernel, stride, padding, dy)
 

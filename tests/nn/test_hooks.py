@@ -1,7 +1,6 @@
 """Forward and backward hooks see what torch's hooks see, on every layer type and on the model."""
 
 import numpy
-import pytest
 
 from npalexnet import nn
 from npalexnet.inspect.torch_twin import to_tensor, to_torch
