@@ -154,7 +154,8 @@ def main(argv=None):
 
     total_a = sum(r[1] for r in rows)
     total_k = sum(r[2] for r in rows)
-    print(f"{'sum of the rows above':44s} array {total_a:8.3f} ms   kernel {total_k:8.3f} ms   x{total_a / total_k:6.2f}")
+    print(f"{'sum of the rows above':44s} array {total_a:8.3f} ms   kernel {total_k:8.3f} ms   "
+          f"x{total_a / total_k:6.2f}")
     worst = max(r[3] for r in rows)
     print(f"largest relative difference kernel vs array code: {worst:.1e}")
     npalexnet.kernels.use_cuda_kernels(None)

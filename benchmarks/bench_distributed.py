@@ -45,6 +45,7 @@ def worker(args) -> None:
     import npalexnet
     from npalexnet import distributed, nn, optim
     from npalexnet.models import alexnet
+    from npalexnet.train import train_step
 
     comm = distributed.init(args.distributed, "cpu")
     distributed.install_abort_on_exception(comm)
@@ -63,10 +64,8 @@ def worker(args) -> None:
         mine = parallel.local_batch(batch)
         comm.barrier()
         start = time.perf_counter()
-        loss_sum, correct = distributed.train_step(model, loss_fn, opt, images[mine], labels[mine], mine,
-                                                   seed=0, epoch=step, parallel=parallel,
-                                                   global_count=args.batch)
-        distributed.allreduce_sums(comm, loss_sum, correct, len(mine))   # as the training loop does
+        train_step(model, loss_fn, opt, images[mine], labels[mine], mine, seed=0, epoch=step, parallel=parallel,
+                   global_count=args.batch)   # the training program's step: sums, sync, update
         elapsed = time.perf_counter() - start
         if step >= args.warmup:
             step_times.append(elapsed)

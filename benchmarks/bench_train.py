@@ -69,8 +69,9 @@ def build(net: str, batch: int, device: str, seed: int = 0):
 
 def npalexnet_steps(model, batch, device):
     """Closures for one training step and one inference pass of npalexnet."""
-    from npalexnet import backend, nn, no_grad, optim
+    from npalexnet import backend, config, nn, no_grad, optim
 
+    config.set_defaults(buffer_pool=True)   # as the training program: large arrays recycled between steps
     x, y = batch
     criterion = nn.CrossEntropyLoss()
     opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)

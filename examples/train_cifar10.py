@@ -59,10 +59,15 @@ def parse_args(argv=None) -> TrainConfig:
     g.add_argument("--dataset", choices=DATASETS, default=D.dataset, help="what to train on")
     g.add_argument("--data-dir", default=None,
                    help="local copy: a folder with cifar-10-batches-py/, or DIR/train/<class>/*.jpg + "
-                        "DIR/test/<class>/*.jpg, or DIR/<class>/*.jpg (default: torchvision download into --root)")
-    g.add_argument("--root", default=D.root, help="torchvision's download folder")
+                        "DIR/test/<class>/*.jpg, or DIR/<class>/*.jpg (default: the official files, downloaded "
+                        "into --root)")
+    g.add_argument("--root", default=D.root, help="where the downloaded datasets are kept")
     g.add_argument("--no-download", dest="download", action="store_false", default=D.download,
                    help="never download")
+    g.add_argument("--download-url", default=None, metavar="URL",
+                   help="a mirror holding the published files under their names (an http(s):// or file:// "
+                        "folder URL, or a local folder), e.g. behind a proxy (default: $NPALEXNET_DOWNLOAD_URL, "
+                        "else the official location)")
     g.add_argument("--cache-dir", default=None, help="where decoded ImageFolder trees are cached "
                                                      "(default: DIR/.npalexnet-cache, else ~/.cache/npalexnet)")
     g.add_argument("--workers", type=int, default=None, help="image decoding processes (default: all cores)")
@@ -125,7 +130,8 @@ def parse_args(argv=None) -> TrainConfig:
                    help="--schedule plateau: divide the learning rate at most this many times (default: no limit)")
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=int, default=D.seed, help="seeds the split, weights, order, augmentation, dropout")
-    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default=D.device, help="auto: CUDA when CuPy sees a GPU")
+    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default=D.device,
+                   help="auto: CUDA when CuPy sees a GPU")
     g.add_argument("--out", default=D.out, help="output folder (checkpoints, metrics.csv, curves.png)")
     g.add_argument("--resume", action="store_true", help="continue from --out/last.npz up to --epochs")
     g.add_argument("--overwrite", action="store_true", help="start afresh even if --out holds a run")

@@ -1,8 +1,9 @@
 """The data pipeline: find and decode a dataset once, keep each split as one
 uint8 array on the device, and augment batches there in array code.
 
-* :mod:`.sources`: ``load_dataset`` (local copies in several layouts, or a torchvision download)
-* :mod:`.cifar_pickle`, :mod:`.imagefolder`, :mod:`.torchvision_source`: the readers
+* :mod:`.sources`: ``load_dataset`` (local copies in several layouts, or the published files downloaded)
+* :mod:`.cifar_pickle`, :mod:`.fashionmnist`, :mod:`.imagefolder`: the readers
+* :mod:`.download`: published files fetched with urllib, MD5-checked, unpacked whole or not at all
 * :mod:`.split`: seeded stratified validation split and subsets
 * :mod:`.augment`: crop/flip/normalise/resize on NumPy or CuPy
 * :mod:`.sampling`: the one epoch shuffle, its batches, each rank's slice
@@ -12,6 +13,7 @@ uint8 array on the device, and augment batches there in array code.
 
 from .augment import CIFAR10_MEAN, CIFAR10_STD, Preprocess, channel_stats, crop_flip, hflip, normalize, resize
 from .dataset import Dataset, Split
+from .download import DownloadError
 from .errors import DataError, DataNotFoundError
 from .loader import BatchLoader
 from .sampling import epoch_order, global_batches, local_slice
@@ -25,6 +27,7 @@ __all__ = [
     "BatchLoader",
     "DataError",
     "DataNotFoundError",
+    "DownloadError",
     "Dataset",
     "Preprocess",
     "Split",

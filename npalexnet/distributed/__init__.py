@@ -9,7 +9,8 @@ Modules, one job each:
   ranks, abort-on-exception, setup errors;
 * :mod:`.gradients`: share-weighted gradient averaging in one fused buffer;
 * :mod:`.state`: broadcasts from rank 0, averaged BatchNorm statistics, summed metrics;
-* :mod:`.data_parallel`: the per-step glue a training loop calls;
+* :mod:`.data_parallel`: a model's data-parallel state and the per-step glue (the step itself is
+  :func:`npalexnet.train.train_step`);
 * :mod:`.collective`: a step on rank 0 (or rank 0 first) whose errors reach every rank.
 
 The shared shuffle and each rank's slice of a global batch are
@@ -20,7 +21,7 @@ number of ranks (dropout masks, augmentation) comes from
 
 from .collective import any_rank, on_root, root_first
 from .communicator import Communicator, DistributedSetupError, SingleProcessCommunicator
-from .data_parallel import DataParallel, train_step
+from .data_parallel import DataParallel
 from .gradients import FusedBuffer, GradientAverager, shares
 from .launch import (
                      check_consistent,
@@ -35,9 +36,10 @@ from ..data.sampling import epoch_order, global_batches, local_slice, shard_boun
 from .state import allreduce_sums, average_buffers, broadcast_module, broadcast_tree
 
 __all__ = [
-    "Communicator", "DataParallel", "any_rank", "on_root", "root_first", "DistributedSetupError", "FusedBuffer", "GradientAverager",
+    "Communicator", "DataParallel", "any_rank", "on_root", "root_first", "DistributedSetupError", "FusedBuffer",
+    "GradientAverager",
     "SingleProcessCommunicator", "allreduce_sums", "average_buffers", "broadcast_module",
     "broadcast_tree", "check_consistent", "epoch_order", "global_batches", "init",
     "install_abort_on_exception", "launcher_rank", "local_slice", "report_setup_error", "run",
-    "select_local_gpu", "shard_bounds", "shard_counts", "shares", "train_step",
+    "select_local_gpu", "shard_bounds", "shard_counts", "shares",
 ]

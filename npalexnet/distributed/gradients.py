@@ -123,6 +123,11 @@ class GradientAverager:
         if not 0 <= local_count <= global_count or global_count < 1:
             raise ValueError(f"GradientAverager.average: local_count {local_count} and "
                              f"global_count {global_count} must satisfy 0 <= n_r <= N, N >= 1")
+        if self.comm.size == 1:   # one process holds the whole batch: its gradient is the average
+            if local_count != global_count:
+                raise ValueError(f"GradientAverager.average: one process holds {local_count} of a batch of "
+                                 f"{global_count} samples")
+            return
         self.pack(local_count / global_count)
         start = time.perf_counter()
         self.comm.allreduce(self.buffer.flat)

@@ -20,6 +20,7 @@ import sys
 import traceback
 
 from .communicator import Communicator, DistributedSetupError, SingleProcessCommunicator
+from .gpus import select_local_gpu
 
 #: Environment variables in which MPI launchers pass the rank (MPICH/Hydra,
 #: Open MPI, PMIx, Slurm), read before MPI is up (or when mpi4py is missing).
@@ -68,29 +69,6 @@ def init(distributed: bool = True, device: str = "cpu", backend: str = "auto") -
     comm = MPICommunicator()
     select_local_gpu(comm)
     return comm
-
-
-def select_local_gpu(comm: Communicator) -> int:
-    """Make GPU ``local_rank`` current (checked on all ranks together); returns its number.
-
-    Raises the same DistributedSetupError on every rank when a machine runs
-    more ranks than it has GPUs.
-    """
-    try:
-        import cupy
-
-        gpus = cupy.cuda.runtime.getDeviceCount()
-    except Exception:   # noqa: BLE001 (no CuPy, no driver, a broken CUDA install: all mean no GPU)
-        cupy, gpus = None, 0
-    counts = comm.allgather_object((gpus, comm.local_size))
-    short = [(r, g, ls) for r, (g, ls) in enumerate(counts) if g < ls]
-    if short:
-        rank, gpus_seen, local = short[0]
-        raise DistributedSetupError(
-            f"{local} ranks run on the machine of rank {rank}, which sees {gpus_seen} GPU(s): one GPU "
-            f"per local rank is needed; start at most {gpus_seen} processes per machine or use --device cpu")
-    cupy.cuda.Device(comm.local_rank).use()
-    return comm.local_rank
 
 
 def check_consistent(comm: Communicator, **facts) -> None:

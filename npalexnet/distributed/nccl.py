@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy
 
 from .communicator import _check_flat, _check_root
+from .gpus import select_local_gpu
 from .mpi import MPICommunicator
 
 
@@ -61,8 +62,6 @@ class NCCLCommunicator(MPICommunicator):
         from cupy.cuda import nccl
 
         self._cupy, self._nccl = cupy, nccl
-        from .launch import select_local_gpu
-
         select_local_gpu(self)   # GPU local_rank, checked on every rank together
         uid = nccl.get_unique_id() if self.rank == 0 else None
         uid = self.broadcast_object(uid, root=0)

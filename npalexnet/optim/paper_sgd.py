@@ -45,7 +45,7 @@ class PaperSGD(Optimizer):
                              f"weight_decay >= 0 ({weight_decay})")
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay))
 
-    def _update(self, p, grad, state, group) -> None:
+    def update(self, p, grad, state, group) -> None:
         lr, mu, wd = group["lr"], group["momentum"], group["weight_decay"]
         w = p.data
         cast = w.dtype.type

@@ -1,7 +1,8 @@
 """Training: the loop, evaluation, checkpoints, metrics, and ``fit`` that runs them all.
 
 * :mod:`.config`: ``TrainConfig`` (defaults = the anchor recipe) and the builders
-* :mod:`.loop`: one epoch (``train_one_epoch``), the NaN guard
+* :mod:`.step`: one training step (``train_step``), the same in one process and on many; the NaN guard
+* :mod:`.loop`: one epoch (``train_one_epoch``)
 * :mod:`.evaluate`: loss/accuracy with test-time flip averaging
 * :mod:`.checkpoint`: atomic ``.npz`` checkpoints, validated on load
 * :mod:`.history`: ``metrics.csv`` and the curves PNG
@@ -13,9 +14,10 @@
 from .checkpoint import BEST, LAST, Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from .config import SCHEDULES, TrainConfig, build_model, build_optimizer, build_scheduler
 from .evaluate import evaluate, predict_proba, softmax
-from .loop import EpochStats, NonFiniteLossError, train_one_epoch
+from .loop import EpochStats, train_one_epoch
 from .predict import Predictor
 from .run import FitResult, TrainingInterrupted, fit
+from .step import NonFiniteLossError, train_step
 
 __all__ = [
     "BEST",
@@ -39,4 +41,5 @@ __all__ = [
     "save_checkpoint",
     "softmax",
     "train_one_epoch",
+    "train_step",
 ]

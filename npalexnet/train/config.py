@@ -34,6 +34,7 @@ class TrainConfig:
     data_dir: str | None = None
     root: str = "./data"
     download: bool = True
+    download_url: str | None = None   # a mirror of the published files (else $NPALEXNET_DOWNLOAD_URL, else official)
     cache_dir: str | None = None
     workers: int | None = None
     image_size: int | None = None
@@ -148,8 +149,9 @@ RECIPES = {
 
 #: Fields a resumed run takes from the command line; the rest come from the checkpoint,
 #: so ``--resume`` continues the same run whatever else the command line says.
-RUNTIME_FIELDS = ("tta_crops", "epochs", "data_dir", "root", "download", "cache_dir", "workers", "device", "out",
-                  "resume", "overwrite", "progress", "eval_batch_size", "distributed", "log_grad_norms")
+RUNTIME_FIELDS = ("tta_crops", "epochs", "data_dir", "root", "download", "download_url", "cache_dir", "workers",
+                  "device", "out", "resume", "overwrite", "progress", "eval_batch_size", "distributed",
+                  "log_grad_norms")
 
 
 def merge_for_resume(saved: dict, current: TrainConfig) -> TrainConfig:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy
 
-from .. import __version__, backend, distributed, nn
+from .. import __version__, backend, config, distributed, nn, random_streams
 from ..data import load_dataset, stratified_sample, stratified_split
 from ..inspect import parameter_norms
 from ..viz import save_norm_curves
@@ -51,7 +51,8 @@ from .history import (
     write_metrics_csv,
 )
 from .interrupt import GracefulInterrupt
-from .loop import EpochStats, NonFiniteLossError, train_one_epoch
+from .loop import EpochStats, train_one_epoch
+from .step import NonFiniteLossError
 
 
 class TrainingInterrupted(Exception):
@@ -83,9 +84,9 @@ def prepare_data(cfg: TrainConfig, log=print, build: bool = True):
     """
     start = time.perf_counter()
     dataset = load_dataset(cfg.dataset, cfg.data_dir, root=cfg.root, download=cfg.download,
-                           image_size=cfg.image_size, cache_dir=cfg.cache_dir, workers=cfg.workers,
-                           seed=cfg.seed, log=log, rule=cfg.resize_rule, in_memory=not cfg.paper_mode,
-                           progress=cfg.progress and build, build=build)
+                           download_url=cfg.download_url, image_size=cfg.image_size, cache_dir=cfg.cache_dir,
+                           workers=cfg.workers, seed=cfg.seed, log=log, progress=cfg.progress and build,
+                           rule=cfg.resize_rule, in_memory=not cfg.paper_mode, build=build)
     train_idx, val_idx = stratified_split(dataset.train.labels, cfg.val_fraction, cfg.seed)
     train, val = dataset.train.take(train_idx), (dataset.train.take(val_idx) if len(val_idx) else None)
     if cfg.subset is not None and cfg.subset < len(train):
@@ -132,157 +133,214 @@ def fit(cfg: TrainConfig, log=print, comm=None) -> FitResult:
     """Train (or resume), checkpoint every epoch, evaluate on the test split.
 
     ``comm`` (a distributed communicator) makes this rank one of a data-parallel
-    run (see the module doc); None trains in this process alone.
+    run (see the module doc); None trains in this process alone (through the
+    same step, with a one-process communicator).
 
     Raises:
         DataError: no usable data. CheckpointError: a bad checkpoint, or one in
         the way of a fresh run. NonFiniteLossError: the loss diverged (the last
         good checkpoint is kept). TrainingInterrupted: Ctrl-C (a checkpoint was saved).
     """
-    cfg.validate()
-    parallel_run = comm is not None
-    comm = comm if parallel_run else distributed.SingleProcessCommunicator()
-    if not comm.is_root:
-        log = _silent
-    if parallel_run:
-        _check_same_run(comm, cfg)
-    out = Path(cfg.out)
-    ckpt, cfg = distributed.on_root(comm, _open_run, cfg, out, log)   # rank 0 reads, all get it
-    device = backend.resolve_device(cfg.device)
-    dataset, train_split, val_split = distributed.root_first(comm, prepare_data, cfg, log, comm.is_root)
-    if parallel_run:
-        _check_same_data(comm, dataset, train_split)
-    shard = {"rank": comm.rank, "world_size": comm.size}
-    eval_comm = comm if parallel_run else None   # evaluation sums over ranks
+    run = _Run.open(cfg.validate(), log, comm)
+    with config.using(buffer_pool=True):   # training recycles its large arrays (npalexnet.kernels.memory)
+        run.train()
+        return run.test()
 
-    if ckpt is not None:
-        kwargs = ckpt.meta["model_kwargs"]
-        norm = {k: ckpt.meta[k] for k in ("mean", "std", "eigvals", "eigvecs") if k in ckpt.meta}
-    else:
-        kwargs = model_kwargs(cfg, len(dataset.classes), dataset.in_channels)
-        norm = pipeline.normalisation(cfg, dataset, train_split)
-    backend.manual_seed(cfg.seed)   # the initial weights
-    model = build_model(kwargs)
-    size = input_size(kwargs["variant"])
-    preprocess = pipeline.build_preprocess(cfg, norm, size, dataset.image_size)
-    train_loader = pipeline.build_loader(cfg, train_split, cfg.batch_size, preprocess, device, train=True, **shard)
-    val_loader = (pipeline.build_loader(cfg, val_split, cfg.eval_batch_size, preprocess, device, train=False,
-                                        **shard) if val_split is not None else None)
-    optimizer = build_optimizer(cfg, model)
-    scheduler, per_step = build_scheduler(cfg, optimizer, len(train_loader))
-    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 
-    history, best_acc, start_epoch, partial = [], -1.0, 0, EpochStats()
-    if ckpt is not None:
-        load_model_state(model, ckpt)
+@dataclass
+class _Run:
+    """Everything one run holds, built by :meth:`open`; the steps of :func:`fit` are its methods."""
+
+    cfg: TrainConfig
+    log: object
+    comm: object
+    out: Path
+    dataset: object
+    kwargs: dict
+    norm: dict
+    preprocess: object
+    model: nn.Module
+    parallel: distributed.DataParallel
+    optimizer: object
+    scheduler: object
+    per_step: bool
+    criterion: nn.Module
+    train_loader: object
+    val_loader: object
+    history: list
+    best_acc: float = -1.0
+    start_epoch: int = 0
+    partial: EpochStats = None
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def open(cls, cfg: TrainConfig, log, comm) -> "_Run":
+        """The checkpoint to resume (rank 0 reads it), the data (rank 0 first), the model and its optimizer."""
+        parallel_run = comm is not None
+        comm = comm if parallel_run else distributed.SingleProcessCommunicator()
+        log = log if comm.is_root else _silent
+        if parallel_run:
+            _check_same_run(comm, cfg)
+        out = Path(cfg.out)
+        ckpt, cfg = distributed.on_root(comm, _open_run, cfg, out, log)
+        device = backend.resolve_device(cfg.device)
+        dataset, train_split, val_split = distributed.root_first(comm, prepare_data, cfg, log, comm.is_root)
+        if parallel_run:
+            _check_same_data(comm, dataset, train_split)
+        kwargs, norm = _model_and_normalisation(cfg, ckpt, dataset, train_split)
+        random_streams.manual_seed(cfg.seed)   # the initial weights
+        model = build_model(kwargs)
+        size = input_size(kwargs["variant"])
+        preprocess = pipeline.build_preprocess(cfg, norm, size, dataset.image_size)
+        shard = {"rank": comm.rank, "world_size": comm.size}
+        train_loader = pipeline.build_loader(cfg, train_split, cfg.batch_size, preprocess, device, train=True,
+                                             **shard)
+        val_loader = (pipeline.build_loader(cfg, val_split, cfg.eval_batch_size, preprocess, device, train=False,
+                                            **shard) if val_split is not None else None)
+        optimizer = build_optimizer(cfg, model)
+        scheduler, per_step = build_scheduler(cfg, optimizer, len(train_loader))
+        run = cls(cfg, log, comm, out, dataset, kwargs, norm, preprocess, model, None, optimizer, scheduler,
+                  per_step, nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing), train_loader, val_loader, [],
+                  partial=EpochStats())
+        if ckpt is not None:
+            run._resume_from(ckpt)
         model.to(device)
-        optimizer.load_state_dict(ckpt.optimizer_state())
-        saved_sched = ckpt.meta.get("scheduler") or {}
-        if per_step:
-            # Keep the schedule sized for the new --epochs; only the step count comes from the checkpoint.
-            scheduler.last_epoch = int(saved_sched.get("last_epoch", 0))
-            scheduler._apply()
+        run.parallel = distributed.DataParallel(model, comm)
+        run.parallel.broadcast_initial_state()   # rank 0's weights (fresh or resumed) on every rank
+        run._log_start(parallel_run, device, size)
+        return run
+
+    def _resume_from(self, ckpt) -> None:
+        load_model_state(self.model, ckpt)
+        self.optimizer.load_state_dict(ckpt.optimizer_state())
+        saved_schedule = ckpt.meta.get("scheduler") or {}
+        if self.per_step:   # the schedule stays sized for the new --epochs; only the step count is restored
+            self.scheduler.set_step(int(saved_schedule.get("last_epoch", 0)))
         else:
-            scheduler.load_state_dict(saved_sched)
-        backend.set_rng_state(json.loads(ckpt.meta["rng_state"]))
-        history, best_acc = list(ckpt.meta.get("history", [])), float(ckpt.meta.get("best_val_acc", -1.0))
-        start_epoch = int(ckpt.meta["epoch"])
-        partial = EpochStats(**ckpt.meta.get("partial", {}))
-        where = (f"epoch {start_epoch + 1}, step {partial.steps} of {len(train_loader)}" if partial.steps
-                 else f"end of epoch {start_epoch}")
-        log(f"resumed from {ckpt.path} ({where}), continuing to epoch {cfg.epochs}")
-    else:
-        model.to(device)
-    parallel = None
-    if parallel_run:
-        parallel = distributed.DataParallel(model, comm)
-        parallel.broadcast_initial_state()   # rank 0's weights (fresh or resumed) on every rank
-        log(f"distributed: {comm.size} processes ({comm.name}); batch {cfg.batch_size} is the global batch, "
-            f"{-(-cfg.batch_size // comm.size)} or fewer images per process")
-    log(f"model: AlexNet {kwargs['variant']} (width {kwargs['width']}), "
-        f"{sum(p.size for p in model.parameters()):,} parameters, {size}x{size} input, device {device}; "
-        f"{cfg.optimizer} lr {cfg.lr} ({cfg.schedule}), batch {cfg.batch_size}, {len(train_loader)} steps/epoch")
-    log(model.summary((cfg.batch_size, dataset.in_channels, size, size)))
+            self.scheduler.load_state_dict(saved_schedule)
+        random_streams.set_state(json.loads(ckpt.meta["rng_state"]))
+        self.history = list(ckpt.meta.get("history", []))
+        self.best_acc = float(ckpt.meta.get("best_val_acc", -1.0))
+        self.start_epoch = int(ckpt.meta["epoch"])
+        self.partial = EpochStats(**ckpt.meta.get("partial", {}))
+        where = (f"epoch {self.start_epoch + 1}, step {self.partial.steps} of {len(self.train_loader)}"
+                 if self.partial.steps else f"end of epoch {self.start_epoch}")
+        self.log(f"resumed from {ckpt.path} ({where}), continuing to epoch {self.cfg.epochs}")
 
-    def meta(epoch: int, stats: EpochStats) -> dict:
-        return {"epoch": epoch, "partial": stats.to_dict(), "model_kwargs": kwargs, "variant": kwargs["variant"],
-                "classes": list(dataset.classes), **norm, "crop_size": getattr(preprocess, "crop", None),
-                "resize_rule": cfg.resize_rule,
-                "image_size": dataset.image_size, "input_size": size, "in_channels": dataset.in_channels,
-                "resize_mode": cfg.resize_mode, "scheduler": scheduler.state_dict(),
-                "rng_state": json.dumps(backend.get_rng_state()), "config": cfg.to_dict(),
-                "history": history, "best_val_acc": best_acc}
+    def _log_start(self, parallel_run: bool, device: str, size: int) -> None:
+        cfg, comm = self.cfg, self.comm
+        if parallel_run:
+            self.log(f"distributed: {comm.size} processes ({comm.name}); batch {cfg.batch_size} is the global "
+                     f"batch, {-(-cfg.batch_size // comm.size)} or fewer images per process")
+        self.log(f"model: AlexNet {self.kwargs['variant']} (width {self.kwargs['width']}), "
+                 f"{sum(p.size for p in self.model.parameters()):,} parameters, {size}x{size} input, device "
+                 f"{device}; {cfg.optimizer} lr {cfg.lr} ({cfg.schedule}), batch {cfg.batch_size}, "
+                 f"{len(self.train_loader)} steps/epoch")
+        self.log(self.model.summary((cfg.batch_size, self.dataset.in_channels, size, size)))
 
-    def save(path: Path, epoch: int, stats: EpochStats) -> None:
-        if not _is_finite_model(model):   # never replace a good checkpoint with NaN weights
+    # ------------------------------------------------------------------ training
+    def train(self) -> None:
+        """Every remaining epoch: train, validate, checkpoint, write the metrics, log a line."""
+        cfg, out = self.cfg, self.out
+        if self.comm.is_root:
+            out.mkdir(parents=True, exist_ok=True)
+        try:
+            with GracefulInterrupt(self.log) as local_stop:
+                # A Ctrl-C seen by any rank stops all of them at the same step.
+                stop = (lambda: distributed.any_rank(self.comm, local_stop())) if self.comm.size > 1 else local_stop
+                for epoch in range(self.start_epoch, cfg.epochs):
+                    stats = train_one_epoch(self.model, self.train_loader, self.criterion, self.optimizer,
+                                            self.scheduler if self.per_step else None, epoch=epoch, seed=cfg.seed,
+                                            parallel=self.parallel, stats=self.partial, should_stop=stop,
+                                            progress=cfg.progress and self.comm.is_root,
+                                            desc=f"epoch {epoch + 1}/{cfg.epochs}")
+                    self.partial = EpochStats()
+                    if stats.interrupted:
+                        self._save(out / LAST, epoch, stats)
+                        raise TrainingInterrupted(f"interrupted at epoch {epoch + 1}, step {stats.steps}: saved "
+                                                  f"{out / LAST}; continue with --resume --out {out}")
+                    self._end_of_epoch(epoch, stats)
+                    if stop():
+                        raise TrainingInterrupted(f"interrupted after epoch {epoch + 1}: saved {out / LAST}; "
+                                                  f"continue with --resume --out {out}")
+        except NonFiniteLossError as exc:
+            kept = (f"the last good checkpoint {out / LAST} (epoch {self.history[-1]['epoch']}) is kept"
+                    if (out / LAST).exists() and self.history else "no checkpoint was written")
+            raise NonFiniteLossError(f"{exc}: training stopped; {kept}. Try a lower --lr or more --warmup") from exc
+
+    def _end_of_epoch(self, epoch: int, stats: EpochStats) -> None:
+        """Validate, step a per-epoch schedule, record the epoch, save last (and best), plot, log."""
+        cfg, out = self.cfg, self.out
+        eval_start = time.perf_counter()
+        val = (scores(self.model, self.val_loader, self.criterion, comm=self.comm,
+                      views=pipeline.views(cfg, self.preprocess, final=False)) if self.val_loader else None)
+        val_loss, val_acc, val_top5 = (val.loss, val.top1, val.top5) if val else (None, None, None)
+        if not self.per_step:
+            self.scheduler.step(val_acc if val_acc is not None else stats.accuracy)
+        row = {"epoch": epoch + 1, "train_loss": stats.loss, "train_acc": stats.accuracy, "val_loss": val_loss,
+               "val_acc": val_acc, "val_top5": val_top5, "lr": self.optimizer.param_groups[0]["lr"],
+               "epoch_seconds": round(stats.seconds + time.perf_counter() - eval_start, 2),
+               "images_per_s": round(stats.seen / max(stats.seconds, 1e-9), 1)}
+        if cfg.log_grad_norms:   # the gradient of the epoch's last step, the weights at its end
+            row.update(norm_columns(parameter_norms(self.model)))
+        self.history.append(row)
+        score = val_acc if val_acc is not None else stats.accuracy
+        improved = score > self.best_acc
+        self.best_acc = max(self.best_acc, score)
+        self._save(out / LAST, epoch + 1, EpochStats())
+        if improved:
+            self._save(out / BEST, epoch + 1, EpochStats())
+        if self.comm.is_root:
+            write_metrics_csv(out / METRICS_CSV, self.history)
+            title = f"AlexNet {self.kwargs['variant']} on {self.dataset.name}"
+            plot_curves(out / CURVES_PNG, self.history, title=title)
+            if cfg.log_grad_norms:
+                save_norm_curves(norms_from_history(self.history), out / NORMS_PNG)
+        val_text = ("no validation split" if val_acc is None else
+                    f"val loss {val_loss:.4f} top-1 error {100 * (1 - val_acc):.2f}% top-5 error "
+                    f"{100 * (1 - val_top5):.2f}%" if cfg.paper_mode else f"val loss {val_loss:.4f} acc {100 * val_acc:.2f}%")
+        self.log(f"epoch {epoch + 1}/{cfg.epochs}: train loss {stats.loss:.4f} acc {100 * stats.accuracy:.2f}% | "
+                 f"{val_text} | lr {row['lr']:.5f} | {row['epoch_seconds']:.1f} s ({row['images_per_s']:.0f} img/s)"
+                 f"{' *best*' if improved else ''}")
+        if cfg.paper_mode:
+            self.log(self.train_loader.timing.describe())
+
+    def _save(self, path: Path, epoch: int, stats: EpochStats) -> None:
+        if not _is_finite_model(self.model):   # never replace a good checkpoint with NaN weights
             raise NonFiniteLossError(f"the weights became NaN or infinite during epoch {epoch + 1}")
-        if comm.is_root:
-            save_checkpoint(path, model, optimizer, meta(epoch, stats))
+        if self.comm.is_root:
+            save_checkpoint(path, self.model, self.optimizer, self._meta(epoch, stats))
 
-    if comm.is_root:
-        out.mkdir(parents=True, exist_ok=True)
-    try:
-        with GracefulInterrupt(log) as local_stop:
-            # A Ctrl-C seen by any rank stops all of them at the same step.
-            stop = (lambda: distributed.any_rank(comm, local_stop())) if parallel_run else local_stop
-            for epoch in range(start_epoch, cfg.epochs):
-                stats = train_one_epoch(model, train_loader, criterion, optimizer, scheduler if per_step else None,
-                                        epoch=epoch, seed=cfg.seed, stats=partial, should_stop=stop,
-                                        progress=cfg.progress and comm.is_root,
-                                        desc=f"epoch {epoch + 1}/{cfg.epochs}", parallel=parallel)
-                partial = EpochStats()
-                if stats.interrupted:
-                    save(out / LAST, epoch, stats)
-                    raise TrainingInterrupted(f"interrupted at epoch {epoch + 1}, step {stats.steps}: saved "
-                                              f"{out / LAST}; continue with --resume --out {out}")
-                eval_start = time.perf_counter()
-                val = (scores(model, val_loader, criterion, comm=eval_comm, views=pipeline.views(cfg, preprocess, False))
-                       if val_loader else None)
-                val_loss, val_acc, val_top5 = (val.loss, val.top1, val.top5) if val else (None, None, None)
-                if not per_step:
-                    scheduler.step(val_acc if val_acc is not None else stats.accuracy)
-                seconds = stats.seconds + time.perf_counter() - eval_start
-                history.append({"epoch": epoch + 1, "train_loss": stats.loss, "train_acc": stats.accuracy,
-                                "val_loss": val_loss, "val_acc": val_acc, "val_top5": val_top5,
-                                "lr": optimizer.param_groups[0]["lr"],
-                                "epoch_seconds": round(seconds, 2),
-                                "images_per_s": round(stats.seen / max(stats.seconds, 1e-9), 1)})
-                if cfg.log_grad_norms:   # the gradient of the epoch's last step, the weights at its end
-                    history[-1].update(norm_columns(parameter_norms(model)))
-                score = val_acc if val_acc is not None else stats.accuracy
-                improved = score > best_acc
-                best_acc = max(best_acc, score)
-                save(out / LAST, epoch + 1, EpochStats())
-                if improved:
-                    save(out / BEST, epoch + 1, EpochStats())
-                if comm.is_root:
-                    write_metrics_csv(out / METRICS_CSV, history)
-                    plot_curves(out / CURVES_PNG, history, title=f"AlexNet {kwargs['variant']} on {dataset.name}")
-                    if cfg.log_grad_norms:
-                        save_norm_curves(norms_from_history(history), out / NORMS_PNG)
-                val_text = ("no validation split" if val_acc is None else
-                            f"val loss {val_loss:.4f} top-1 error {100 * (1 - val_acc):.2f}% top-5 error "
-                            f"{100 * (1 - val_top5):.2f}%" if cfg.paper_mode else
-                            f"val loss {val_loss:.4f} acc {100 * val_acc:.2f}%")
-                log(f"epoch {epoch + 1}/{cfg.epochs}: train loss {stats.loss:.4f} acc {100 * stats.accuracy:.2f}%"
-                    f" | {val_text} | lr {history[-1]['lr']:.5f} | {seconds:.1f} s "
-                    f"({history[-1]['images_per_s']:.0f} img/s){' *best*' if improved else ''}")
-                if cfg.paper_mode:
-                    log(train_loader.timing.describe())
-                if stop():
-                    raise TrainingInterrupted(f"interrupted after epoch {epoch + 1}: saved {out / LAST}; "
-                                              f"continue with --resume --out {out}")
-    except NonFiniteLossError as exc:
-        kept = (f"the last good checkpoint {out / LAST} (epoch {history[-1]['epoch']}) is kept"
-                if (out / LAST).exists() and history else "no checkpoint was written")
-        raise NonFiniteLossError(f"{exc}: training stopped; {kept}. Try a lower --lr or more --warmup") from exc
+    def _meta(self, epoch: int, stats: EpochStats) -> dict:
+        return {"epoch": epoch, "partial": stats.to_dict(), "model_kwargs": self.kwargs,
+                "variant": self.kwargs["variant"], "classes": list(self.dataset.classes), **self.norm,
+                "crop_size": getattr(self.preprocess, "crop", None), "resize_rule": self.cfg.resize_rule,
+                "image_size": self.dataset.image_size,
+                "input_size": input_size(self.kwargs["variant"]), "in_channels": self.dataset.in_channels,
+                "resize_mode": self.cfg.resize_mode, "scheduler": self.scheduler.state_dict(),
+                "rng_state": json.dumps(random_streams.get_state()), "config": self.cfg.to_dict(),
+                "history": self.history, "best_val_acc": self.best_acc}
 
-    test_loader = pipeline.build_loader(cfg, dataset.test, cfg.eval_batch_size, preprocess, device, train=False,
-                                        **shard)
-    test_views = pipeline.views(cfg, preprocess, final=True)
-    test = scores(model, test_loader, criterion, comm=eval_comm, views=test_views)
-    log(f"test loss {test.loss:.4f} ({test_views.describe()})")
-    if cfg.paper_mode:
-        log(f"test top-1 error {100 * (1 - test.top1):.2f}%, top-5 error {100 * (1 - test.top5):.2f}%")
-    return FitResult(model, history, test.loss, test.top1, out, cfg, test.top5)
+    # ------------------------------------------------------------------ the test
+    def test(self) -> FitResult:
+        """The final test: the trained weights on the test split, with the run's test-time views."""
+        cfg = self.cfg
+        loader = pipeline.build_loader(cfg, self.dataset.test, cfg.eval_batch_size, self.preprocess,
+                                       self.train_loader.device, train=False, rank=self.comm.rank,
+                                       world_size=self.comm.size)
+        views = pipeline.views(cfg, self.preprocess, final=True)
+        test = scores(self.model, loader, self.criterion, comm=self.comm, views=views)
+        self.log(f"test loss {test.loss:.4f} ({views.describe()})")
+        if cfg.paper_mode:
+            self.log(f"test top-1 error {100 * (1 - test.top1):.2f}%, top-5 error {100 * (1 - test.top5):.2f}%")
+        return FitResult(self.model, self.history, test.loss, test.top1, self.out, cfg, test.top5)
 
+
+def _model_and_normalisation(cfg: TrainConfig, ckpt, dataset, train_split):
+    """The model's keyword arguments and the input normalisation (:func:`pipeline.normalisation`):
+    the checkpoint's, or new ones."""
+    if ckpt is not None:
+        norm = {k: ckpt.meta[k] for k in ("mean", "std", "eigvals", "eigvecs") if k in ckpt.meta}
+        return ckpt.meta["model_kwargs"], norm
+    return model_kwargs(cfg, len(dataset.classes), dataset.in_channels), pipeline.normalisation(cfg, dataset,
+                                                                                                 train_split)

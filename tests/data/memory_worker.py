@@ -27,7 +27,7 @@ def status_kib() -> dict:
 
 
 def main(stem: str, steps: int, batch: int) -> None:
-    from npalexnet import nn, optim
+    from npalexnet import config, distributed, nn, optim
     from npalexnet.data.paper_augment import PaperAugment
     from npalexnet.data.store import ImageStore, StoreSplit
     from npalexnet.data.store_loader import StoreLoader
@@ -46,8 +46,10 @@ def main(stem: str, steps: int, batch: int) -> None:
         anon.append(status_kib()["RssAnon"])
         return len(anon) >= steps
 
-    train_one_epoch(model, loader, nn.CrossEntropyLoss(), optimizer, epoch=0, seed=0, should_stop=after_step,
-                    progress=False)
+    parallel = distributed.DataParallel(model, distributed.SingleProcessCommunicator())
+    with config.using(buffer_pool=True):   # as fit trains
+        train_one_epoch(model, loader, nn.CrossEntropyLoss(), optimizer, epoch=0, seed=0, parallel=parallel,
+                        should_stop=after_step, progress=False)
     assert len(anon) == steps and numpy.isfinite([p.data.sum() for p in model.parameters()]).all()
     print(json.dumps({"vmhwm_kib": status_kib()["VmHWM"], "rss_anon_kib": max(anon),
                       "rss_anon_first_kib": anon[0], "store_bytes": split.store.nbytes,

@@ -105,19 +105,21 @@ def test_missing_and_empty_directories_say_where_they_looked(tmp_path):
         load_dataset("mnist", tmp_path)
 
 
-def test_no_download_and_nothing_local(tmp_path):
-    pytest.importorskip("torchvision")
-    with pytest.raises(DataNotFoundError, match=f"{tmp_path.name}.*--data-dir"):
-        load_dataset("cifar10", root=tmp_path, download=False)
+@pytest.mark.parametrize("gz", [False, True], ids=["torchvision-unpacked", "published-gz"])
+def test_fashionmnist_raw_files_without_torch(tmp_path, gz):
+    raw = write_fashionmnist_raw(tmp_path, train=12, test=6, gz=gz)
+    for where in (tmp_path, raw):
+        ds = load_dataset("fashionmnist", where)
+        assert ds.train.images.shape == (12, 1, 28, 28) and ds.test.images.shape == (6, 1, 28, 28)
+        assert ds.in_channels == 1 and len(ds.classes) == 10
+        numpy.testing.assert_array_equal(ds.train.images[:, 0], fake_images(12, size=28)[0][..., 0])
 
 
-def test_fashionmnist_raw_files_through_torchvision(tmp_path):
-    pytest.importorskip("torchvision")
-    write_fashionmnist_raw(tmp_path, train=12, test=6)
-    ds = load_dataset("fashionmnist", tmp_path)
-    assert ds.train.images.shape == (12, 1, 28, 28) and ds.test.images.shape == (6, 1, 28, 28)
-    assert ds.in_channels == 1 and len(ds.classes) == 10
-    numpy.testing.assert_array_equal(ds.train.images[:, 0], fake_images(12, size=28)[0][..., 0])
+def test_fashionmnist_counts_that_disagree(tmp_path):
+    raw = write_fashionmnist_raw(tmp_path, train=4, test=2)
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(b"\0\0\x08\x01\0\0\0\x01\x03")   # one label for two images
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte holds 2 images but .*t10k-labels-idx1-ubyte 1 labels"):
+        load_dataset("fashionmnist", tmp_path)
 
 
 def test_torchvision_imagefolder_still_reads_the_tree_after_caching(tmp_path, monkeypatch):

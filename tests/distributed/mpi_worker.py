@@ -24,6 +24,7 @@ import numpy
 import npalexnet
 from npalexnet import distributed, nn, optim
 from npalexnet.models import alexnet
+from npalexnet.train import train_step
 
 SEED = 1234
 
@@ -57,10 +58,9 @@ def train(model, opt, images, labels, parallel):
     history = []
     for epoch in range(EPOCHS):
         for batch in distributed.global_batches(SAMPLES, BATCH, SEED, epoch):
-            mine = parallel.local_batch(batch) if parallel else batch
-            loss_sum, _ = distributed.train_step(model, loss_fn, opt, images[mine], labels[mine], mine,
-                                                 seed=SEED, epoch=epoch, parallel=parallel,
-                                                 global_count=len(batch))
+            mine = parallel.local_batch(batch)
+            loss_sum, _, _ = train_step(model, loss_fn, opt, images[mine], labels[mine], mine,
+                                        seed=SEED, epoch=epoch, parallel=parallel, global_count=len(batch))
             history.append(loss_sum)
     return history
 
@@ -89,7 +89,8 @@ def equivalence(comm, out):
 
     reference, ref_opt = build(0)
     initial = {k: v.copy() for k, v in reference.state_dict().items()}
-    train(reference, ref_opt, images, labels, None)
+    train(reference, ref_opt, images, labels,
+          distributed.DataParallel(reference, distributed.SingleProcessCommunicator()))
 
     errors = {k: rel_error(v, reference.state_dict()[k]) for k, v in model.state_dict().items()}
     moved = max(rel_error(v, initial[k]) for k, v in reference.state_dict().items())
@@ -100,7 +101,7 @@ def equivalence(comm, out):
     dist_sums = evaluate(model, images, labels, comm)
 
     # Optimizer state and Python objects from rank 0 (what a resume broadcasts).
-    state = {"optimizer": opt.state_dict(), "epoch": 3, "rng": npalexnet.backend.get_rng_state(),
+    state = {"optimizer": opt.state_dict(), "epoch": 3, "rng": npalexnet.random_streams.get_state(),
              "record": Record("rank0", numpy.arange(3.0))}
     got = distributed.broadcast_tree(state if comm.rank == 0 else None, comm)
     momentum_ok = all(numpy.array_equal(got["optimizer"]["state"][i]["momentum_buffer"],
@@ -155,12 +156,13 @@ def nccl(comm, out):
     parallel.broadcast_initial_state()
     batch = numpy.arange(BATCH)
     mine = parallel.local_batch(batch)
-    distributed.train_step(model, nn.CrossEntropyLoss(), opt, cupy.asarray(images[mine]),
-                           cupy.asarray(labels[mine]), mine, seed=SEED, epoch=0, parallel=parallel,
-                           global_count=len(batch))
+    train_step(model, nn.CrossEntropyLoss(), opt, cupy.asarray(images[mine]),
+               cupy.asarray(labels[mine]), mine, seed=SEED, epoch=0, parallel=parallel,
+               global_count=len(batch))
     reference, ref_opt = build(0)
-    train_step_host = distributed.train_step(reference, nn.CrossEntropyLoss(), ref_opt, images[batch],
-                                             labels[batch], batch, seed=SEED, epoch=0)
+    train_step_host = train_step(reference, nn.CrossEntropyLoss(), ref_opt, images[batch], labels[batch], batch,
+                                 seed=SEED, epoch=0,
+                                 parallel=distributed.DataParallel(reference, distributed.SingleProcessCommunicator()))
     errors = [rel_error(npalexnet.asnumpy(a.data), b.data)
               for a, b in zip(model.parameters(), reference.parameters())]
     if comm.rank == 0:

@@ -18,7 +18,8 @@ from npalexnet.train import (
 )
 from npalexnet.train import run as run_module
 from npalexnet.train.history import read_metrics_csv
-from tests.fakedata import write_cifar_batches, write_fashionmnist_raw, write_imagefolder
+from tests.fakedata import cifar_archive, write_cifar_batches, write_fashionmnist_raw, write_imagefolder
+from tests.fileserver import FileServer, md5, publish_cifar10
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +30,9 @@ def cifar_dir(tmp_path_factory):
 
 
 def _config(data_dir, out, **kwargs) -> TrainConfig:
-    base = {"data_dir": str(data_dir), "out": str(out), "width": 0.125, "batch_size": 16, "eval_batch_size": 32,
-            "device": "cpu", "progress": False, "val_fraction": 0.2, "epochs": 2}
+    base = {"data_dir": None if data_dir is None else str(data_dir), "out": str(out), "width": 0.125,
+            "batch_size": 16, "eval_batch_size": 32, "device": "cpu", "progress": False, "val_fraction": 0.2,
+            "epochs": 2}
     return TrainConfig(**{**base, **kwargs})
 
 
@@ -167,12 +169,27 @@ def test_flat_imagefolder_on_the_paper_variant_and_predict(tmp_path):
 
 
 def test_fashionmnist_is_one_channel_resized_to_the_cifar_net(tmp_path):
-    pytest.importorskip("torchvision")
     write_fashionmnist_raw(tmp_path / "data", train=16, test=8)
     fit(_config(tmp_path / "data", tmp_path / "out", dataset="fashionmnist", epochs=1, val_fraction=0.25),
         log=lambda *a: None)
     meta = load_checkpoint(tmp_path / "out" / LAST).meta
     assert (meta["in_channels"], meta["image_size"], meta["input_size"], len(meta["mean"])) == (1, 28, 32, 1)
+
+
+def test_default_run_downloads_cifar10_from_the_mirror_it_is_given(tmp_path, monkeypatch):
+    """No --data-dir: the archive is fetched from --download-url into --root, then read; a resume
+    finds the copy and asks nothing of the network."""
+    archive = cifar_archive(per_batch=12, test=10)
+    publish_cifar10(monkeypatch, md5(archive))
+    with FileServer({"cifar-10-python.tar.gz": archive}) as server:
+        cfg = _config(None, tmp_path / "out", root=str(tmp_path / "data"), download_url=server.url, epochs=1)
+        lines = []
+        fit(cfg, log=lines.append)
+        fit(_config(None, tmp_path / "out", root=str(tmp_path / "data"), download_url=server.url, epochs=2,
+                    resume=True), log=lines.append)
+    assert server.requests == ["cifar-10-python.tar.gz"]
+    assert any(line.startswith(f"data: cifar10 from {tmp_path / 'data' / 'cifar-10-batches-py'}: 48 train")
+               for line in lines)
 
 
 def test_tta_crops_evaluates_the_final_test_on_ten_views(cifar_dir, tmp_path, capsys):

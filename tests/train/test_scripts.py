@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakedata import write_cifar_batches, write_imagefolder
+from tests.fakedata import cifar_archive, write_cifar_batches, write_imagefolder
+from tests.fileserver import FileServer, closed_port_url
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN, PREDICT = ROOT / "examples" / "train_cifar10.py", ROOT / "examples" / "predict.py"
@@ -73,6 +74,37 @@ def test_user_errors_are_one_line(tmp_path):
     assert "corrupt or truncated" in _one_line_error(_run(PREDICT, "--checkpoint", tmp_path / "bad.npz", "a.png"))
     bad_lr = _run(TRAIN, "--lr", "-1", cwd=tmp_path)
     assert bad_lr.returncode == 2 and "--lr must be > 0" in bad_lr.stderr and "Traceback" not in bad_lr.stderr
+
+
+def test_failed_download_is_one_line_and_leaves_nothing(tmp_path):
+    url = closed_port_url()
+    line = _one_line_error(_run(TRAIN, "--root", tmp_path / "data", "--download-url", url, *TINY, cwd=tmp_path))
+    assert f"download of {url}cifar-10-python.tar.gz failed" in line and "refused" in line
+    assert "--download-url" in line and "nothing was kept" in line
+    assert list((tmp_path / "data").iterdir()) == []
+
+
+def test_ctrl_c_during_a_download_leaves_no_partial_file(tmp_path):
+    """A real SIGINT while the archive is arriving: exit 130, the partial file removed."""
+    import signal
+    import time
+
+    archive = cifar_archive(per_batch=2, test=2)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    with FileServer({"cifar-10-python.tar.gz": archive}) as server:
+        server.stall["cifar-10-python.tar.gz"] = 1000
+        proc = subprocess.Popen([sys.executable, str(TRAIN), "--root", str(tmp_path / "data"), "--download-url",
+                                 server.url, *TINY], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        assert server.stalled.wait(timeout=120), proc.communicate()
+        time.sleep(0.5)   # the first bytes are on their way to the partial file
+        assert proc.poll() is None and list((tmp_path / "data").glob(".cifar-10-python.tar.gz.*.tmp"))
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert "download of cifar-10-python.tar.gz interrupted: the partial file was removed" in out
+    assert list((tmp_path / "data").iterdir()) == []
 
 
 @pytest.mark.slow

@@ -1,0 +1,73 @@
+"""One training step, the same in one process and on many: forward, loss, backward, average, update.
+
+For a global batch of N images split over R processes (rank r holds n_r of
+them; one process: R = 1, n_0 = N):
+
+1. forward and loss on this rank's n_r images, with dropout keyed by each
+   image's index (:func:`npalexnet.random_streams.sample_keys`), so a mask
+   does not depend on which rank or batch position an image lands in;
+2. the loss and accuracy summed over ranks, and the NaN guard on the sum
+   (every rank stops together, before the backward pass of a bad step);
+3. backward (the images need no gradient: ``input_grad=False``);
+4. the gradients averaged over ranks by their shares n_r / N
+   (:class:`npalexnet.distributed.DataParallel`; with one process nothing
+   moves);
+5. the optimizer's update.
+
+The training program calls it for every step, with a one-process
+communicator when it trains alone; the README's own-loop recipe calls it too.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .. import random_streams
+from ..backend import get_array_module
+from ..distributed import DataParallel, allreduce_sums
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the weights of this step must not be saved."""
+
+
+def train_step(model, criterion, optimizer, images, labels, indices, *, seed: int, epoch: int,
+               parallel: DataParallel, global_count: int | None = None):
+    """One optimisation step on this rank's part of a global batch.
+
+    Args:
+        model, criterion, optimizer: the network, a mean-reduced loss, an npalexnet optimizer.
+        images: (n_r, C, H, W) this rank's images, on the model's device (n_r may be 0).
+        labels: (n_r,) integer class indices.
+        indices: (n_r,) host integer array, the images' indices in the training split (the keys of
+            their dropout masks).
+        seed, epoch: the run's seed and the epoch (0-based).
+        parallel: the model's :class:`~npalexnet.distributed.DataParallel` (its communicator may hold
+            a single process).
+        global_count: N, the size of the global batch (default: n_r, one process).
+    Returns:
+        ``(loss_sum, correct, count)`` of the global batch: the summed per-image loss, the number of
+        correct top-1 predictions and N, the same on every rank.
+    Raises:
+        NonFiniteLossError: the loss of the batch is NaN or infinite (nothing was updated).
+    """
+    n_local = len(indices)
+    global_count = n_local if global_count is None else int(global_count)
+    loss_sum, correct = 0.0, 0
+    if n_local:   # a rank may get no image of a last batch smaller than the number of ranks
+        with random_streams.sample_keys(indices, seed, epoch):
+            logits = model(images)
+            loss = criterion(logits, labels)
+        loss_sum = float(loss) * n_local
+        correct = int((get_array_module(logits).argmax(logits, axis=1) == labels).sum())
+    loss_sum, correct, count = allreduce_sums(parallel.comm, loss_sum, correct, n_local)
+    if int(count) != global_count:
+        raise ValueError(f"train_step: the ranks hold {int(count)} images of a global batch of {global_count}")
+    if not math.isfinite(loss_sum):
+        raise NonFiniteLossError(f"the loss became {loss_sum / max(count, 1)}")
+    optimizer.zero_grad()
+    if n_local:
+        model.backward(criterion.backward(), input_grad=False)
+    parallel.synchronize(n_local, global_count)
+    optimizer.step()
+    return loss_sum, int(correct), int(count)

@@ -1,0 +1,81 @@
+"""train_step: the one training step, in one process and as one rank of many."""
+
+import numpy
+import pytest
+
+import npalexnet
+from npalexnet import config, nn, optim, random_streams
+from npalexnet.distributed import DataParallel, SingleProcessCommunicator
+from npalexnet.models import alexnet
+from npalexnet.train import NonFiniteLossError, train_step
+
+
+def _setup():
+    npalexnet.manual_seed(0)
+    model = alexnet("cifar", width=0.125).astype(numpy.float64)
+    return model, optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+
+
+def _one_process(model):
+    return DataParallel(model, SingleProcessCommunicator())
+
+
+def test_train_step_is_the_manual_step_with_keyed_dropout():
+    rng = numpy.random.default_rng(0)
+    x, y, idx = rng.standard_normal((6, 3, 32, 32)), rng.integers(0, 10, 6), numpy.arange(10, 16)
+    model, opt = _setup()
+    loss_sum, correct, count = train_step(model, nn.CrossEntropyLoss(), opt, x, y, idx, seed=5, epoch=2,
+                                          parallel=_one_process(model))
+
+    ref, ref_opt = _setup()
+    loss_fn = nn.CrossEntropyLoss()
+    with random_streams.sample_keys(idx, 5, 2):
+        loss = loss_fn(ref(x), y)
+    ref_opt.zero_grad()
+    ref.backward(loss_fn.backward())
+    ref_opt.step()
+    assert loss_sum == float(loss) * 6 and 0 <= correct <= 6 and count == 6
+    for a, b in zip(model.parameters(), ref.parameters()):
+        numpy.testing.assert_array_equal(a.data, b.data)
+
+
+def test_a_non_finite_loss_stops_before_anything_changes():
+    rng = numpy.random.default_rng(1)
+    x, y, idx = rng.standard_normal((4, 3, 32, 32)), rng.integers(0, 10, 4), numpy.arange(4)
+    x[0, 0, 0, 0] = numpy.nan
+    model, opt = _setup()
+    before = [p.data.copy() for p in model.parameters()]
+    with pytest.raises(NonFiniteLossError, match="the loss became nan"):
+        train_step(model, nn.CrossEntropyLoss(), opt, x, y, idx, seed=1, epoch=0, parallel=_one_process(model))
+    for p, b in zip(model.parameters(), before):
+        numpy.testing.assert_array_equal(p.data, b)
+
+
+def test_one_process_must_hold_the_whole_batch():
+    rng = numpy.random.default_rng(1)
+    x, y, idx = rng.standard_normal((4, 3, 32, 32)), rng.integers(0, 10, 4), numpy.arange(4)
+    model, opt = _setup()
+    with pytest.raises(ValueError, match="hold 4 images of a global batch of 8"):
+        train_step(model, nn.CrossEntropyLoss(), opt, x, y, idx, seed=1, epoch=0, parallel=_one_process(model),
+                   global_count=8)
+
+
+def test_the_reference_code_trains_the_same_step_within_float32_rounding():
+    """config.reference() switches every fast path off: the step a learner steps through in nn/ gives
+    the same weights as the fast paths, within the float32 tolerance of the torch comparisons."""
+    from tests.conftest import TOLERANCES, rel_error
+    rng = numpy.random.default_rng(2)
+    x, y, idx = rng.standard_normal((8, 3, 32, 32)).astype(numpy.float32), rng.integers(0, 10, 8), numpy.arange(8)
+    results = {}
+    for fast in (True, False):
+        npalexnet.manual_seed(0)
+        model = alexnet("cifar", width=0.25)
+        opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4, nesterov=True)
+        with config.using(fast_paths=fast, buffer_pool=fast):
+            for step in range(3):
+                train_step(model, nn.CrossEntropyLoss(label_smoothing=0.1), opt, x, y, idx, seed=3, epoch=step,
+                           parallel=_one_process(model))
+        results[fast] = {name: p.data.copy() for name, p in model.named_parameters()}
+    _, tol_grad = TOLERANCES[numpy.float32]
+    for name in results[True]:
+        assert rel_error(results[True][name], results[False][name]) <= tol_grad, name
