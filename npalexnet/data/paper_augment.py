@@ -17,7 +17,9 @@ Training (:meth:`PaperAugment.train`), per image:
    with mean zero and standard deviation 0.1". To every pixel
    :math:`I_{xy} = [I^R_{xy}, I^G_{xy}, I^B_{xy}]^T` of the image add
 
-   .. math:: [\\mathbf{p}_1, \\mathbf{p}_2, \\mathbf{p}_3]\\,[\\alpha_1 \\lambda_1, \\alpha_2 \\lambda_2, \\alpha_3 \\lambda_3]^T
+   .. math::
+       [\\mathbf{p}_1, \\mathbf{p}_2, \\mathbf{p}_3]\\,
+       [\\alpha_1 \\lambda_1, \\alpha_2 \\lambda_2, \\alpha_3 \\lambda_3]^T
 
    with :math:`\\mathbf{p}_i, \\lambda_i` the i-th eigenvector and eigenvalue
    of the 3 x 3 covariance of the training set's pixel values (computed once,

@@ -50,7 +50,6 @@ import os
 import shutil
 import time
 import zipfile
-from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -332,7 +331,7 @@ def open_store(folder, classes: list[str], split: str, size: int, channels: int 
     if not build:
         raise DataError(f"no decoded image store for {folder} (looked for {name} in "
                         f"{', '.join(str(s.parent) for s in stems)}): rank 0 builds it; on a machine of its own, "
-                        "copy the store files there or build them with `python -m npalexnet.data.store`")
+                        "copy the store files there or build them with `python -m npalexnet.data.prepare`")
     errors = []
     for stem in stems:
         try:
@@ -671,45 +670,3 @@ class StoreSplit:
         import hashlib
 
         return hashlib.sha1(self.store.stem.name.encode() + self.rows.tobytes() + self.labels.tobytes()).hexdigest()
-
-
-# ----------------------------------------------------------------------------
-# python -m npalexnet.data.store DIR: build the stores ahead of a run
-# ----------------------------------------------------------------------------
-
-def main(argv=None, log: Callable = print) -> int:
-    """Decode an ImageFolder tree into its stores before training (or on each machine of a cluster)."""
-    import argparse
-    import sys
-
-    from .imagefolder import open_imagefolder
-
-    parser = argparse.ArgumentParser(prog="python -m npalexnet.data.store",
-                                     description="Decode an ImageFolder tree (DIR/train/<class>/*, DIR/test/<class>/* "
-                                                 "or DIR/<class>/*) into the disk-backed stores paper mode reads.")
-    parser.add_argument("data_dir")
-    parser.add_argument("--image-size", type=int, default=256, help="stored size (default: 256, the paper's)")
-    parser.add_argument("--resize-rule", choices=RESIZE_RULES, default=DEFAULT_RULE,
-                        help="crop: shorter side to the size, then the centre square (default); squash: both sides")
-    parser.add_argument("--cache-dir", default=None, help="where the stores go (default: DIR/.npalexnet-cache, "
-                                                          "else the user cache folder)")
-    parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: every core)")
-    args = parser.parse_args(argv)
-    try:
-        dataset = open_imagefolder(args.data_dir, args.image_size, rule=args.resize_rule, cache_dir=args.cache_dir,
-                                   workers=args.workers, log=log)
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted: run the same command again to continue the decode", file=sys.stderr)
-        return 130
-    for split in (dataset.train, dataset.test):
-        store = split.store
-        log(f"{store.path}: {len(split)} images of {split.image_shape}, {_size_text(store.nbytes)}, "
-            f"{len(store.skipped)} skipped")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

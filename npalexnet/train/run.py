@@ -296,9 +296,13 @@ class _Run:
             plot_curves(out / CURVES_PNG, self.history, title=title)
             if cfg.log_grad_norms:
                 save_norm_curves(norms_from_history(self.history), out / NORMS_PNG)
-        val_text = ("no validation split" if val_acc is None else
-                    f"val loss {val_loss:.4f} top-1 error {100 * (1 - val_acc):.2f}% top-5 error "
-                    f"{100 * (1 - val_top5):.2f}%" if cfg.paper_mode else f"val loss {val_loss:.4f} acc {100 * val_acc:.2f}%")
+        if val_acc is None:
+            val_text = "no validation split"
+        elif cfg.paper_mode:   # the paper's tables: top-1 and top-5 error rates
+            val_text = (f"val loss {val_loss:.4f} top-1 error {100 * (1 - val_acc):.2f}% "
+                        f"top-5 error {100 * (1 - val_top5):.2f}%")
+        else:
+            val_text = f"val loss {val_loss:.4f} acc {100 * val_acc:.2f}%"
         self.log(f"epoch {epoch + 1}/{cfg.epochs}: train loss {stats.loss:.4f} acc {100 * stats.accuracy:.2f}% | "
                  f"{val_text} | lr {row['lr']:.5f} | {row['epoch_seconds']:.1f} s ({row['images_per_s']:.0f} img/s)"
                  f"{' *best*' if improved else ''}")

@@ -254,12 +254,3 @@ def test_the_default_cache_folder_follows_xdg_cache_home(tmp_path, monkeypatch):
     assert default_cache_dir() == tmp_path / "xdg" / "npalexnet"
     monkeypatch.setenv("NPALEXNET_CACHE", str(tmp_path / "mine"))
     assert default_cache_dir() == tmp_path / "mine"
-
-
-def test_the_store_command_builds_every_split(tmp_path):
-    write_jpeg_tree(tmp_path / "tree", classes=2, train_per_class=3, test_per_class=2)
-    lines = []
-    assert store_module.main([str(tmp_path / "tree"), "--image-size", "24"], log=lines.append) == 0
-    assert sum(line.endswith("0 skipped") for line in lines) == 2
-    assert len(list((tmp_path / "tree" / ".npalexnet-cache").glob("*-24px-crop-3ch-*.index.npz"))) == 2
-    assert store_module.main([str(tmp_path / "missing")], log=lines.append) == 1
