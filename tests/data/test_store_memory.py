@@ -6,7 +6,8 @@ images: the peak resident set (VmHWM) and the largest anonymous memory
 (RssAnon) after any step agree within 3%, while the larger store is bigger
 than that peak, so it cannot have been loaded. Stores of 96 px written from
 arrays (:func:`~npalexnet.data.store.write_store`) keep it fast; each run is
-a fresh process (tests/data/memory_worker.py), /proc/self/status read inside it,
+a fresh process (``benchmarks/bench_paper_mode.py measure-memory``, the
+benchmark's own measurement), /proc/self/status read inside it,
 after a first run that leaves the numba kernels compiled in their cache (a
 process that compiles them holds LLVM's memory too).
 """
@@ -23,7 +24,7 @@ import pytest
 from npalexnet.data.store import write_store
 
 ROOT = Path(__file__).resolve().parents[2]
-WORKER = Path(__file__).resolve().parent / "memory_worker.py"
+BENCH = ROOT / "benchmarks" / "bench_paper_mode.py"
 
 
 def synthetic_store(stem, count, size=96, classes=10):
@@ -34,7 +35,9 @@ def synthetic_store(stem, count, size=96, classes=10):
 
 
 def peak_memory(stem, steps=8):
-    result = subprocess.run([sys.executable, str(WORKER), str(stem), str(steps), "32"], capture_output=True, text=True,
+    command = [sys.executable, str(BENCH), "measure-memory", str(stem), "--steps", str(steps), "--batch", "32",
+               "--width", "0.0625"]
+    result = subprocess.run(command, capture_output=True, text=True,
                             timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
                                               "OPENBLAS_NUM_THREADS": "1", "NPALEXNET_DEVICE": "cpu"}, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
