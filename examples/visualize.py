@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     name = args.dataset or config.get("dataset", "cifar10")
     data_dir = args.data_dir or config.get("data_dir")
     dataset = load_dataset(name, data_dir, root=config.get("root", "./data"), download=False,
-                           image_size=predictor.image_size, channels=predictor.in_channels)
+                           image_size=predictor.image_size, channels=predictor.in_channels, rule=predictor.rule)
     test = dataset.test
     preds = numpy.concatenate([predictor.probabilities(test.images[i:i + args.batch_size]).argmax(axis=1)
                                for i in range(0, len(test), args.batch_size)])
