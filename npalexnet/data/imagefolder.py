@@ -61,7 +61,8 @@ def open_imagefolder(root, image_size: int, channels: int = 3, *, name: str = "i
                         f"{root}/<class>/*.jpg)")
 
     def split_of(folder: Path, classes: list[str], part: str, places):
-        store = open_store(folder, classes, part, image_size, channels, rule, places, workers, log, progress, build)
+        store = open_store(folder, classes, part, image_size, channels=channels, rule=rule, places=places,
+                           workers=workers, log=log, progress=progress, build=build)
         whole = StoreSplit(store)
         if in_memory:
             images = whole.read(range(len(whole)))

@@ -73,6 +73,9 @@ def load_dataset(name: str = "cifar10", data_dir=None, *, root=DEFAULT_ROOT, dow
     channels = channels or (1 if name == "fashionmnist" else 3)
     image_size = image_size or (28 if name == "fashionmnist" else 32)
     if data_dir is None:
+        if not in_memory:
+            raise DataError("images read from disk (paper mode) need --data-dir DIR with an ImageFolder tree "
+                            "DIR/train/<class>/*.jpg + DIR/test/<class>/*.jpg, or DIR/<class>/*.jpg")
         if name == "imagefolder":
             raise DataNotFoundError("--dataset imagefolder needs --data-dir DIR with DIR/<class>/*.jpg "
                                     "(or DIR/train/<class>/ and DIR/test/<class>/)")

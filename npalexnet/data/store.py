@@ -45,6 +45,7 @@ sums per image, so :meth:`ImageStore.stats` gives them for any subset of rows
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -417,11 +418,19 @@ def _build(stem: Path, files: list[str], folder: Path, labels, meta: dict, worke
     start_time = time.perf_counter()
     bar = tqdm(total=n, initial=n - len(pending), desc=f"decoding {folder.name or folder}", unit="img",
                disable=True if not progress else None, dynamic_ncols=True, smoothing=0.1)
+    # Without a terminal (a batch job's log) the bar is off: a line at every tenth instead.
+    lines, tenths, done = progress and bar.disable, 0, 0
     try:
         with contextlib.closing(_run_tasks(tasks, workers)) as results:
             for _, count, failed in results:
                 failures.update(failed)
                 bar.update(count)
+                done += count
+                if lines and 10 * done // len(pending) > tenths:
+                    tenths = 10 * done // len(pending)
+                    rate = done / max(time.perf_counter() - start_time, 1e-9)
+                    log(f"decoding {folder}: {done} of {len(pending)} images ({rate:.0f} images/s, "
+                        f"{tqdm.format_interval((len(pending) - done) / rate)} left)")
     except KeyboardInterrupt:
         log(f"decode interrupted: the images done so far are kept in {p['partial']}; the next run continues")
         raise
@@ -667,6 +676,4 @@ class StoreSplit:
 
     def digest(self) -> str:
         """Names what this split holds: the store (its tree's fingerprint) and the rows."""
-        import hashlib
-
         return hashlib.sha1(self.store.stem.name.encode() + self.rows.tobytes() + self.labels.tobytes()).hexdigest()

@@ -184,7 +184,9 @@ class _Run:
         out = Path(cfg.out)
         ckpt, cfg = distributed.on_root(comm, _open_run, cfg, out, log)
         device = backend.resolve_device(cfg.device)
-        dataset, train_split, val_split = distributed.root_first(comm, prepare_data, cfg, log, comm.is_root)
+        # Paper mode: rank 0 decodes the stores, the others only open them (nothing is decoded twice).
+        build = comm.is_root or not cfg.paper_mode
+        dataset, train_split, val_split = distributed.root_first(comm, prepare_data, cfg, log, build)
         if parallel_run:
             _check_same_data(comm, dataset, train_split)
         kwargs, norm = _model_and_normalisation(cfg, ckpt, dataset, train_split)
