@@ -76,6 +76,8 @@ def crop_flip(images, offsets_y, offsets_x, flips, pad: int = 0, mode: str = "re
     """
     xp = get_array_module(images)
     b, c, h, w = images.shape
+    if pad == 0 and size is not None:
+        return _window_flip(images, offsets_y, offsets_x, flips, size)
     rows, row_ok = source_indices(xp, offsets_y, h, pad, mode, size)
     cols, col_ok = source_indices(xp, offsets_x, w, pad, mode, size)
     flips = xp.asarray(flips, dtype=bool)[:, None]
@@ -85,6 +87,25 @@ def crop_flip(images, offsets_y, offsets_x, flips, pad: int = 0, mode: str = "re
     if row_ok is not None:
         col_ok = xp.where(flips, col_ok[:, ::-1], col_ok)
         out = out * (row_ok[:, None, :, None] & col_ok[:, None, None, :]).astype(out.dtype)
+    return out
+
+
+def _window_flip(images, offsets_y, offsets_x, flips, size: int):
+    """:func:`crop_flip` without padding: each crop read as one window of a strided view (every
+    ``size``-long row copied whole), then the flagged crops mirrored in place."""
+    xp = get_array_module(images)
+    b, c, h, w = images.shape
+    oy, ox = xp.asarray(offsets_y, dtype=xp.int64), xp.asarray(offsets_x, dtype=xp.int64)
+    if b and (int(oy.min()) < 0 or int(ox.min()) < 0 or int(oy.max()) > h - size or int(ox.max()) > w - size):
+        raise ValueError(f"crop_flip: {size}-pixel crops at offsets up to ({int(oy.max())}, {int(ox.max())}) "
+                         f"leave a {h}x{w} image")
+    s = images.strides
+    windows = xp.lib.stride_tricks.as_strided(images, shape=(b, c, h - size + 1, w - size + 1, size, size),
+                                              strides=(s[0], s[1], s[2], s[3], s[2], s[3]))
+    out = windows[xp.arange(b), :, oy, ox]                   # (B, C, size, size), a copy
+    flips = xp.asarray(flips, dtype=bool)
+    if bool(flips.any()):
+        out[flips] = out[flips][..., ::-1]
     return out
 
 
@@ -102,7 +123,10 @@ def normalize(images, mean, std, dtype=numpy.float32):
     mean = xp.asarray(mean, dtype=dtype).reshape(1, c, 1, 1)
     scale = (1.0 / (255.0 * xp.asarray(std, dtype=dtype))).reshape(1, c, 1, 1)
     inv_std = (1.0 / xp.asarray(std, dtype=dtype)).reshape(1, c, 1, 1)
-    return images.astype(dtype) * scale - mean * inv_std
+    x = images.astype(dtype)      # one new array, scaled and shifted in place
+    x *= scale
+    x -= mean * inv_std
+    return x
 
 
 def interpolation_matrix(xp, in_size: int, out_size: int, mode: str = "bilinear", dtype=numpy.float32):

@@ -48,6 +48,20 @@ def test_crop_corners_and_centre():
     assert not shifted[0, :, -pad:, :].any() and not shifted[0, :, :, :pad].any()
 
 
+def test_unpadded_crops_smaller_than_the_image_are_windows_and_their_mirrors(xp):
+    """The paper's patches (pad 0, a window smaller than the image): slicing, and a flip of the slice."""
+    rng = numpy.random.default_rng(5)
+    images = rng.integers(0, 256, (6, 3, 11, 9), dtype=numpy.uint8)
+    oy, ox, flips = rng.integers(0, 5, 6), rng.integers(0, 3, 6), numpy.array([1, 0, 1, 1, 0, 0], bool)
+    out = asnumpy(crop_flip(xp.asarray(images), xp.asarray(oy), xp.asarray(ox), xp.asarray(flips), 0, size=7))
+    assert out.shape == (6, 3, 7, 7)
+    for n in range(6):
+        window = images[n, :, oy[n]:oy[n] + 7, ox[n]:ox[n] + 7]
+        numpy.testing.assert_array_equal(out[n], window[..., ::-1] if flips[n] else window)
+    with pytest.raises(ValueError, match="leave a 11x9 image"):
+        crop_flip(xp.asarray(images), xp.asarray(oy), xp.asarray(ox + 1), xp.asarray(flips), 0, size=7)
+
+
 def test_source_indices_reflect_and_errors():
     rows, valid = source_indices(numpy, [0], 4, 2, "reflect")
     assert valid is None
