@@ -53,7 +53,16 @@ class AlexNet(nn.Module):
 
     The attribute names are torchvision's, so state_dict keys match
     (``features.0.weight``, ``classifier.1.weight``, ...).
+
+    ``frozen_stages``: how many leading stages are frozen
+    (:func:`npalexnet.models.freeze` sets it; 0 by default). They run without
+    keeping anything for backward, and the backward pass stops before them
+    (as torch skips the part of a graph that needs no gradient).
     """
+
+    #: the stages ``freeze(model, "features")`` means
+    feature_stages = ("features",)
+    frozen_stages = 0
 
     def __init__(self, features: nn.Sequential, classifier: nn.Sequential,
                  avgpool: nn.Module | None = None, variant: str = "custom"):
@@ -70,18 +79,29 @@ class AlexNet(nn.Module):
                             self.classifier) if m is not None]
 
     def forward(self, x):
-        for stage in self._stages():
+        stages = self._stages()
+        with nn.no_grad():   # frozen stages: no backward will reach them
+            for stage in stages[:self.frozen_stages]:
+                x = stage(x)
+        for stage in stages[self.frozen_stages:]:
             x = stage(x)
         return x
 
     def backward(self, grad_out, input_grad: bool = True):
         """Gradient with respect to the images (N, C, H, W); ``input_grad=False``
-        (training: the images need none) skips it in conv1 and returns None."""
-        return nn.backward_chain(self._stages(), grad_out, input_grad)
+        (training: the images need none) skips it in conv1 and returns None.
+        With frozen stages the chain stops after the first trainable stage
+        and returns None (no gradient reaches the images)."""
+        frozen = self.frozen_stages
+        grad = nn.backward_chain(self._stages()[frozen:], grad_out, input_grad and not frozen)
+        return None if frozen else grad
 
 
 class AlexNetBN(nn.Module):
     """The Paperspace tutorial's BatchNorm AlexNet, with its attribute names."""
+
+    feature_stages = ("layer1", "layer2", "layer3", "layer4", "layer5")
+    frozen_stages = 0
 
     def __init__(self, num_classes: int, in_channels: int, width: float, dropout: float):
         super().__init__()

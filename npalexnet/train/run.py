@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy
 
-from .. import __version__, backend, distributed, nn
+from .. import __version__, backend, distributed, models, nn
 from ..data import (
     CIFAR10_MEAN,
     CIFAR10_STD,
@@ -170,6 +170,10 @@ def fit(cfg: TrainConfig, log=print, comm=None) -> FitResult:
             mean, std = channel_stats(train_split.images)
     backend.manual_seed(cfg.seed)   # the initial weights
     model = build_model(kwargs)
+    if cfg.init_from and ckpt is None:   # fine-tuning: start from these weights (a resume has its own)
+        log(str(models.load_pretrained(model, cfg.init_from)))
+    if cfg.freeze:
+        log(models.freeze(model, cfg.freeze))   # build_optimizer then takes the trainable parameters only
     size = input_size(kwargs["variant"])
     preprocess = Preprocess(mean, std, size, pad=cfg.pad, padding=cfg.padding, flip=cfg.flip,
                             resize_mode=cfg.resize_mode)
