@@ -84,7 +84,7 @@ class GraphBuilder:
         array = backend.asnumpy(array)
         if array.dtype.kind == "f":
             array = array.astype(numpy.float32)
-        self.initializers.append(onnx.numpy_helper.from_array(numpy.ascontiguousarray(array), name))
+        self.initializers.append(onnx.numpy_helper.from_array(numpy.asarray(array, order="C"), name))
         return name
 
     def node(self, op: str, inputs: list, name: str, **attributes) -> str:

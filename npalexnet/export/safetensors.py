@@ -38,7 +38,8 @@ def export_safetensors(model: nn.Module, path, metadata: dict[str, str] | None =
     """
     from ..data.atomic import atomic_write
 
-    tensors = {name: numpy.ascontiguousarray(backend.asnumpy(value)) for name, value in model.state_dict().items()}
+    # order="C" rather than ascontiguousarray, which turns 0-d arrays (num_batches_tracked) into shape (1,)
+    tensors = {name: numpy.asarray(backend.asnumpy(value), order="C") for name, value in model.state_dict().items()}
     data = _safetensors_numpy().save(tensors, metadata=dict(metadata or {}))
     return atomic_write(path, lambda f: f.write(data))
 

@@ -62,8 +62,9 @@ def freeze(model: nn.Module, parts) -> str:
         raise FreezeError(f"--freeze {','.join(wanted)}: that is the whole model, nothing would train")
     model.frozen_stages = count
     frozen = sum(p.size for p in model.parameters()) - sum(p.size for p in trainable_parameters(model))
+    training = [name for name in names[count:] if any(True for _ in getattr(model, name).parameters())]
     return (f"frozen: {', '.join(names[:count])} ({frozen:,} parameters); training "
-            f"{', '.join(names[count:])} ({sum(p.size for p in trainable_parameters(model)):,} parameters)")
+            f"{', '.join(training)} ({sum(p.size for p in trainable_parameters(model)):,} parameters)")
 
 
 def trainable_parameters(model: nn.Module) -> list:

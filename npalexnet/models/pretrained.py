@@ -154,14 +154,14 @@ def load_pretrained(model: nn.Module, source, *, replace_classifier: bool = True
     replace = (replace_classifier and file_classes != head.out_features
                and tuple(given[head_keys[0]].shape)[1:] == (head.in_features,)
                and all(tuple(given[k].shape) == (file_classes,) for k in head_keys[1:]))
-    for key, target in own.items():
-        if replace and key in head_keys:
-            continue
-        shape = tuple(given[key].shape)
-        if shape != tuple(target.shape):
-            hint = " (the number of classes; allowed only with replace_classifier)" if key in head_keys else ""
-            raise PretrainedError(f"{label}: {key} has shape {shape} in the file but {tuple(target.shape)} in "
-                                  f"the model{hint}")
+    wrong = [key for key, target in own.items()
+             if not (replace and key in head_keys) and tuple(given[key].shape) != tuple(target.shape)]
+    if wrong:
+        key = wrong[0]
+        hint = " (the number of classes; allowed only with replace_classifier)" if key in head_keys else ""
+        more = f" ({len(wrong) - 1} more tensors differ in shape)" if len(wrong) > 1 else ""
+        raise PretrainedError(f"{label}: {key} has shape {tuple(given[key].shape)} in the file but "
+                              f"{tuple(own[key].shape)} in the model{hint}{more}")
     loaded = [k for k in own if not (replace and k in head_keys)]
     model.load_state_dict({k: given[k] for k in loaded}, strict=False)   # copies, cast to the model's dtype
     report = LoadReport(label, loaded)

@@ -64,7 +64,7 @@ def test_names_dtypes_and_metadata_in_the_header(tmp_path):
         tracked = f.get_tensor("layer1.1.num_batches_tracked")
         running_var = f.get_tensor("layer1.1.running_var")
     assert names == set(model.state_dict())
-    assert tracked.dtype == numpy.int64 and running_var.dtype == numpy.float32
+    assert tracked.dtype == numpy.int64 and tracked.shape == () and running_var.dtype == numpy.float32
     numpy.testing.assert_array_equal(running_var, model.layer1[1].running_var)
     assert header["classes"] == ["x", "y", "z"] and header["model_kwargs"]["width"] == 0.125
     assert header["mean"] == [0.1, 0.2, 0.3] and header["npalexnet_version"] == npalexnet.__version__
