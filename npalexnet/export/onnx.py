@@ -210,32 +210,36 @@ def trace_layers(model: nn.Module, input_shape) -> list[LayerCall]:
             chain (a layer that does not take the previous layer's output).
     """
     leaves = [(name, m) for name, m in model.named_modules() if not any(True for _ in m.children())]
-    calls, outputs = [], []
+    xp = backend.get_array_module(next(iter(model.parameters())).data)
+    images = xp.zeros((1,) + tuple(input_shape), dtype=model.dtype)
+    calls, outputs = [], [images]
 
     def record(module, inputs, output, name):
-        if calls and inputs is not outputs[-1]:
-            raise ExportError(f"{name} does not take the output of {calls[-1].name}: only chains of layers "
-                              "can be exported")
+        if inputs is not outputs[-1]:
+            raise ExportError(f"{name} does not take the output of {calls[-1].name if calls else 'the input'}: "
+                              "only chains of layers can be exported")
         calls.append(LayerCall(name, module, tuple(inputs.shape), tuple(output.shape)))
         outputs.append(output)
 
     handles = [m.register_forward_hook(lambda mod, inp, out, name=name: record(mod, inp, out, name))
                for name, m in leaves]
-    was_training = model.training
-    xp = backend.get_array_module(next(iter(model.parameters())).data)
-    images = xp.zeros((1,) + tuple(input_shape), dtype=model.dtype)
+    modes = [(m, m.training) for m in model.modules()]
     try:
         model.eval()
         with nn.no_grad():
-            model(images)
+            result = model(images)
     except ExportError:
         raise
     except ValueError as exc:
         raise ExportError(f"the model does not run on input of shape {tuple(input_shape)}: {exc}") from exc
     finally:
-        model.train(was_training)
+        for m, mode in modes:   # give the model back in the modes it came in
+            m.training = mode
         for handle in handles:
             handle.remove()
+    if result is not outputs[-1]:
+        raise ExportError(f"the model's output is not the output of its last layer ({calls[-1].name if calls else ''})"
+                          ": only chains of layers can be exported")
     return calls
 
 

@@ -96,6 +96,9 @@ def test_graph_interface_dynamic_batch_and_metadata(tmp_path):
                                input_size=32)
     path = export_onnx(model.train(), tmp_path / "m.onnx", (3, 32, 32), metadata)
     assert model.training   # the exporter evaluates in eval mode and gives the model back as it was
+    model.classifier.eval()
+    export_onnx(model, tmp_path / "again.onnx", (3, 32, 32))
+    assert model.features.training and not model.classifier.training
     proto = onnx.load(str(path))
     (inp,), (out,) = proto.graph.input, proto.graph.output
     assert inp.name == "images" and out.name == "logits"
@@ -183,7 +186,19 @@ def test_models_that_cannot_be_exported_say_why():
         def forward(self, x):
             return self.relu(self.conv(x)) + self.conv(x)
 
-    with pytest.raises(ExportError, match="only chains of layers"):
+    class Scaled(nn.Sequential):
+        def forward(self, x):
+            return super().forward(x * 2)
+
+    class Shifted(nn.Sequential):
+        def forward(self, x):
+            return super().forward(x) + 1
+
+    with pytest.raises(ExportError, match="conv does not take the output of relu: only chains of layers"):
         build_onnx(Residual(), (2, 3, 3))
+    with pytest.raises(ExportError, match="0 does not take the output of the input"):
+        build_onnx(Scaled(nn.Conv2d(2, 2, 1)), (2, 3, 3))
+    with pytest.raises(ExportError, match=r"the model's output is not the output of its last layer \(0\)"):
+        build_onnx(Shifted(nn.Conv2d(2, 2, 1)), (2, 3, 3))
     with pytest.raises(ExportError, match=r"does not run on input of shape \(3, 16, 16\)"):
         build_onnx(alexnet("paper", width=0.125), (3, 16, 16))
