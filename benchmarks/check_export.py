@@ -28,10 +28,10 @@ import numpy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from npalexnet import manual_seed, nn  # noqa: E402
-from npalexnet.data import load_dataset, stratified_sample  # noqa: E402
-from npalexnet.export import export_checkpoint, run_onnxruntime  # noqa: E402
-from npalexnet.train import Predictor, build_model, load_checkpoint  # noqa: E402
+from npalexnet import manual_seed, nn
+from npalexnet.data import load_dataset, stratified_sample
+from npalexnet.export import export_checkpoint, run_onnxruntime
+from npalexnet.train import Predictor, build_model, load_checkpoint
 
 
 def torch_logits(meta, safetensors_path, images):

@@ -16,8 +16,8 @@ import sys
 
 import numpy
 
-from ..train.checkpoint import CheckpointError
 from .. import nn
+from ..train.checkpoint import CheckpointError
 from . import FORMATS, OPSET, ExportError, export_checkpoint, format_for, run_onnxruntime
 
 

@@ -40,8 +40,8 @@ Conventions that needed care (torch's are npalexnet's):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy
 

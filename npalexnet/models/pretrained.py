@@ -150,9 +150,10 @@ def load_pretrained(model: nn.Module, source, *, replace_classifier: bool = True
                               f"model: {'; '.join(parts)}")
     head_name, head = classifier_head(model)
     head_keys = [f"{head_name}.weight"] + ([f"{head_name}.bias"] if head.bias is not None else [])
-    file_classes = tuple(given[head_keys[0]].shape)[0] if given[head_keys[0]].ndim == 2 else None
-    replace = (replace_classifier and file_classes != head.out_features
-               and tuple(given[head_keys[0]].shape)[1:] == (head.in_features,)
+    file_shape = tuple(given[head_keys[0]].shape)
+    file_classes = file_shape[0] if len(file_shape) == 2 else None
+    replace = (replace_classifier and file_classes not in (None, head.out_features)
+               and file_shape[1] == head.in_features
                and all(tuple(given[k].shape) == (file_classes,) for k in head_keys[1:]))
     wrong = [key for key, target in own.items()
              if not (replace and key in head_keys) and tuple(given[key].shape) != tuple(target.shape)]

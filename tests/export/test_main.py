@@ -11,17 +11,17 @@ from pathlib import Path
 import numpy
 import pytest
 
-pytest.importorskip("onnx")
+from npalexnet.export import ExportError, export_checkpoint, format_for
+from npalexnet.export.__main__ import main
+from npalexnet.train.checkpoint import save_checkpoint
+from npalexnet.train.config import TrainConfig, build_model, model_kwargs
+from tests.export.common import images as _images
+
+onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
-pytest.importorskip("safetensors")
+safe_open = pytest.importorskip("safetensors").safe_open
 
-from safetensors import safe_open  # noqa: E402
-
-from npalexnet.export import ExportError, export_checkpoint, format_for  # noqa: E402
-from npalexnet.export.__main__ import main  # noqa: E402
-from npalexnet.train.checkpoint import save_checkpoint  # noqa: E402
-from npalexnet.train.config import TrainConfig, build_model, model_kwargs  # noqa: E402
-from tests.export.test_onnx import _assert_same_logits, _images  # noqa: E402
+from tests.export.test_onnx import _assert_same_logits
 
 ROOT = Path(__file__).resolve().parents[2]
 CLASSES = ["cat", "dog", "ship"]
@@ -46,7 +46,6 @@ def test_onnx_from_a_checkpoint(checkpoint, tmp_path, capsys):
     assert difference < 1e-5
     _assert_same_logits(tmp_path / "alexnet.onnx", model, _images((3, 32, 32)))
 
-    import onnx
     props = {p.key: json.loads(p.value) for p in onnx.load(str(tmp_path / "alexnet.onnx")).metadata_props}
     assert props["classes"] == CLASSES and props["std"] == [0.25] * 3 and props["model_kwargs"]["lrn"] is True
     assert props["image_size"] == 32 and props["resize_mode"] == "bilinear"

@@ -7,45 +7,23 @@ import json
 import numpy
 import pytest
 
+from npalexnet import nn
+from npalexnet.export import CONVERTERS, ExportError, converter, export_metadata, export_onnx, run_onnxruntime
+from npalexnet.export.onnx import OPSET, build_onnx
+from npalexnet.models import INPUT_SIZE, alexnet
+from tests.export.common import TOLERANCE, relative_error
+from tests.export.common import images as _images
+from tests.export.common import logits as _logits
+from tests.export.common import randomise_batchnorm as _randomise_batchnorm
+
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
-
-from npalexnet import nn  # noqa: E402
-from npalexnet.export import CONVERTERS, ExportError, converter, export_metadata, export_onnx, run_onnxruntime  # noqa: E402
-from npalexnet.export.onnx import OPSET, build_onnx  # noqa: E402
-from npalexnet.models import INPUT_SIZE, alexnet  # noqa: E402
-
-#: float32 rounding, on the scale-free error max|a-b| / max(|a|+|b|) (tests/conftest.py's float32 forward tolerance)
-TOLERANCE = 1e-5
-
-
-def _randomise_batchnorm(model, seed=1):
-    """Running statistics and affine parameters away from their initial 0/1, so eval BatchNorm matters."""
-    rng = numpy.random.default_rng(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            c = m.num_features
-            m.running_mean = rng.normal(0, 0.1, c).astype(numpy.float32)
-            m.running_var = rng.uniform(0.5, 2.0, c).astype(numpy.float32)
-            m.weight.data = rng.uniform(0.5, 1.5, c).astype(numpy.float32)
-            m.bias.data = rng.normal(0, 0.1, c).astype(numpy.float32)
-    return model
-
-
-def _images(shape, n=3, seed=0):
-    return numpy.random.default_rng(seed).standard_normal((n,) + tuple(shape)).astype(numpy.float32)
-
-
-def _logits(model, images):
-    model.eval()
-    with nn.no_grad():
-        return numpy.asarray(model(images))
 
 
 def _assert_same_logits(path, model, images):
     ours, theirs = _logits(model, images), run_onnxruntime(path, images)
     assert theirs.shape == ours.shape
-    error = numpy.abs(theirs - ours).max() / max(numpy.abs(theirs).max() + numpy.abs(ours).max(), 1e-30)
+    error = relative_error(theirs, ours)
     assert error < TOLERANCE, f"onnxruntime differs from npalexnet by {error:.2e} (relative)"
 
 

@@ -5,22 +5,19 @@ from __future__ import annotations
 import numpy
 import pytest
 
-pytest.importorskip("safetensors")
+import npalexnet
+from npalexnet.export import export_metadata, export_safetensors, read_metadata
+from npalexnet.inspect.torch_twin import to_torch
+from npalexnet.models import INPUT_SIZE, alexnet
+from tests.export.common import TOLERANCE, relative_error
+from tests.export.common import images as _images
+from tests.export.common import logits as _logits
+from tests.export.common import randomise_batchnorm as _randomise_batchnorm
+
+safe_open = pytest.importorskip("safetensors").safe_open
+load_file = pytest.importorskip("safetensors.torch").load_file
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
-
-from safetensors import safe_open  # noqa: E402
-from safetensors.torch import load_file  # noqa: E402
-
-import npalexnet  # noqa: E402
-from npalexnet.export import export_metadata, export_safetensors, read_metadata  # noqa: E402
-from npalexnet.inspect.torch_twin import to_torch  # noqa: E402
-from npalexnet.models import INPUT_SIZE, alexnet  # noqa: E402
-from tests.export.test_onnx import TOLERANCE, _images, _logits, _randomise_batchnorm  # noqa: E402
-
-
-def _relative_error(a, b):
-    return numpy.abs(a - b).max() / max(numpy.abs(a).max() + numpy.abs(b).max(), 1e-30)
 
 
 def _torch_logits(module, images):
@@ -37,7 +34,7 @@ def test_torchvision_variant_loads_into_torchvision_alexnet(tmp_path):
     tv = torchvision.models.alexnet(num_classes=7)
     tv.load_state_dict(load_file(str(path)))   # strict: every key present, every shape right
     images = _images((3, 224, 224), n=2)
-    assert _relative_error(_torch_logits(tv, images), _logits(model, images)) < TOLERANCE
+    assert relative_error(_torch_logits(tv, images), _logits(model, images)) < TOLERANCE
 
 
 @pytest.mark.parametrize("variant, kwargs", [("paper", {}), ("paper", {"groups": 1, "lrn": False}), ("cifar", {}),
@@ -48,9 +45,9 @@ def test_other_variants_load_into_a_torch_module_of_the_same_layers(variant, kwa
     npalexnet.manual_seed(123)   # a twin of the same architecture with other weights, until the file is loaded
     twin = to_torch(alexnet(variant, num_classes=6, width=0.25, **kwargs), replay_dropout=False)
     images = _images((3, INPUT_SIZE[variant], INPUT_SIZE[variant]), n=2)
-    assert _relative_error(_torch_logits(twin, images), _logits(model, images)) > 1e-3
+    assert relative_error(_torch_logits(twin, images), _logits(model, images)) > 1e-3
     twin.load_state_dict(load_file(str(path)))
-    assert _relative_error(_torch_logits(twin, images), _logits(model, images)) < TOLERANCE
+    assert relative_error(_torch_logits(twin, images), _logits(model, images)) < TOLERANCE
 
 
 def test_names_dtypes_and_metadata_in_the_header(tmp_path):
@@ -85,7 +82,7 @@ def test_an_interrupted_export_leaves_the_old_file(tmp_path, monkeypatch):
 
 
 def test_an_unwritable_destination_leaves_nothing(tmp_path, monkeypatch):
-    import npalexnet.data.atomic as atomic
+    from npalexnet.data import atomic
 
     model = alexnet("cifar", width=0.125)
 
