@@ -1,6 +1,6 @@
 """``python -m npalexnet.export CHECKPOINT OUT``: a training checkpoint as ONNX or safetensors.
 
-    python -m npalexnet.export runs/cifar10/best.npz alexnet.onnx          # ONNX (opset 17), checked
+    python -m npalexnet.export runs/cifar10/best.npz alexnet.onnx          # ONNX opset 17, onnx.checker-checked
     python -m npalexnet.export runs/cifar10/best.npz alexnet.safetensors   # torch-named weights
     python -m npalexnet.export best.npz model.bin --format safetensors     # format not from the suffix
 
@@ -22,13 +22,15 @@ from . import FORMATS, OPSET, ExportError, export_checkpoint, format_for, run_on
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m npalexnet.export", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m npalexnet.export",
+                                description="Export an npalexnet training checkpoint as ONNX or safetensors.",
+                                epilog="examples:\n" + __doc__.split("\n\n")[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="a training checkpoint (.npz), e.g. runs/cifar10/best.npz")
     p.add_argument("out", help="the file to write: .onnx or .safetensors")
     p.add_argument("--format", choices=sorted(set(FORMATS.values())), default=None,
                    help="the format (default: from OUT's suffix)")
-    p.add_argument("--opset", type=int, default=OPSET, help="ONNX opset version")
+    p.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset version (default: {OPSET})")
     p.add_argument("--check", action="store_true",
                    help="ONNX: run the file in onnxruntime on 8 random images and print the largest logit "
                         "difference from npalexnet")

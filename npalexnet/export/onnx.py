@@ -48,8 +48,9 @@ import numpy
 from .. import __version__, backend, nn
 from .errors import ExportError
 
-#: The default opset: ONNX 1.12 (2022), read by every maintained runtime.
-OPSET = 17
+#: The default opset: ONNX 1.12 (2022), read by every maintained runtime. 13 is the oldest the
+#: converters are written for (Squeeze/Unsqueeze take their axes as an input from 13 on).
+OPSET, MIN_OPSET = 17, 13
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
 
 
@@ -250,6 +251,9 @@ def build_onnx(model: nn.Module, input_shape, metadata: dict[str, str] | None = 
         ExportError: a layer without a converter, or a model that is not a chain.
     """
     onnx = _onnx()
+    if not MIN_OPSET <= opset <= onnx.defs.onnx_opset_version():
+        raise ExportError(f"opset {opset} is not supported: expected {MIN_OPSET} to "
+                          f"{onnx.defs.onnx_opset_version()} (this onnx package's newest)")
     helper = onnx.helper
     g = GraphBuilder()
     x = INPUT_NAME

@@ -180,3 +180,17 @@ def test_models_that_cannot_be_exported_say_why():
         build_onnx(Shifted(nn.Conv2d(2, 2, 1)), (2, 3, 3))
     with pytest.raises(ExportError, match=r"does not run on input of shape \(3, 16, 16\)"):
         build_onnx(alexnet("paper", width=0.125), (3, 16, 16))
+
+
+@pytest.mark.parametrize("opset", [13, 21])
+def test_other_opsets(opset, tmp_path):
+    model = nn.Sequential(nn.Conv2d(3, 6, 3), nn.LocalResponseNorm(4, alpha=2.0), nn.MaxPool2d(2),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear(6, 2))
+    path = export_onnx(model, tmp_path / "m.onnx", (3, 8, 8), opset=opset)
+    assert onnx.load(str(path)).opset_import[0].version == opset
+    _assert_same_logits(path, model, _images((3, 8, 8)))
+
+
+def test_unsupported_opset():
+    with pytest.raises(ExportError, match="opset 11 is not supported: expected 13 to"):
+        build_onnx(alexnet("cifar", width=0.125), (3, 32, 32), opset=11)
