@@ -252,7 +252,7 @@ def main(argv=None) -> int:
         checks = [("dL/dy", err)]
         for pname in ("weight", "bias"):
             if pname in rec.param_grads:
-                p = rec.module._parameters[pname]
+                p = getattr(rec.module, pname)
                 checks.append((f"dL/d{pname}", directional_error(loss64, p.data, rec.param_grads[pname], rng,
                                                                  args.directions)))
         for label, err in checks:

@@ -1,79 +1,82 @@
 """One source for two devices: NumPy on the CPU, CuPy on an NVIDIA GPU.
 
 Every layer starts from ``xp = get_array_module(x)`` and writes its math
-against ``xp``; nothing inside a layer names ``numpy`` for data, so the same
-forward and backward run on both devices and no array silently crosses
-between host and device.
+against ``xp``: the reference code of every layer runs unchanged on both
+devices, and no array silently crosses between host and device inside a
+layer. (Faster implementations of some layers exist per device; they sit
+below one seam, :mod:`npalexnet.kernels`.)
 
-The device is chosen by the user:
-
-* ``npalexnet.set_device("cpu" | "cuda" | "auto")``, or
-* the environment variable ``NPALEXNET_DEVICE=cpu|cuda|auto``.
-
-``auto`` means CuPy when it imports and sees a GPU, else NumPy. Modules are
-built on the CPU (so a seed gives the same initial weights on both devices)
-and moved with ``module.to(device)``.
-
-Randomness: ``manual_seed(seed)`` seeds every random source the library uses
-(the NumPy generator used for initialisation and CPU dropout/augmentation,
-and CuPy's generator when CuPy is present).
+The default device is a setting (:mod:`npalexnet.config`, ``device``;
+``NPALEXNET_DEVICE``): ``npalexnet.set_device("cpu" | "cuda" | "cuda:N" |
+"auto")``. ``auto`` means CuPy when it imports and sees a GPU, else NumPy.
+Modules are built on the CPU (so a seed gives the same initial weights on
+both devices) and moved with ``module.to(device)``.
 """
 
 from __future__ import annotations
 
-import os
+import sys
 
 import numpy
 
-DEVICES = ("cpu", "cuda")
-ENV_VAR = "NPALEXNET_DEVICE"
+from . import config
 
-_CUPY_INSTALL_HINT = (
-    "install CuPy for your CUDA version, e.g. `pip install cupy-cuda12x` "
+CUPY_INSTALL_HINT = (
+    "install CuPy for your CUDA version, e.g. `pip install cupy-cuda12x` or `pip install cupy-cuda13x` "
     "(or `pip install -e \".[gpu]\"`), on a machine with an NVIDIA GPU"
 )
 
-_cupy = None
-_cupy_checked = False
-_cupy_error: str | None = None
 
+class _CuPy:
+    """CuPy, imported once on first need; ``error`` says why it is unusable (None when usable)."""
 
-def _import_cupy():
-    """Import CuPy once; remember why it failed so errors can say so."""
-    global _cupy, _cupy_checked, _cupy_error
-    if not _cupy_checked:
-        _cupy_checked = True
-        try:
-            import cupy  # noqa: PLC0415 (optional dependency)
+    module = None
+    error: str | None = None
+    checked = False
 
-            if cupy.cuda.runtime.getDeviceCount() < 1:
-                _cupy_error = "CuPy is installed but sees no CUDA GPU"
-            else:
-                _cupy = cupy
-        except ImportError:
-            _cupy_error = "CuPy is not installed"
-        except Exception as exc:  # CUDA driver or runtime missing
-            _cupy_error = f"CuPy could not use a GPU ({type(exc).__name__}: {exc})"
-    return _cupy
+    @classmethod
+    def load(cls):
+        if not cls.checked:
+            cls.checked = True
+            try:
+                import cupy  # noqa: PLC0415 (optional dependency)
+
+                if cupy.cuda.runtime.getDeviceCount() < 1:
+                    cls.error = "CuPy is installed but sees no CUDA GPU"
+                else:
+                    cls.module = cupy
+            except ImportError:
+                cls.error = "CuPy is not installed"
+            except Exception as exc:  # CUDA driver or runtime missing
+                cls.error = f"CuPy could not use a GPU ({type(exc).__name__}: {exc})"
+        return cls.module
 
 
 def cupy_available() -> bool:
     """True when CuPy imports and at least one CUDA GPU is visible."""
-    return _import_cupy() is not None
+    return _CuPy.load() is not None
+
+
+def cupy_unavailable_reason() -> str:
+    """Why CuPy cannot be used here ('' when it can), with the install hint."""
+    return "" if cupy_available() else f"{_CuPy.error}; {CUPY_INSTALL_HINT}"
+
+
+def is_cupy_array(a) -> bool:
+    """A CuPy ndarray, recognised without importing CuPy."""
+    return type(a).__module__.startswith("cupy") and hasattr(a, "__cuda_array_interface__")
 
 
 def get_array_module(*arrays):
     """The array module (``numpy`` or ``cupy``) that owns ``arrays``.
 
-    Mixing devices is a bug in the caller, so it raises instead of copying.
+    A CuPy array is recognised by its type, so this is right even when the
+    caller imported CuPy itself and nothing in npalexnet has yet. Mixing
+    devices is a bug in the caller, so it raises instead of copying.
     """
-    if _cupy is None:
-        # CuPy never imported successfully, so nothing can be a CuPy array
-        # (checked without importing CuPy: import is slow and may fail).
-        return numpy
-    kinds = {isinstance(a, _cupy.ndarray) for a in arrays if a is not None}
+    kinds = {is_cupy_array(a) for a in arrays if a is not None}
     if kinds == {True}:
-        return _cupy
+        return sys.modules["cupy"]
     if kinds == {True, False}:
         raise TypeError("arrays live on different devices (some NumPy, some CuPy); "
                         "move the module or the data with .to(device) first")
@@ -81,37 +84,48 @@ def get_array_module(*arrays):
 
 
 def resolve_device(device: str | None = None) -> str:
-    """Turn ``"cpu" | "cuda" | "auto" | None`` into ``"cpu"`` or ``"cuda"``.
+    """Turn ``"cpu" | "cuda" | "cuda:N" | "auto" | None`` into ``"cpu"`` or ``"cuda"``.
 
-    ``None`` reads ``NPALEXNET_DEVICE`` (default ``auto``). Asking for
-    ``cuda`` where it cannot work raises a RuntimeError saying what to install.
+    ``None`` is the configured default (``NPALEXNET_DEVICE``, else ``auto``).
+    ``cuda:N`` makes GPU N the current device (CuPy allocates there from then
+    on) or raises when there is no GPU N. Asking for ``cuda`` where it cannot
+    work raises a RuntimeError saying what to install.
     """
     if device is None:
-        device = _default_device or os.environ.get(ENV_VAR, "auto")
+        device = config.current().device
     name = str(device).strip().lower()
-    if name.startswith("cuda:"):
-        name = "cuda"
     if name == "auto":
         return "cuda" if cupy_available() else "cpu"
-    if name not in DEVICES:
-        raise ValueError(f"unknown device {device!r}: expected 'cpu', 'cuda' or 'auto'")
-    if name == "cuda" and not cupy_available():
-        raise RuntimeError(f"device 'cuda' was requested but {_cupy_error}; {_CUPY_INSTALL_HINT}")
+    index = None
+    if name.startswith("cuda:"):
+        try:
+            index = int(name[5:])
+        except ValueError:
+            raise ValueError(f"unknown device {device!r}: expected 'cpu', 'cuda', 'cuda:N' or 'auto'") from None
+        name = "cuda"
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {device!r}: expected 'cpu', 'cuda', 'cuda:N' or 'auto'")
+    if name == "cuda":
+        cupy = _CuPy.load()
+        if cupy is None:
+            raise RuntimeError(f"device {device!r} was requested but {cupy_unavailable_reason()}")
+        if index is not None:
+            count = cupy.cuda.runtime.getDeviceCount()
+            if not 0 <= index < count:
+                raise ValueError(f"device {device!r}: this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}")
+            cupy.cuda.Device(index).use()
     return name
 
 
-_default_device: str | None = None
-
-
 def set_device(device: str | None) -> str:
-    """Set the library's default device (``None`` goes back to the env variable).
+    """Set the library's default device (``None``: back to ``NPALEXNET_DEVICE`` or auto).
 
     Returns the resolved device. The training loop and data pipeline put
     their arrays there; modules still move explicitly with ``.to()``.
     """
-    global _default_device
     resolved = resolve_device(device)
-    _default_device = None if device is None else resolved
+    config.set_defaults(device=config.environment_defaults().device if device is None
+                        else str(device).strip().lower())
     return resolved
 
 
@@ -122,63 +136,26 @@ def get_device() -> str:
 
 def xp_for(device: str):
     """The array module that holds arrays of ``device``."""
-    return _import_cupy() if resolve_device(device) == "cuda" else numpy
+    return _CuPy.load() if resolve_device(device) == "cuda" else numpy
 
 
 def device_of(array) -> str:
     """``"cuda"`` for a CuPy array, ``"cpu"`` otherwise."""
-    return "cuda" if get_array_module(array) is not numpy else "cpu"
+    return "cuda" if is_cupy_array(array) else "cpu"
 
 
 def to_device(array, device: str):
     """Copy ``array`` to ``device`` (a no-op when it is already there)."""
-    target = resolve_device(device)
-    if target == "cuda":
-        return _import_cupy().asarray(array)
+    if resolve_device(device) == "cuda":
+        return _CuPy.load().asarray(array)
     return asnumpy(array)
 
 
 def asnumpy(array):
     """A NumPy array from a NumPy array, a CuPy array or a torch tensor."""
-    if _cupy is not None and isinstance(array, _cupy.ndarray):
-        return _cupy.asnumpy(array)
+    if is_cupy_array(array):
+        return array.get()
     if type(array).__module__.startswith("torch"):
         return array.detach().cpu().numpy()
     return numpy.asarray(array)
 
-
-# ----------------------------------------------------------------------------
-# Random numbers
-# ----------------------------------------------------------------------------
-
-_host_rng = numpy.random.default_rng()
-_device_rng = None
-
-
-def manual_seed(seed: int) -> None:
-    """Seed every random source of the library, on both backends."""
-    global _host_rng, _device_rng
-    _host_rng = numpy.random.default_rng(seed)
-    _device_rng = None
-    if _import_cupy() is not None:
-        _device_rng = _cupy.random.default_rng(seed)
-
-
-def rng(xp=numpy):
-    """The library's random generator for arrays of module ``xp``."""
-    global _device_rng
-    if xp is numpy:
-        return _host_rng
-    if _device_rng is None:
-        _device_rng = xp.random.default_rng(int(_host_rng.integers(2**63)))
-    return _device_rng
-
-
-def get_rng_state() -> dict:
-    """The host generator's state (a JSON-serialisable dict) for checkpoints."""
-    return _host_rng.bit_generator.state
-
-
-def set_rng_state(state: dict) -> None:
-    """Restore a state from :func:`get_rng_state`."""
-    _host_rng.bit_generator.state = state

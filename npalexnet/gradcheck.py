@@ -26,8 +26,29 @@ from __future__ import annotations
 
 import numpy
 
-from . import backend
+from . import backend, random_streams
 from .backend import get_array_module
+
+
+def unit_roundoff(dtype) -> float:
+    """u of a floating dtype: half the distance from 1 to the next number (float32 2^-24, float64 2^-53)."""
+    return float(numpy.finfo(numpy.dtype(dtype)).eps) / 2
+
+
+def gamma(n: int, dtype) -> float:
+    r"""Higham's :math:`\gamma_n = n u / (1 - n u)`: the relative error bound of n chained roundings.
+
+    A sum or dot product of n terms computed in floating point, in any order,
+    with or without fused multiply-adds, differs from the exact result by at
+    most :math:`\gamma_n \sum |terms|` (Higham, "Accuracy and Stability of
+    Numerical Algorithms", 2002, Section 3.1). The bound holds on every
+    processor, which is why the float32 tests use it instead of a tolerance
+    measured on one machine.
+    """
+    nu = int(n) * unit_roundoff(dtype)
+    if nu >= 1:
+        raise ValueError(f"gamma: n u = {nu} >= 1, no bound for n = {n} in {numpy.dtype(dtype)}")
+    return nu / (1 - nu)
 
 
 def relative_error(a, b, tiny: float = 1e-30) -> float:
@@ -102,7 +123,7 @@ def check_module(module, x, grad_out=None, *, h: float = 1e-6, max_elements: int
     rng = numpy.random.default_rng(seed)
 
     def forward():
-        backend.manual_seed(seed)      # replay the same dropout masks every call
+        random_streams.manual_seed(seed)      # replay the same dropout masks every call
         return module(x)
 
     y = forward()

@@ -22,19 +22,25 @@ so NumPy and CuPy produce the same bits.
 
 Notation: n samples in the (local) batch, F numbers per sample.
 
-Two ways in:
+Three ways in, one scheme:
 
 * the functions :func:`row_keys`, :func:`uniform` and :func:`integers` take
-  the key fields explicitly (used for augmentation: crop offsets, flips);
+  the key fields explicitly (augmentation: crop offsets, flips; the epoch
+  order, :func:`permutation`);
 * the context :func:`sample_keys` tells the layers which samples the current
   batch holds; :class:`~npalexnet.nn.Dropout` then draws its mask rows from the
-  hash (one stream per dropout call inside the context, in forward order).
-  Outside the context the layers use the library generator as before.
+  hash (one stream per dropout call inside the context, in forward order);
+* the library stream, seeded by :func:`manual_seed`, for everything that is
+  not keyed by a sample: initial weights (:func:`library_uniform`,
+  :func:`library_normal`) and dropout outside :func:`sample_keys`. Its k-th
+  draw is keyed by (seed, k), so its state is two integers
+  (:func:`get_state`), the same on NumPy and CuPy.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from dataclasses import dataclass, field
 
 import numpy
@@ -166,7 +172,7 @@ class SampleKeys:
         return uniform_from_keys(keys, shape[1:], dtype)
 
 
-_active: SampleKeys | None = None
+_active: contextvars.ContextVar[SampleKeys | None] = contextvars.ContextVar("npalexnet_sample_keys", default=None)
 
 
 @contextlib.contextmanager
@@ -181,22 +187,76 @@ def sample_keys(indices, seed: int, epoch: int):
 
     Nesting replaces the outer context for the duration of the inner one.
     """
-    global _active
     indices = numpy.asarray(indices)
     if indices.ndim != 1 or indices.dtype.kind not in "iu":
         raise ValueError(f"sample_keys: indices must be a 1-D integer array, got {indices.dtype} "
                          f"of shape {indices.shape}")
-    previous = _active
-    _active = SampleKeys(indices.astype(numpy.int64), int(seed), int(epoch))
+    keys = SampleKeys(indices.astype(numpy.int64), int(seed), int(epoch))
+    token = _active.set(keys)
     try:
-        yield _active
+        yield keys
     finally:
-        _active = previous
+        _active.reset(token)
 
 
 def active() -> SampleKeys | None:
     """The current :class:`SampleKeys`, or ``None`` outside :func:`sample_keys`."""
-    return _active
+    return _active.get()
+
+
+# ----------------------------------------------------------------------------
+# The library stream: initial weights, dropout outside sample_keys
+# ----------------------------------------------------------------------------
+
+#: The stream id of the library stream's draws.
+LIBRARY_STREAM = 1 << 21
+
+
+@dataclass
+class _LibraryStream:
+    seed: int = 0
+    draws: int = 0
+
+
+_library = _LibraryStream(seed=int(numpy.random.SeedSequence().entropy % (1 << 63)))
+
+
+def manual_seed(seed: int) -> None:
+    """Seed the library stream: the same seed gives the same initial weights and the same
+    un-keyed dropout masks, on NumPy and CuPy alike."""
+    _library.seed, _library.draws = int(seed), 0
+
+
+def get_state() -> dict:
+    """The library stream's state (JSON-serialisable), for checkpoints."""
+    return {"seed": _library.seed, "draws": _library.draws}
+
+
+def set_state(state: dict) -> None:
+    """Restore a state from :func:`get_state`."""
+    _library.seed, _library.draws = int(state["seed"]), int(state["draws"])
+
+
+def _next_library_keys(rows: int, xp):
+    """Row keys of the library stream's next draw: row i keyed by (seed, draw, i)."""
+    draw = _library.draws
+    _library.draws += 1
+    return row_keys(_library.seed, draw, xp.arange(rows, dtype=xp.int64), LIBRARY_STREAM, xp)
+
+
+def library_uniform(shape, dtype=numpy.float64, xp=numpy):
+    """Uniform [0, 1) numbers of ``shape`` from the library stream (one draw)."""
+    shape = tuple(int(s) for s in shape) or (1,)
+    u = uniform_from_keys(_next_library_keys(shape[0], xp), shape[1:], dtype)
+    return u.reshape(shape)
+
+
+def library_normal(shape, xp=numpy):
+    """Standard normal float64 numbers of ``shape`` from the library stream (Box-Muller, one draw)."""
+    shape = tuple(int(s) for s in shape) or (1,)
+    u = library_uniform((shape[0], 2 * int(numpy.prod(shape[1:], dtype=numpy.int64))), numpy.float64, xp)
+    u1, u2 = u[:, 0::2], u[:, 1::2]
+    return (xp.sqrt(-2.0 * xp.log1p(-u1)) * xp.cos(2.0 * numpy.pi * u2)).reshape(shape)
 
 
 # ----------------------------------------------------------------------------
@@ -205,6 +265,8 @@ def active() -> SampleKeys | None:
 
 #: Streams of the augmentation numbers (dropout uses DROPOUT_STREAM_BASE and up).
 CROP_Y_STREAM, CROP_X_STREAM, FLIP_STREAM = 1, 2, 3
+#: The stream of the epoch order (:func:`permutation`).
+ORDER_STREAM = 0
 
 
 def crop_flip_params(seed: int, epoch: int, indices, pad: int, flip: bool = True):
@@ -220,3 +282,16 @@ def crop_flip_params(seed: int, epoch: int, indices, pad: int, flip: bool = True
     ox = integers(seed, epoch, indices, CROP_X_STREAM, 2 * pad + 1)
     flips = (uniform(seed, epoch, indices, FLIP_STREAM) < 0.5) if flip else numpy.zeros(len(indices), bool)
     return oy, ox, flips
+
+
+def permutation(seed: int, epoch: int, count: int, stream: int = ORDER_STREAM) -> numpy.ndarray:
+    """A permutation of ``range(count)`` as a function of (seed, epoch, stream) alone.
+
+    Each index gets a 64-bit key ``hash(seed, epoch, index, stream)`` and the
+    permutation sorts the indices by key (a stable sort: ties, which have
+    probability about count^2 / 2^65, keep index order). Host int64 array.
+    """
+    if count < 0:
+        raise ValueError(f"permutation: count must be >= 0, got {count}")
+    keys = row_keys(seed, epoch, numpy.arange(count, dtype=numpy.int64), stream, numpy)
+    return numpy.argsort(keys, kind="stable").astype(numpy.int64)

@@ -18,7 +18,7 @@ def test_resolve_device_names_and_env(monkeypatch):
     assert backend.get_device() == "cpu"
     monkeypatch.setenv("NPALEXNET_DEVICE", "auto")
     assert backend.get_device() == ("cuda" if backend.cupy_available() else "cpu")
-    with pytest.raises(ValueError, match="expected 'cpu', 'cuda' or 'auto'"):
+    with pytest.raises(ValueError, match="expected 'cpu', 'cuda', 'cuda:N' or 'auto'"):
         backend.resolve_device("tpu")
 
 
@@ -35,27 +35,55 @@ def test_set_device_overrides_env_and_resets(monkeypatch):
 def test_cuda_without_cupy_says_what_to_install(monkeypatch):
     with pytest.raises(RuntimeError, match="cupy-cuda12x"):
         backend.resolve_device("cuda")
-    monkeypatch.setenv("NPALEXNET_DEVICE", "cuda")
-    with pytest.raises(RuntimeError, match="device 'cuda' was requested"):
-        backend.get_device()
+    with npalexnet.config.using(device="cuda"):
+        with pytest.raises(RuntimeError, match="device 'cuda' was requested"):
+            backend.get_device()
+    with pytest.raises(RuntimeError, match="device 'cuda:1' was requested"):
+        backend.resolve_device("cuda:1")
 
 
-def test_manual_seed_repeats_initialisation_and_host_rng():
+def test_manual_seed_repeats_initialisation_and_the_library_stream():
+    from npalexnet import random_streams
     npalexnet.manual_seed(3)
     a = npalexnet.nn.Linear(5, 4).weight.data
-    r1 = backend.rng().random(3)
+    r1 = random_streams.library_uniform((3,))
     npalexnet.manual_seed(3)
     b = npalexnet.nn.Linear(5, 4).weight.data
     numpy.testing.assert_array_equal(a, b)
-    numpy.testing.assert_array_equal(r1, backend.rng().random(3))
+    numpy.testing.assert_array_equal(r1, random_streams.library_uniform((3,)))
+    npalexnet.manual_seed(4)
+    assert not numpy.array_equal(a, npalexnet.nn.Linear(5, 4).weight.data)
 
 
-def test_rng_state_round_trip():
+def test_library_stream_state_round_trip():
+    from npalexnet import random_streams
     npalexnet.manual_seed(1)
-    state = backend.get_rng_state()
-    first = backend.rng().random(4)
-    backend.set_rng_state(state)
-    numpy.testing.assert_array_equal(first, backend.rng().random(4))
+    random_streams.library_uniform((2, 2))
+    state = random_streams.get_state()
+    first = random_streams.library_uniform((4,))
+    random_streams.set_state(state)
+    numpy.testing.assert_array_equal(first, random_streams.library_uniform((4,)))
+
+
+def test_get_array_module_knows_cupy_arrays_without_the_backend_having_imported_cupy():
+    """A CuPy array is recognised by its type, even in a process where only the user imported CuPy."""
+    class FakeCupyArray:
+        __module__ = "cupy._core.core"
+        __cuda_array_interface__ = {}
+
+    import sys
+    fake = type(sys)("cupy")
+    previous = sys.modules.get("cupy")
+    sys.modules["cupy"] = fake
+    try:
+        assert backend.get_array_module(FakeCupyArray()) is fake
+        with pytest.raises(TypeError, match="different devices"):
+            backend.get_array_module(FakeCupyArray(), numpy.zeros(1))
+    finally:
+        if previous is None:
+            del sys.modules["cupy"]
+        else:
+            sys.modules["cupy"] = previous
 
 
 def test_asnumpy_accepts_torch_tensors():

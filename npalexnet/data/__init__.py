@@ -5,14 +5,16 @@ uint8 array on the device, and augment batches there in array code.
 * :mod:`.cifar_pickle`, :mod:`.imagefolder`, :mod:`.torchvision_source`: the readers
 * :mod:`.split`: seeded stratified validation split and subsets
 * :mod:`.augment`: crop/flip/normalise/resize on NumPy or CuPy
-* :mod:`.loader`: batches in an order derived from ``(seed, epoch)``
+* :mod:`.sampling`: the one epoch shuffle, its batches, each rank's slice
+* :mod:`.loader`: batches of a split held on the device, in that order
 * :mod:`.atomic`: files written whole or not at all
 """
 
 from .augment import CIFAR10_MEAN, CIFAR10_STD, Preprocess, channel_stats, crop_flip, hflip, normalize, resize
 from .dataset import Dataset, Split
 from .errors import DataError, DataNotFoundError
-from .loader import BatchLoader, derived_seed
+from .loader import BatchLoader
+from .sampling import epoch_order, global_batches, local_slice
 from .sources import DATASETS, load_dataset
 from .split import stratified_sample, stratified_split
 
@@ -28,9 +30,11 @@ __all__ = [
     "Split",
     "channel_stats",
     "crop_flip",
-    "derived_seed",
+    "epoch_order",
+    "global_batches",
     "hflip",
     "load_dataset",
+    "local_slice",
     "normalize",
     "resize",
     "stratified_sample",

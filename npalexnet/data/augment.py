@@ -177,22 +177,16 @@ class Preprocess:
         self.out_size, self.pad, self.padding = int(out_size), int(pad), padding
         self.flip, self.resize_mode, self.dtype = bool(flip), resize_mode, dtype
 
-    def train(self, images, rng: numpy.random.Generator | None = None, *, keys=None):
+    def train(self, images, seed: int, epoch: int, indices):
         """(B, C, H, W) uint8 -> (B, C, S, S) float: crop, flip, normalise, resize.
 
-        ``rng`` (host) draws 3 numbers per image: crop origin y, x and the flip.
-        ``keys=(seed, epoch, indices)`` instead takes them from
-        :func:`npalexnet.random_streams.crop_flip_params`, keyed by each image's
-        index in the split, so an image is augmented the same whatever batch or
-        rank it lands in (distributed training).
+        The crop origins and flips come from
+        :func:`npalexnet.random_streams.crop_flip_params`, keyed by
+        ``(seed, epoch)`` and each image's index in the split (``indices``,
+        (B,) host ints), so an image is augmented the same whatever batch,
+        step or rank it lands in.
         """
-        b = images.shape[0]
-        if keys is not None:
-            oy, ox, flips = random_streams.crop_flip_params(*keys, pad=self.pad, flip=self.flip)
-        else:
-            oy = rng.integers(0, 2 * self.pad + 1, size=b)
-            ox = rng.integers(0, 2 * self.pad + 1, size=b)
-            flips = rng.random(b) < 0.5 if self.flip else numpy.zeros(b, dtype=bool)
+        oy, ox, flips = random_streams.crop_flip_params(seed, epoch, indices, pad=self.pad, flip=self.flip)
         if self.pad:
             images = crop_flip(images, oy, ox, flips, self.pad, self.padding)
         elif self.flip:

@@ -1,9 +1,11 @@
 """Batches of a split held whole on the device, in an order derived from (seed, epoch).
 
-Randomness is a pure function of ``(seed, epoch, step)``: the epoch's
-permutation comes from ``(seed, epoch)``, each batch's augmentation from
-``(seed, epoch, step)``. A run resumed at any step therefore sees exactly
-the batches an uninterrupted run would, with nothing to save but the step.
+Randomness is a pure function of what it is for: the epoch's order comes
+from ``(seed, epoch)`` (:func:`.sampling.epoch_order`), each image's crop and
+flip from ``(seed, epoch, image index)`` (:mod:`npalexnet.random_streams`).
+A run resumed at any step therefore sees exactly the batches an
+uninterrupted run would, with nothing to save but the step, and a run on R
+ranks sees the batches of one process.
 """
 
 from __future__ import annotations
@@ -13,17 +15,9 @@ import math
 import numpy
 
 from .. import backend
-from ..distributed.sharding import local_slice
 from .augment import Preprocess
 from .dataset import Split
-
-# Stream tags, so the permutation, the augmentation and dropout never share random numbers.
-ORDER, AUGMENT, DROPOUT = 0x0D, 0xA6, 0xD0
-
-
-def derived_seed(*keys: int) -> int:
-    """A 63-bit seed from integers, via NumPy's SeedSequence (well mixed, stable across versions)."""
-    return int(numpy.random.SeedSequence([int(k) for k in keys]).generate_state(1, numpy.uint64)[0] >> 1)
+from .sampling import epoch_order, local_slice
 
 
 class BatchLoader:
@@ -38,21 +32,16 @@ class BatchLoader:
         seed: the run's seed.
         rank, world_size: distributed training: ``batch_size`` is the global
             batch, and this rank gets its contiguous slice of each
-            (:func:`npalexnet.distributed.local_slice`); the order is the same
-            on every rank.
-        keyed: augmentation keyed by (seed, epoch, image index) instead of
-            (seed, epoch, step), so an image's crop and flip do not depend on
-            the number of ranks (see :mod:`npalexnet.random_streams`).
+            (:func:`.sampling.local_slice`); the order is the same on every rank.
     """
 
     def __init__(self, split: Split, batch_size: int, preprocess: Preprocess, device: str = "cpu",
-                 *, train: bool = True, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 keyed: bool = False):
+                 *, train: bool = True, seed: int = 0, rank: int = 0, world_size: int = 1):
         if batch_size < 1:
             raise ValueError(f"batch size must be >= 1, got {batch_size}")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in a world of {world_size} processes")
-        self.rank, self.world_size, self.keyed = int(rank), int(world_size), bool(keyed)
+        self.rank, self.world_size = int(rank), int(world_size)
         self._order_cache = None
         self.device = backend.resolve_device(device)
         self.xp = backend.xp_for(self.device)
@@ -75,8 +64,7 @@ class BatchLoader:
         if not self.train:
             return numpy.arange(n)
         if self._order_cache is None or self._order_cache[0] != epoch:
-            generator = numpy.random.default_rng(derived_seed(self.seed, ORDER, epoch))
-            self._order_cache = (epoch, generator.permutation(n))   # batch_indices asks once per step
+            self._order_cache = (epoch, epoch_order(n, self.seed, epoch))   # batch_indices asks once per step
         return self._order_cache[1]
 
     def batch_indices(self, epoch: int, step: int, order: numpy.ndarray | None = None):
@@ -93,11 +81,8 @@ class BatchLoader:
         indices, _ = self.batch_indices(epoch, step, order)
         index = self.xp.asarray(indices)
         images, labels = self.images[index], self.labels[index]
-        if self.train and self.keyed:
-            return self.preprocess.train(images, keys=(self.seed, epoch, indices)), labels
         if self.train:
-            rng = numpy.random.default_rng(derived_seed(self.seed, AUGMENT, epoch, step))
-            return self.preprocess.train(images, rng), labels
+            return self.preprocess.train(images, self.seed, epoch, indices), labels
         return self.preprocess.eval(images), labels
 
     def epoch(self, epoch: int, start: int = 0):

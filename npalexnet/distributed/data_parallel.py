@@ -1,7 +1,7 @@
 """The per-step glue of data-parallel training, for a training loop to call.
 
 One training step on R ranks, for a global batch B of N sample indices
-(identical on every rank, see :mod:`.sharding`)::
+(identical on every rank, see :mod:`npalexnet.data.sampling`)::
 
     parallel = DataParallel(model, comm)          # once, after building the model
     parallel.broadcast_initial_state()            # rank 0's weights everywhere
@@ -27,7 +27,7 @@ from ..backend import get_array_module
 from ..nn.module import Module
 from .communicator import Communicator
 from .gradients import GradientAverager
-from .sharding import local_slice
+from ..data.sampling import local_slice
 from .state import average_buffers, broadcast_module
 
 

@@ -35,14 +35,11 @@ def broadcast_module(module: Module, comm: Communicator, root: int = 0) -> Modul
         bad = [r for r, n in enumerate(names) if n != names[root]]
         raise ValueError(f"broadcast_module: ranks {bad} hold a model whose parameters differ in "
                          f"names, shapes or dtypes from rank {root}'s")
-    for mod in module.modules():
-        for p in mod._parameters.values():
-            p.data = _broadcast_array(p.data, comm, root)
-        for name in mod._buffers:
-            value = getattr(mod, name)
-            if value is not None and hasattr(value, "shape"):
-                object.__setattr__(mod, name, _broadcast_array(value, comm, root))
-    return module
+    for _, p in module.named_parameters():
+        p.data = _broadcast_array(p.data, comm, root)
+    buffers = {name: _broadcast_array(value, comm, root) for name, value in module.named_buffers()
+               if value is not None and hasattr(value, "shape")}
+    return module.load_state_dict(buffers, strict=False)
 
 
 def _broadcast_array(array, comm: Communicator, root: int):
@@ -128,28 +125,23 @@ def average_buffers(module: Module, comm: Communicator, local_count: int, global
     if not 0 <= local_count <= global_count or global_count < 1:
         raise ValueError(f"average_buffers: need 0 <= local_count ({local_count}) <= global_count "
                          f"({global_count}) and global_count >= 1")
-    slots = [(mod, name) for mod in module.modules() for name in mod._buffers
-             if getattr(mod, name) is not None and getattr(mod, name).dtype.kind == "f"]
-    if not slots:
+    buffers = [(name, value) for name, value in module.named_buffers() if value is not None]
+    floats = [(name, value) for name, value in buffers if value.dtype.kind == "f"]
+    if not floats:
         return
-    first = getattr(*slots[0])
-    dtype = numpy.result_type(*[getattr(m, n).dtype for m, n in slots])
-    fused = FusedBuffer([getattr(m, n).shape for m, n in slots], dtype, get_array_module(first))
+    dtype = numpy.result_type(*[value.dtype for _, value in floats])
+    fused = FusedBuffer([value.shape for _, value in floats], dtype, get_array_module(floats[0][1]))
     weight = local_count / global_count
-    for (mod, name), view in zip(slots, fused.views):
-        view[...] = getattr(mod, name) * weight
+    for (_, value), view in zip(floats, fused.views):
+        view[...] = value * weight
     comm.allreduce(fused.flat)
-    for (mod, name), view in zip(slots, fused.views):
-        object.__setattr__(mod, name, view.astype(getattr(mod, name).dtype, copy=True))
+    averaged = {name: view for (name, _), view in zip(floats, fused.views)}
     # A rank without samples in this step did not count the batch; rank 0 always has samples.
-    counters = [(mod, name) for mod in module.modules() for name in mod._buffers
-                if getattr(mod, name) is not None and getattr(mod, name).dtype.kind in "iu"]
-    values = comm.broadcast_object([int(getattr(m, n)) if getattr(m, n).ndim == 0 else None
-                                    for m, n in counters], 0)
-    for (mod, name), value in zip(counters, values):
-        if value is not None:
-            object.__setattr__(mod, name, get_array_module(getattr(mod, name)).asarray(
-                value, dtype=getattr(mod, name).dtype))
+    counters = [(name, value) for name, value in buffers if value.dtype.kind in "iu" and value.ndim == 0]
+    counts = comm.broadcast_object([int(value) for _, value in counters], 0)
+    xp = get_array_module(floats[0][1])
+    averaged.update({name: xp.asarray(count) for (name, _), count in zip(counters, counts)})
+    module.load_state_dict(averaged, strict=False)   # copies, cast to each buffer's dtype
 
 
 def allreduce_sums(comm: Communicator, *values: float) -> tuple[float, ...]:

@@ -1,7 +1,8 @@
 """Instruments for studying backpropagation: summaries, traces, gradient-check reports.
 
-* :func:`summary` (also ``Module.summary``): per-layer output shapes,
-  parameters, multiply-adds and activation memory.
+* :func:`summary` (also ``Module.summary``; :mod:`npalexnet.nn.summary`):
+  per-layer output shapes, parameters, multiply-adds, activation memory and
+  the implementation that runs each layer.
 * :func:`trace_step`: one training step with every layer's input, output,
   upstream gradient and parameter gradients recorded through the hooks;
   :func:`parameter_norms` for logging gradient and weight norms.
@@ -11,7 +12,7 @@
   ``python -m npalexnet.gradcheck`` prints.
 """
 
-from .summary import summary
+from ..nn.summary import summary
 from .trace import LayerRecord, Trace, parameter_norms, trace_step
 
 __all__ = ["LayerRecord", "Trace", "parameter_norms", "summary", "trace_step"]

@@ -13,7 +13,7 @@ when CuPy sees one):
 
 On a GPU every check runs twice: ``cuda`` (the CuPy array code, the same
 source as the CPU's) and ``cuda+kernels`` (with the hand-written CUDA
-kernels of :mod:`npalexnet.kernels.cuda_dispatch` switched on).
+kernels switched on (the ``cuda_kernels`` setting of :mod:`npalexnet.config`)).
 
 Each row gives the largest relative error ``max|a-b| / max(|a|+|b|)`` over
 all compared arrays, the array where it occurred, and the tolerance it must
@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 import numpy
 
-from .. import backend, gradcheck, nn
+from .. import backend, config, gradcheck, nn, random_streams
 
 #: (output, gradients) tolerance and absolute floor of the torch comparisons, per dtype.
 TORCH_TOLERANCES = {"float64": ((1e-10, 1e-10), 1e-12), "float32": ((1e-5, 5e-5), 1e-6)}
@@ -172,7 +172,7 @@ def _check_torch(case, device, dtype, seed=0):
         ty.backward(torch.tensor(g, dtype=ty.dtype))
     else:
         module.zero_grad()
-        backend.manual_seed(seed)
+        random_streams.manual_seed(seed)
         y = module(x)                 # first: the twin's dropout replays this mask
         ty = twin(tx)
         g_host = rng.standard_normal(ty.shape).astype(dtype)
@@ -195,12 +195,8 @@ def _check_torch(case, device, dtype, seed=0):
 def run_case(case, device, check, seed=0) -> Result:
     """One row; ``device`` is ``cpu``, ``cuda`` or ``cuda+kernels``."""
     if device.endswith("+kernels"):
-        from ..kernels.cuda_dispatch import use_cuda_kernels
-        previous = use_cuda_kernels(True)
-        try:
+        with config.using(cuda_kernels=True):
             result = run_case(case, device.split("+")[0], check, seed)
-        finally:
-            use_cuda_kernels(previous)
         result.device = device
         return result
     t0 = time.perf_counter()

@@ -149,7 +149,7 @@ def trace_step(model, x, targets, criterion=None, optimizer=None, *, leaves_only
     handles = []
 
     for name, m in model.named_modules():
-        if leaves_only and m._modules:
+        if leaves_only and any(True for _ in m.children()):
             continue
         rec = LayerRecord(name or type(m).__name__, type(m).__name__, m)
         records[id(m)] = rec
@@ -160,7 +160,7 @@ def trace_step(model, x, targets, criterion=None, optimizer=None, *, leaves_only
 
         def on_backward(mod, grad_in, grad_out, rec=rec):
             rec.grad_input, rec.grad_output = grad_in, grad_out
-            rec.param_grads = {n: _copy(p.grad) for n, p in mod._parameters.items() if p is not None}
+            rec.param_grads = {n: _copy(p.grad) for n, p in mod.named_parameters(recurse=False)}
 
         handles.append(m.register_forward_hook(on_forward))
         handles.append(m.register_full_backward_hook(on_backward))
@@ -171,7 +171,7 @@ def trace_step(model, x, targets, criterion=None, optimizer=None, *, leaves_only
         grad_logits = criterion.backward()
         model.backward(grad_logits)
         for rec in order:
-            rec.param_norms = {n: norm(p.data) for n, p in rec.module._parameters.items() if p is not None}
+            rec.param_norms = {n: norm(p.data) for n, p in rec.module.named_parameters(recurse=False)}
         if optimizer is not None:
             optimizer.step()
     finally:

@@ -1,9 +1,9 @@
 r"""Hand-written CUDA kernels for CuPy arrays: im2col, col2im, max-pooling, LRN, ReLU, dropout.
 
 Each function has the contract of the array code it replaces (same shapes,
-dtypes float32/float64, logical (N, C, H, W) inputs with *any* strides) so
-the layers can dispatch to it; :mod:`.cuda_dispatch` decides when (off by
-default). Notation: see :mod:`npalexnet.kernels.im2col`.
+dtypes float32/float64, logical (N, C, H, W) inputs with *any* strides);
+:mod:`.cuda_layers` wraps them as implementations of the layers' seams (off
+by default). Notation: see :mod:`npalexnet.nn.im2col`.
 
 Design (Chainer's GPU im2col/col2im, taken further):
 
@@ -35,7 +35,10 @@ from __future__ import annotations
 
 import numpy
 
-from .im2col import conv_output_size
+
+def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    """torch's output size, (size + 2 padding - kernel) // stride + 1 (as npalexnet.nn.im2col's)."""
+    return (size + 2 * padding - kernel) // stride + 1
 
 # ----------------------------------------------------------------------------
 # CUDA source
@@ -368,7 +371,7 @@ def _geometry(x_shape, kernel, stride, padding):
 
 
 def im2col(x, kernel, stride, padding):
-    """As :func:`npalexnet.kernels.im2col.im2col_array`: (N, C, H, W) -> (C*KH*KW, N*OH*OW)."""
+    """As :func:`npalexnet.nn.im2col.im2col`: (N, C, H, W) -> (C*KH*KW, N*OH*OW)."""
     xp = _array_module(x)
     scalar = _scalar_name(x)
     n, c, _, _ = x.shape
@@ -383,7 +386,7 @@ def im2col(x, kernel, stride, padding):
 
 
 def col2im(col, x_shape, kernel, stride, padding):
-    """As :func:`npalexnet.kernels.im2col.col2im_array`: (C*KH*KW, N*OH*OW) -> (N, C, H, W).
+    """As :func:`npalexnet.nn.im2col.col2im`: (C*KH*KW, N*OH*OW) -> (N, C, H, W).
 
     The result is a (N, C, H, W) view of a C-contiguous (C, N, H, W) array.
     """

@@ -14,18 +14,18 @@ slowed the next GEMMs so much that a training step of the CIFAR net took
 580 ms with 2 numba threads against 390 ms with one (benchmarks/RESULTS.md).
 
 numba is a dependency, but the package works without it: ``AVAILABLE`` is
-False when it does not import, and ``NPALEXNET_NUMBA=0`` switches these
-kernels off (the array code runs instead). Compiled code is cached on disk
+False when it does not import, and the ``numba`` setting
+(:mod:`npalexnet.config`, ``NPALEXNET_NUMBA=0``) switches these kernels off;
+the implementations that use them (:mod:`.cpu_layers`, :mod:`.winograd`) then
+do not apply and the layers' own code runs. Compiled code is cached on disk
 (``cache=True``) so later processes start fast.
 """
 
 from __future__ import annotations
 
-import os
-
 import numpy
 
-from . import workspace as pool
+from . import memory
 
 try:
     import numba
@@ -34,19 +34,6 @@ try:
 except ImportError:   # pragma: no cover - exercised by monkeypatching AVAILABLE
     numba = None
     AVAILABLE = False
-
-ENV_VAR = "NPALEXNET_NUMBA"
-
-
-def enabled() -> bool:
-    """True when numba imports and ``NPALEXNET_NUMBA`` is not 0/false/off."""
-    return AVAILABLE and os.environ.get(ENV_VAR, "1").strip().lower() not in ("0", "false", "no", "off")
-
-
-def use_for(*arrays) -> bool:
-    """Whether the numba kernels should handle these arrays (NumPy float32/float64, switched on)."""
-    return enabled() and all(type(a) is numpy.ndarray and a.dtype in (numpy.float32, numpy.float64)
-                             for a in arrays)
 
 
 def _jit(fn, fastmath=False):
@@ -134,7 +121,7 @@ def _col2im(col, dx_cn, kh, kw, sh, sw, ph, pw):
 
 
 def im2col(x, kernel, stride, padding, out_hw, out=None):
-    """numba im2col: same contract as :func:`npalexnet.kernels.im2col.im2col_array`."""
+    """numba im2col: same contract as :func:`npalexnet.nn.im2col.im2col`."""
     n, c, _, _ = x.shape
     (kh, kw), (sh, sw), (ph, pw), (oh, ow) = kernel, stride, padding, out_hw
     shape = (c, kh, kw, n, oh, ow)
@@ -144,7 +131,7 @@ def im2col(x, kernel, stride, padding, out_hw, out=None):
 
 
 def col2im(col, x_shape, kernel, stride, padding, out_hw, out=None):
-    """numba col2im: same contract as :func:`npalexnet.kernels.im2col.col2im_array`
+    """numba col2im: same contract as :func:`npalexnet.nn.im2col.col2im`
     (``out``: an (N, C, H, W) view of C-contiguous (C, N, H, W) memory to write into)."""
     n, c, h, w = x_shape
     (kh, kw), (sh, sw), (ph, pw), (oh, ow) = kernel, stride, padding, out_hw
@@ -456,7 +443,7 @@ _SPEC_ARRAYS: dict = {}
 
 def _spec_arrays(spec, dtype):
     """(BT, AT) of a :class:`~npalexnet.kernels.winograd.Spec` as C-contiguous arrays of ``dtype``."""
-    key = (spec.m, spec.r, numpy.dtype(dtype).str)
+    key = (spec, numpy.dtype(dtype).str)   # specs compare by identity: other points, other matrices
     if key not in _SPEC_ARRAYS:
         _SPEC_ARRAYS[key] = (numpy.ascontiguousarray(spec.BT, dtype=dtype),
                              numpy.ascontiguousarray(spec.AT, dtype=dtype))
@@ -599,15 +586,10 @@ def _lrn_backward(g, x, dx, before, after, k, a_n, beta, coef, block):
                 dx[j, b0 + i] = acc[i]
 
 
-def lrn_applies(x) -> bool:
-    """Whether the LRN kernels take ``x``: NumPy float, 4-D, in (C, N, H, W) memory."""
-    return use_for(x) and x.ndim == 4 and x.transpose(1, 0, 2, 3).flags.c_contiguous
-
-
 def lrn_forward(x, size, alpha, beta, k):
     """y, an (N, C, H, W) view of (C, N, H, W) memory, as the array code (nothing else is kept)."""
     n, c, h, w = x.shape
-    y = pool.empty((c, n, h, w), x.dtype, x)
+    y = memory.empty((c, n, h, w), x.dtype, x)
     _lrn_forward(x.transpose(1, 0, 2, 3).reshape(c, -1), y.reshape(c, -1),
                  size // 2, (size - 1) // 2, k, alpha / size, beta, _lrn_block(c))
     return y.transpose(1, 0, 2, 3)
@@ -617,7 +599,7 @@ def lrn_backward(grad_out, x, size, alpha, beta, k):
     """dx (N, C, H, W) (a view of (C, N, H, W) memory) for the input ``x`` of :func:`lrn_forward`."""
     n, c, h, w = x.shape
     rows = [numpy.ascontiguousarray(a.transpose(1, 0, 2, 3)).reshape(c, -1) for a in (grad_out, x)]
-    dx = pool.empty((c, n, h, w), x.dtype, x)
+    dx = memory.empty((c, n, h, w), x.dtype, x)
     _lrn_backward(*rows, dx.reshape(c, -1), size // 2, (size - 1) // 2, k, alpha / size, beta,
                   -2.0 * alpha * beta / size, _lrn_block(c))
     return dx.transpose(1, 0, 2, 3)

@@ -22,7 +22,7 @@ multiply-adds), the default for 5x5 kernels, and the opt-in F(4x4, 3x3) (P = 36,
 4x) and F(2x2, 5x5) (P = 36, 2.78x); :func:`choose_spec` says why. These cost
 float32 accuracy (:data:`POINTS`). Below, 16 stands for P and 2 for m.
 
-Notation (see also :mod:`npalexnet.kernels.im2col`): PH, PW padding, OH = H + 2PH - 2,
+Notation (see also :mod:`npalexnet.nn.im2col`): PH, PW padding, OH = H + 2PH - 2,
 TH = ceil(OH/2) and TW = ceil(OW/2) tiles per image, T = TH*TW, NT = N*T,
 G groups, Cg = C/G, OCg = OC/G; the 16 positions xi are flattened (a, b).
 
@@ -58,8 +58,13 @@ transform, for every tile, with the rearrangement around it (tiles + ``BB``,
 code here is the reference they are tested against and the CuPy path.
 Rounding: F(2x2, 3x3)'s transforms use only 0, +-1/2 and +-1, so float32
 results agree with a direct convolution to a few ulps of the largest term;
-the larger tiles cost more (:data:`POINTS`). All are tested against torch,
-against the im2col path and for their float32 error.
+the larger tiles cost more (benchmarks/RESULTS.md). All are tested against
+torch, against the layer's im2col reference and for their float32 error.
+
+:class:`WinogradConv` is the implementation of the ``"conv2d"`` seam
+(:mod:`npalexnet.kernels`): it applies to 3x3 and 5x5 stride-1 layers on the
+CPU by default (``conv="auto"``), everywhere with ``conv="winograd"`` or
+``Conv2d(algorithm="winograd")``, never with ``"im2col"``.
 """
 
 from __future__ import annotations
@@ -68,23 +73,21 @@ from dataclasses import dataclass, field
 
 import numpy
 
+from .. import config
 from ..backend import get_array_module
-from . import numba_kernels
-from . import workspace as pool
+from . import memory, numba_kernels
+from .seam import Implementation, on_cpu_float, register
 
 #: Interpolation points of the Toom-Cook construction, in the order they are used (and infinity);
 #: F(m, r) takes the first m + r - 2. -1/2 rather than Lavin and Gray's -2: a point and its
 #: reciprocal keep the entries of BT and G balanced (Barabasz et al. (2020), "Error analysis and
-#: improving the accuracy of Winograd convolution for deep neural networks"). Measured in float32
-#: against float64, relative to the largest value: F(2x2, 5x5) on the paper net's conv2, y
-#: 3.4e-6 -> 1.6e-6 and dw 1.3e-5 -> 5.3e-6; F(4x4, 3x3) on its conv3, y 9.0e-6 -> 3.9e-6.
-#: F(3x3, 5x5) takes all six: y 5.6e-6, dx 5.3e-6, dw 1.3e-5 on conv2 (other sixth points:
-#: within 10% of that). For comparison F(2x2, 3x3), fixed below: 7e-7; im2col: 4e-7.
+#: improving the accuracy of Winograd convolution for deep neural networks"); the float32 errors
+#: of both sets are in benchmarks/RESULTS.md, and a test holds the difference.
 POINTS = (0.0, 1.0, -1.0, 2.0, -0.5, 0.5)
 
 
-def _toom_cook(m: int, r: int):
-    """AT (m, a), G (a, r), BT (a, a) of F(m, r), a = m + r - 1, from :data:`POINTS` and infinity.
+def _toom_cook(m: int, r: int, points=POINTS):
+    """AT (m, a), G (a, r), BT (a, a) of F(m, r), a = m + r - 1, from ``points`` and infinity.
 
     AT evaluates the product polynomial at the points (its last column is the point at
     infinity), G evaluates the filter divided by each point's f_j = prod_(l != j) (p_j - p_l);
@@ -93,9 +96,9 @@ def _toom_cook(m: int, r: int):
     small multiples of 1/4).
     """
     a = m + r - 1
-    if a - 1 > len(POINTS):
-        raise ValueError(f"F({m}, {r}) needs {a - 1} finite points, only {len(POINTS)} are defined")
-    p = numpy.array(POINTS[:a - 1])
+    if a - 1 > len(points):
+        raise ValueError(f"F({m}, {r}) needs {a - 1} finite points, only {len(points)} are given")
+    p = numpy.array(points[:a - 1], dtype=numpy.float64)
     at = numpy.zeros((m, a))
     for i in range(m):
         at[i, :a - 1] = p ** i
@@ -120,10 +123,13 @@ def _toom_cook(m: int, r: int):
     return at, g, bt
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Spec:
     """F(m x m, r x r): m x m outputs per tile from (m + r - 1)^2 products; the 2-D matrices are
-    Kronecker products of the 1-D ones (``BB`` (P, P), ``GG`` (P, r*r), ``AA`` (m*m, P), P = a*a)."""
+    Kronecker products of the 1-D ones (``BB`` (P, P), ``GG`` (P, r*r), ``AA`` (m*m, P), P = a*a).
+
+    Two specs are the same only if they are the same object (``eq=False``): F(2, 3) from other
+    interpolation points is another algorithm, and the caches of cast matrices are keyed by spec."""
 
     m: int
     r: int
@@ -158,8 +164,9 @@ class Spec:
         return (self.m * self.r) ** 2 / self.positions
 
 
-def make_spec(m: int, r: int) -> Spec:
-    at, g, bt = _toom_cook(m, r)
+def make_spec(m: int, r: int, points=POINTS) -> Spec:
+    """F(m x m, r x r) from the Toom-Cook construction with ``points`` (default :data:`POINTS`)."""
+    at, g, bt = _toom_cook(m, r, points)
     return Spec(m, r, at, g, bt)
 
 
@@ -184,7 +191,7 @@ _MATRICES: dict = {}
 
 def _matrices(xp, dtype, spec: Spec = F23):
     """BB, GG, AA of ``spec`` as arrays of ``xp``/``dtype`` (built once per triple)."""
-    key = (xp.__name__, numpy.dtype(dtype).str, spec.m, spec.r)
+    key = (xp.__name__, numpy.dtype(dtype).str, spec)
     if key not in _MATRICES:
         _MATRICES[key] = tuple(xp.asarray(mat, dtype=dtype) for mat in (spec.BB, spec.GG, spec.AA))
     return _MATRICES[key]
@@ -200,25 +207,28 @@ def choose_spec(kernel_size) -> Spec:
     """The default tile: F(2x2, 3x3) for 3x3 kernels, F(3x3, 5x5) for 5x5.
 
     F(3x3, 5x5): its 3x3 tiles cover the paper net's 27x27 conv2 exactly, its
-    49 GEMMs do 1.78x fewer multiply-adds than F(2x2, 5x5)'s 36 and its V and
-    M are 45% smaller. Measured on conv2 at batch 32, forward + backward:
-    160 ms, against 258-288 ms for F(2x2, 5x5) and 343 ms for im2col. Its
-    float32 error (:data:`POINTS`: 5.6e-6 of the output scale, 1.3e-5 of the
-    weight gradient's) is 10-30x im2col's, about that of the F(4x4, 3x3) that
-    cuDNN and oneDNN train with; ``algorithm="im2col"`` or
-    ``NPALEXNET_CONV=im2col`` turns it off. (Its GEMMs
-    have K = 48 channels per group on conv2, below the GEMMs' peak; the 4.6x
-    fewer multiply-adds outweigh that.)
-
-    F(4x4, 3x3) does 1.78x fewer multiply-adds than F(2x2, 3x3) on whole tiles
-    (1.36x on the paper net's 13x13 maps, whose 4x4 tiles overhang) but costs
-    float32 about 5x the rounding error (:data:`POINTS`: 3.9e-6 of the output
-    scale against 7e-7), and its 36 GEMMs per layer have a quarter of the
-    columns: measured on the paper net's conv3-5 it was no faster (the GEMMs
-    ran at lower efficiency). It is therefore asked for explicitly
-    (``Conv2d.winograd_tile = 4``), never chosen by default.
+    49 GEMMs do 1.78x fewer multiply-adds than F(2x2, 5x5)'s 36, and its V and
+    M are 45% smaller; it was the fastest on the paper's conv2, at a float32
+    error about that of the F(4x4, 3x3) that cuDNN and oneDNN train with
+    (benchmarks/RESULTS.md). F(4x4, 3x3) does fewer multiply-adds than
+    F(2x2, 3x3) on whole tiles but costs float32 several times the rounding
+    error, and its 36 GEMMs of a quarter of the columns were no faster on the
+    paper net's 13x13 maps: it is asked for explicitly (``Conv2d.winograd_tile = 4``).
     """
     return F35 if tuple(kernel_size) == (5, 5) else F23
+
+
+def spec_for(layer) -> Spec:
+    """The tile of a :class:`~npalexnet.nn.Conv2d`: its ``winograd_tile`` (m of F(m x m, r x r)) when
+    set, else :func:`choose_spec`."""
+    r = layer.kernel_size[0]
+    if layer.winograd_tile is None:
+        return choose_spec(layer.kernel_size)
+    spec = SPECS.get((layer.winograd_tile, r))
+    if spec is None:
+        raise ValueError(f"{layer!r}: no Winograd tile F({layer.winograd_tile}, {r}); "
+                         f"available: {sorted(m for m, k in SPECS if k == r)}")
+    return spec
 
 
 def tile_counts(h: int, w: int, padding, spec: Spec = F23) -> tuple[int, int, int, int]:
@@ -255,25 +265,25 @@ def untiles_array(dd, x_shape, padding, th: int, tw: int, *, spec: Spec = F23):
         for j in range(a):
             dx_pad[:, i:i + m * th:m, j:j + m * tw:m, :] += d[i, j]
     # (C, N, H, W) memory, the layout every other layer's gradient has.
-    dx_cn = pool.empty((c, n, h, w), dd.dtype, dd)
+    dx_cn = memory.empty((c, n, h, w), dd.dtype, dd)
     dx_cn[...] = dx_pad[:, ph:ph + h, pw:pw + w, :].transpose(0, 3, 1, 2)
     return dx_cn.transpose(1, 0, 2, 3)
 
 
-def output_transform(m, bias, out_shape, th: int, tw: int, *, spec: Spec = F23):
+def output_transform(m, bias, out_shape, th: int, tw: int, *, spec: Spec = F23, numba: bool = False):
     """y (OC, N, OH, OW) = A^T M A per tile, cut to OH x OW, plus the bias."""
-    if numba_kernels.use_for(m):   # the fused numba transforms
-        out = pool.empty(out_shape, m.dtype, m)
+    if numba:   # the fused numba transforms
+        out = memory.empty(out_shape, m.dtype, m)
         return numba_kernels.winograd_output_transform(m, bias, out_shape, th, tw, out=out, spec=spec)
     xp = get_array_module(m)
     oc, n, oh, ow = out_shape
     t = spec.m
     _, _, aa = _matrices(xp, m.dtype, spec)
-    y4 = pool.empty((t * t, m[0].size), m.dtype, m)
+    y4 = memory.empty((t * t, m[0].size), m.dtype, m)
     xp.matmul(aa, m.reshape(spec.positions, -1), out=y4)
     # (i, j, oc, ty, tx, n) -> (oc, n, m*ty+i, m*tx+j), cut to OH x OW, plus the bias: one pass.
     tiled = y4.reshape(t, t, oc, th, tw, n).transpose(2, 5, 3, 0, 4, 1).reshape(oc, n, t * th, t * tw)
-    y = pool.empty(out_shape, m.dtype, m)
+    y = memory.empty(out_shape, m.dtype, m)
     if bias is None:
         y[...] = tiled[:, :, :oh, :ow]
     else:
@@ -281,15 +291,15 @@ def output_transform(m, bias, out_shape, th: int, tw: int, *, spec: Spec = F23):
     return y
 
 
-def output_transform_backward(grad_out, th: int, tw: int, out, *, spec: Spec = F23):
+def output_transform_backward(grad_out, th: int, tw: int, out, *, spec: Spec = F23, numba: bool = False):
     """dM (P, OC, N*T) into ``out``: the adjoint of :func:`output_transform` for dy (N, OC, OH, OW)."""
-    if numba_kernels.use_for(grad_out):   # the fused numba transforms
+    if numba:   # the fused numba transforms
         return numba_kernels.winograd_output_transform_backward(grad_out, th, tw, out, spec=spec)
     xp = get_array_module(grad_out)
     n, oc, oh, ow = grad_out.shape
     t = spec.m
     dy_cn = grad_out.transpose(1, 0, 2, 3)                                     # (OC, N, OH, OW)
-    dy4 = pool.empty((t * t, oc * th * tw * n), grad_out.dtype, grad_out)
+    dy4 = memory.empty((t * t, oc * th * tw * n), grad_out.dtype, grad_out)
     tiles_view = dy4.reshape(t, t, oc, th, tw, n).transpose(2, 5, 3, 0, 4, 1)  # (OC, N, TH, m, TW, m)
     if (oh, ow) == (t * th, t * tw):
         tiles_view[...] = dy_cn.reshape(oc, n, th, t, tw, t)
@@ -302,28 +312,28 @@ def output_transform_backward(grad_out, th: int, tw: int, out, *, spec: Spec = F
     return out
 
 
-def input_transform(x, padding, th, tw, workspace, *, spec: Spec = F23):
-    """V (P, C, N*T) = BB @ tiles(x), in the workspace buffer ``"V"`` (kept for backward)."""
+def input_transform(x, padding, th, tw, *, spec: Spec = F23, numba: bool = False):
+    """V (P, C, N*T) = BB @ tiles(x) (kept for backward, where dV overwrites it)."""
     n, c = x.shape[:2]
     shape = (spec.positions, c, n * th * tw)
-    v = workspace.get("V", shape, x.dtype, x)
-    if numba_kernels.use_for(x):   # the fused numba transforms
+    v = memory.empty(shape, x.dtype, x)
+    if numba:   # the fused numba transforms
         numba_kernels.winograd_input_transform(x, padding, th, tw, v, spec=spec)
         return v
     bb, _, _ = _matrices(get_array_module(x), x.dtype, spec)
-    d = tiles_array(x, padding, th, tw, pool.empty(shape, x.dtype, x), spec=spec)
+    d = tiles_array(x, padding, th, tw, memory.empty(shape, x.dtype, x), spec=spec)
     get_array_module(x).matmul(bb, d.reshape(spec.positions, -1), out=v.reshape(spec.positions, -1))
     return v
 
 
-def input_transform_backward(dv, x_shape, padding, th, tw, *, spec: Spec = F23):
+def input_transform_backward(dv, x_shape, padding, th, tw, *, spec: Spec = F23, numba: bool = False):
     """dx (N, C, H, W) from dV (P, C, N*T): the adjoint of :func:`input_transform`."""
-    if numba_kernels.use_for(dv):   # the fused numba transforms
-        out = pool.empty_cn(x_shape, dv.dtype, dv)
+    if numba:   # the fused numba transforms
+        out = memory.empty_cn(x_shape, dv.dtype, dv)
         return numba_kernels.winograd_input_transform_backward(dv, x_shape, padding, th, tw, out=out, spec=spec)
     xp = get_array_module(dv)
     bb, _, _ = _matrices(xp, dv.dtype, spec)
-    dd = pool.empty(dv.shape, dv.dtype, dv)
+    dd = memory.empty(dv.shape, dv.dtype, dv)
     xp.matmul(bb.T, dv.reshape(spec.positions, -1), out=dd.reshape(spec.positions, -1))
     return untiles_array(dd, x_shape, padding, th, tw, spec=spec)
 
@@ -337,13 +347,14 @@ def filter_transform(weight, groups: int, spec: Spec = F23):
     return (gg @ weight.reshape(oc * cg, spec.r * spec.r).T).reshape(spec.positions, groups, oc // groups, cg)
 
 
-def conv_forward(x, weight, bias, padding, groups: int, workspace, *, spec: Spec = F23):
-    """y (N, OC, OH, OW) (a view of (OC, N, OH, OW) memory) and the cache for :func:`conv_backward`.
+def conv_forward(x, weight, bias, padding, groups: int, *, spec: Spec = F23, numba: bool = False):
+    """y (N, OC, OH, OW) (a view of (OC, N, OH, OW) memory) and the state for :func:`conv_backward`.
 
     Inputs:
         x: (N, C, H, W); weight: (OC, C/G, r, r); bias: (OC,) or None;
-        padding: (PH, PW); groups: G; workspace: the layer's :class:`Workspace`;
-        spec: the tile (:data:`F23`, :data:`F43`, :data:`F25` or :data:`F35`, matching r).
+        padding: (PH, PW); groups: G;
+        spec: the tile (:data:`F23`, :data:`F43`, :data:`F25` or :data:`F35`, matching r);
+        numba: the fused numba transforms (NumPy float arrays) instead of the array code.
     """
     xp = get_array_module(x)
     n, c, h, w = x.shape
@@ -351,33 +362,71 @@ def conv_forward(x, weight, bias, padding, groups: int, workspace, *, spec: Spec
     p = spec.positions
     oh, ow, th, tw = tile_counts(h, w, padding, spec)
     nt = n * th * tw
-    v = input_transform(x, padding, th, tw, workspace, spec=spec)            # (P, C, NT)
+    v = input_transform(x, padding, th, tw, spec=spec, numba=numba)           # (P, C, NT)
     u = filter_transform(weight, groups, spec)                               # (P, G, OCg, Cg)
-    m = pool.empty((p, groups, oc // groups, nt), x.dtype, x)
+    m = memory.empty((p, groups, oc // groups, nt), x.dtype, x)
     xp.matmul(u, v.reshape(p, groups, c // groups, nt), out=m)               # P*G GEMMs
-    y = output_transform(m.reshape(p, oc, nt), bias, (oc, n, oh, ow), th, tw, spec=spec)
-    return y.transpose(1, 0, 2, 3), (v, u, x.shape, spec)
+    y = output_transform(m.reshape(p, oc, nt), bias, (oc, n, oh, ow), th, tw, spec=spec, numba=numba)
+    return y.transpose(1, 0, 2, 3), (v, u, x.shape, spec, numba)
 
 
-def conv_backward(grad_out, cache, weight_param, bias_param, padding, groups: int, input_grad: bool = True):
+def conv_backward(grad_out, state, weight_param, bias_param, padding, groups: int, input_grad: bool = True):
     """Accumulate dw (and db) and return dx (N, C, H, W), or None when ``input_grad`` is False."""
-    v, u, x_shape, spec = cache
+    v, u, x_shape, spec, numba = state
     xp = get_array_module(grad_out)
     n, c, h, w = x_shape
-    oc = weight_param.shape[0]
+    oc, cg = weight_param.shape[:2]
     p = spec.positions
     _, _, th, tw = tile_counts(h, w, padding, spec)
     nt = n * th * tw
     if bias_param is not None:
         bias_param.accumulate_grad(grad_out.sum(axis=(0, 2, 3)))
-    dm = pool.empty((p, groups, oc // groups, nt), grad_out.dtype, grad_out)
-    output_transform_backward(grad_out, th, tw, dm.reshape(p, oc, nt), spec=spec)
+    dm = memory.empty((p, groups, oc // groups, nt), grad_out.dtype, grad_out)
+    output_transform_backward(grad_out, th, tw, dm.reshape(p, oc, nt), spec=spec, numba=numba)
     _, gg, _ = _matrices(xp, grad_out.dtype, spec)
     v4 = v.reshape(p, groups, c // groups, nt)
     du = xp.matmul(dm, v4.transpose(0, 1, 3, 2))                            # (P, G, OCg, Cg)
-    weight_param.accumulate_matmul(du.reshape(p, -1).T, gg)                  # (OC*Cg, r*r) = (OC, Cg, r, r)
+    dw = memory.empty(weight_param.shape, grad_out.dtype, grad_out)
+    xp.matmul(du.reshape(p, -1).T, gg, out=dw.reshape(oc * cg, spec.r * spec.r))   # (OC*Cg, r*r)
+    weight_param.accumulate_grad(dw)
     if not input_grad:
         return None
     dv = v                                                                   # V is spent: reuse its memory
     xp.matmul(u.transpose(0, 1, 3, 2), dm, out=dv.reshape(p, groups, c // groups, nt))
-    return input_transform_backward(dv, x_shape, padding, th, tw, spec=spec)
+    return input_transform_backward(dv, x_shape, padding, th, tw, spec=spec, numba=numba)
+
+
+class WinogradConv(Implementation):
+    """The ``"conv2d"`` seam's Winograd implementation (see the module docstring)."""
+
+    seam, name = "conv2d", "Winograd"
+
+    def applies(self, layer, x, settings) -> bool:
+        fits = applies(layer.kernel_size, layer.stride)
+        if layer.algorithm == "winograd":
+            if not fits:
+                raise ValueError(f"{layer!r}: algorithm 'winograd' needs a 3x3 or 5x5 kernel with stride 1")
+            return True
+        if layer.algorithm == "im2col" or not fits or settings.conv == "im2col":
+            return False
+        return settings.conv == "winograd" or on_cpu_float(x)   # auto: on the CPU
+
+    @staticmethod
+    def _numba(x, settings) -> bool:
+        return settings.numba and numba_kernels.AVAILABLE and on_cpu_float(x)
+
+    def describe(self, layer, x, settings) -> str:
+        spec = spec_for(layer)
+        tile = f"Winograd F({spec.m}x{spec.m}, {spec.r}x{spec.r})"
+        return tile + (", numba transforms" if self._numba(x, settings) else "")
+
+    def forward(self, layer, x):
+        bias = None if layer.bias is None else layer.bias.data
+        return conv_forward(x, layer.weight.data, bias, layer.padding, layer.groups, spec=spec_for(layer),
+                            numba=self._numba(x, config.current()))
+
+    def backward(self, layer, state, grad_out, input_grad):
+        return conv_backward(grad_out, state, layer.weight, layer.bias, layer.padding, layer.groups, input_grad)
+
+
+register(WinogradConv())

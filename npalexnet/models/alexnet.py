@@ -32,6 +32,8 @@ Caffe's reference model found that 1 can leave the loss flat and uses 0.1.
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy
 
 from .. import nn
@@ -48,64 +50,61 @@ def _scaled(width: float, *channels: int) -> list[int]:
     return [max(1, int(round(c * width))) for c in channels]
 
 
-class AlexNet(nn.Module):
-    """``features`` (conv stack) -> optional ``avgpool`` -> flatten -> ``classifier``.
+class _Stages(nn.Sequential):
+    """A Sequential of named stages whose first ``frozen_stages`` may be frozen.
 
-    The attribute names are torchvision's, so state_dict keys match
-    (``features.0.weight``, ``classifier.1.weight``, ...).
-
-    ``frozen_stages``: how many leading stages are frozen
-    (:func:`npalexnet.models.freeze` sets it; 0 by default). They run without
-    keeping anything for backward, and the backward pass stops before them
-    (as torch skips the part of a graph that needs no gradient).
+    :func:`npalexnet.models.freeze` sets ``frozen_stages`` (0 by default):
+    those stages run without keeping anything for backward, and the backward
+    pass stops before them (as torch skips the part of a graph that needs no
+    gradient), so it returns None. ``feature_stages`` are the stages
+    ``freeze(model, "features")`` means.
     """
 
-    #: the stages ``freeze(model, "features")`` means
-    feature_stages = ("features",)
+    feature_stages: tuple = ()
     frozen_stages = 0
 
-    def __init__(self, features: nn.Sequential, classifier: nn.Sequential,
-                 avgpool: nn.Module | None = None, variant: str = "custom"):
-        super().__init__()
-        self.variant = variant
-        self.features = features
-        if avgpool is not None:
-            self.avgpool = avgpool
-        self.flatten = nn.Flatten(1)
-        self.classifier = classifier
-
-    def _stages(self):
-        return [m for m in (self.features, getattr(self, "avgpool", None), self.flatten,
-                            self.classifier) if m is not None]
-
     def forward(self, x):
-        stages = self._stages()
-        with nn.no_grad():   # frozen stages: no backward will reach them
+        stages = list(self.children())
+        with nn.no_grad():   # frozen stages: no backward pass will reach them
             for stage in stages[:self.frozen_stages]:
                 x = stage(x)
         for stage in stages[self.frozen_stages:]:
             x = stage(x)
         return x
 
-    def backward(self, grad_out, input_grad: bool = True):
-        """Gradient with respect to the images (N, C, H, W); ``input_grad=False``
-        (training: the images need none) skips it in conv1 and returns None.
-        With frozen stages the chain stops after the first trainable stage
-        and returns None (no gradient reaches the images)."""
-        frozen = self.frozen_stages
-        grad = nn.backward_chain(self._stages()[frozen:], grad_out, input_grad and not frozen)
-        return None if frozen else grad
+    def backprop(self, grad_out, input_grad: bool = True):
+        if not self.frozen_stages:
+            return super().backprop(grad_out, input_grad)
+        trainable = list(self.children())[self.frozen_stages:]
+        for i in range(len(trainable) - 1, -1, -1):   # the first trainable stage's input needs no gradient
+            grad_out = trainable[i].backward(grad_out, input_grad=i > 0)
+        return None
 
 
-class AlexNetBN(nn.Module):
-    """The Paperspace tutorial's BatchNorm AlexNet, with its attribute names."""
+class AlexNet(_Stages):
+    """``features`` (conv stack) -> optional ``avgpool`` -> ``flatten`` -> ``classifier``, applied in
+    that order (a :class:`~npalexnet.nn.Sequential` with named stages).
+
+    The attribute names are torchvision's, so state_dict keys match
+    (``features.0.weight``, ``classifier.1.weight``, ...).
+    """
+
+    feature_stages = ("features",)
+
+    def __init__(self, features: nn.Sequential, classifier: nn.Sequential,
+                 avgpool: nn.Module | None = None, variant: str = "custom"):
+        stages = [("features", features), ("avgpool", avgpool), ("flatten", nn.Flatten(1)),
+                  ("classifier", classifier)]
+        super().__init__(OrderedDict((name, m) for name, m in stages if m is not None))
+        self.variant = variant
+
+
+class AlexNetBN(_Stages):
+    """The Paperspace tutorial's BatchNorm AlexNet, with its attribute names (``layer1`` .. ``fc2``)."""
 
     feature_stages = ("layer1", "layer2", "layer3", "layer4", "layer5")
-    frozen_stages = 0
 
     def __init__(self, num_classes: int, in_channels: int, width: float, dropout: float):
-        super().__init__()
-        self.variant = "bn"
         c1, c2, c3, c4, c5, h = _scaled(width, 96, 256, 384, 384, 256, 4096)
 
         def block(cin, cout, k, s, p, pool):
@@ -114,22 +113,18 @@ class AlexNetBN(nn.Module):
                 layers.append(nn.MaxPool2d(3, 2))
             return nn.Sequential(*layers)
 
-        self.layer1 = block(in_channels, c1, 11, 4, 0, True)
-        self.layer2 = block(c1, c2, 5, 1, 2, True)
-        self.layer3 = block(c2, c3, 3, 1, 1, False)
-        self.layer4 = block(c3, c4, 3, 1, 1, False)
-        self.layer5 = block(c4, c5, 3, 1, 1, True)
-        self.flatten = nn.Flatten(1)
-        self.fc = nn.Sequential(nn.Dropout(dropout), nn.Linear(c5 * 6 * 6, h), nn.ReLU())
-        self.fc1 = nn.Sequential(nn.Dropout(dropout), nn.Linear(h, h), nn.ReLU())
-        self.fc2 = nn.Sequential(nn.Linear(h, num_classes))
-
-    def _stages(self):
-        return [self.layer1, self.layer2, self.layer3, self.layer4, self.layer5, self.flatten,
-                self.fc, self.fc1, self.fc2]
-
-    forward = AlexNet.forward
-    backward = AlexNet.backward
+        super().__init__(OrderedDict([
+            ("layer1", block(in_channels, c1, 11, 4, 0, True)),
+            ("layer2", block(c1, c2, 5, 1, 2, True)),
+            ("layer3", block(c2, c3, 3, 1, 1, False)),
+            ("layer4", block(c3, c4, 3, 1, 1, False)),
+            ("layer5", block(c4, c5, 3, 1, 1, True)),
+            ("flatten", nn.Flatten(1)),
+            ("fc", nn.Sequential(nn.Dropout(dropout), nn.Linear(c5 * 6 * 6, h), nn.ReLU())),
+            ("fc1", nn.Sequential(nn.Dropout(dropout), nn.Linear(h, h), nn.ReLU())),
+            ("fc2", nn.Sequential(nn.Linear(h, num_classes))),
+        ]))
+        self.variant = "bn"
 
 
 def _paper_features(in_channels, widths, groups, lrn):
@@ -200,7 +195,7 @@ def alexnet(variant: str = "cifar", num_classes: int | None = None, in_channels:
                          f"must be >= 1 and width ({width}) > 0")
     if init not in ("torch", "paper"):
         raise ValueError(f"alexnet: init must be 'torch' or 'paper', got {init!r}")
-    if variant != "paper" and groups not in (1, 2):
+    if variant == "paper" and groups not in (1, 2):   # only the paper's net has grouped convolutions
         raise ValueError(f"alexnet: groups must be 1 or 2, got {groups}")
     if lrn and variant in ("torchvision", "bn"):
         raise ValueError(f"alexnet: the {variant!r} variant has no LRN layers")

@@ -27,11 +27,9 @@ class FreezeError(ValueError):
 
 
 def _stage_names(model: nn.Module) -> list[str]:
-    stages = getattr(model, "_stages", None)
-    if stages is None or not hasattr(model, "frozen_stages"):
+    if not isinstance(model, nn.Sequential) or not hasattr(model, "frozen_stages"):
         raise FreezeError(f"freeze works on the AlexNet models (a chain of stages), not on {type(model).__name__}")
-    names = {id(child): name for name, child in model.named_children()}
-    return [names[id(stage)] for stage in stages()]
+    return [name for name, _ in model.named_children()]
 
 
 def freeze(model: nn.Module, parts) -> str:
@@ -72,5 +70,5 @@ def trainable_parameters(model: nn.Module) -> list:
     frozen = getattr(model, "frozen_stages", 0)
     if not frozen:
         return list(model.parameters())
-    fixed = {id(p) for stage in model._stages()[:frozen] for p in stage.parameters()}
+    fixed = {id(p) for stage in list(model.children())[:frozen] for p in stage.parameters()}
     return [p for p in model.parameters() if id(p) not in fixed]

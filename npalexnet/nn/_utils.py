@@ -39,10 +39,3 @@ def check_matches_params(module, x, param) -> None:
     if x.dtype != param.data.dtype:
         raise TypeError(f"{module!r}: input dtype {x.dtype} does not match the parameters' dtype "
                         f"{param.data.dtype}; cast the input or call module.astype({x.dtype})")
-
-
-def check_grad(module, grad, expected_shape) -> None:
-    """The upstream gradient must have the shape of the forward output."""
-    if tuple(grad.shape) != tuple(expected_shape):
-        raise ValueError(f"{module!r}.backward: expected a gradient of shape {tuple(expected_shape)} "
-                         f"(the output's), got {tuple(grad.shape)}")

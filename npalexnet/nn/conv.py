@@ -1,4 +1,4 @@
-"""2-D convolution through im2col and one GEMM per group.
+"""2-D convolution through im2col and one matrix product per group.
 
 Section 3.5 of Krizhevsky, Sutskever and Hinton (2012), "ImageNet
 Classification with Deep Convolutional Neural Networks", splits conv2, conv4
@@ -7,28 +7,20 @@ and conv5 into two groups (one per GPU); ``groups`` reproduces that.
 
 from __future__ import annotations
 
-import os
-
-import numpy
-
 from ..backend import get_array_module
-from ..kernels import winograd
-from ..kernels.im2col import col2im, conv_output_size, im2col
-from ..kernels import workspace
-from ..kernels.workspace import Workspace
 from . import init
-from ._utils import check_array, check_grad, check_matches_params, pair
+from ._utils import check_array, check_matches_params, pair
+from .im2col import col2im, conv_output_size, im2col
 from .module import Module, Parameter
 
-#: How a Conv2d computes: see :meth:`Conv2d.resolved_algorithm`.
+#: The values of ``Conv2d(algorithm=...)``.
 ALGORITHMS = ("auto", "im2col", "winograd")
-ENV_VAR = "NPALEXNET_CONV"
 
 
 class Conv2d(Module):
     r"""Cross-correlation with torch's arguments, weight layout and output size.
 
-    Notation: see :mod:`npalexnet.kernels.im2col` (N, C, H, W, KH, KW, SH, SW,
+    Notation: see :mod:`npalexnet.nn.im2col` (N, C, H, W, KH, KW, SH, SW,
     PH, PW, OH, OW, L = OH*OW); G = groups, OC = out_channels,
     Cg = C / G, OCg = OC / G.
 
@@ -48,23 +40,15 @@ class Conv2d(Module):
               \partial \mathrm{col}_g = W_g^\top dY_g, \quad
               \partial x = \mathrm{col2im}(\partial \mathrm{col})
 
-    Output arrays are logical (N, OC, OH, OW) views of (OC, N, OH, OW)
-    memory: that is the layout the GEMM writes, and the next im2col reads it
-    without a transpose copy.
-
-    Algorithms (``algorithm``; :meth:`resolved_algorithm`): ``"im2col"``
-    above, readable and general; ``"winograd"`` for 3x3 and 5x5 stride-1
-    kernels (:mod:`npalexnet.kernels.winograd`: F(2x2, 3x3), F(4x4, 3x3),
-    F(2x2, 5x5) or F(3x3, 5x5), see :meth:`winograd_spec`), the same function
-    with 2.25x to 4.6x fewer multiply-adds; ``"auto"`` (default) picks
-    F(2x2, 3x3) for 3x3 and F(3x3, 5x5) for 5x5 stride-1 layers on the CPU.
-    All are tested against torch and each other.
-
-    Buffers: the im2col matrix (or Winograd's transformed tiles) lives in the
-    layer's workspace and is reused every step; its memory also receives the
-    gradient with respect to it in backward, once the weight gradient has
-    consumed it.
+    Fast paths (seam ``"conv2d"``, :mod:`npalexnet.kernels`): Winograd's
+    algorithm for 3x3 and 5x5 stride-1 kernels (the same function with 2.25x
+    to 4.6x fewer multiply-adds; ``algorithm`` and ``winograd_tile`` choose),
+    and im2col with numba or CUDA kernels.
     """
+
+    seam = "conv2d"
+    saved_for_backward = ("col", "x_shape")
+    skips_input_grad = True
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  groups: int = 1, bias: bool = True, algorithm: str = "auto"):
@@ -81,15 +65,63 @@ class Conv2d(Module):
         if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
             raise ValueError(f"Conv2d: kernel_size and stride must be >= 1 and padding >= 0, got "
                              f"{self.kernel_size}, {self.stride}, {self.padding}")
-        self.algorithm = algorithm
-        self.winograd_tile: int | None = None   # m of F(m x m, r x r); None: winograd.choose_spec
+        self.algorithm = algorithm      # "auto": the setting `conv` decides (npalexnet.config)
+        self.winograd_tile = None       # m of Winograd's F(m x m, r x r); None: the default tile
         kh, kw = self.kernel_size
-        fan_in = in_channels // groups * kh * kw
-        bound = init.torch_default_bound(fan_in)
+        bound = init.torch_default_bound(in_channels // groups * kh * kw)
         self.weight = Parameter(init.uniform((out_channels, in_channels // groups, kh, kw), bound))
         self.register_parameter("bias", Parameter(init.uniform((out_channels,), bound)) if bias else None)
-        self._cache = None
-        self._workspace = Workspace()
+        self.col = self.x_shape = None
+
+    def forward(self, x):
+        self.x_shape = x.shape
+        self.col = im2col(x, self.kernel_size, self.stride, self.padding)          # (C*KH*KW, N*L)
+        n, oc, oh, ow = self.output_shape(x.shape)
+        g, xp = self.groups, get_array_module(x)
+        w = self.weight.data.reshape(g, oc // g, -1)                                 # (G, OCg, Cg*KH*KW)
+        col = self.col.reshape(g, -1, n * oh * ow)                                   # (G, Cg*KH*KW, N*L)
+        y = xp.concatenate([w[i] @ col[i] for i in range(g)])                        # (OC, N*L)
+        if self.bias is not None:
+            y += self.bias.data[:, None]
+        return y.reshape(oc, n, oh, ow).transpose(1, 0, 2, 3)                        # (N, OC, OH, OW)
+
+    def backprop(self, grad_out, input_grad=True):
+        n, oc, oh, ow = grad_out.shape
+        g = self.groups
+        dy = grad_out.transpose(1, 0, 2, 3).reshape(g, oc // g, n * oh * ow)         # (G, OCg, N*L)
+        w = self.weight.data.reshape(g, oc // g, -1)
+        col = self.col.reshape(g, -1, n * oh * ow)
+        xp = get_array_module(grad_out)
+        self.weight.accumulate_grad(xp.stack([dy[i] @ col[i].T for i in range(g)]).reshape(self.weight.shape))
+        if self.bias is not None:
+            self.bias.accumulate_grad(dy.sum(axis=2).reshape(oc))
+        if not input_grad:   # the first layer: its input is data, nobody needs dx
+            return None
+        dcol = xp.concatenate([w[i].T @ dy[i] for i in range(g)])                    # (C*KH*KW, N*L)
+        return col2im(dcol, self.x_shape, self.kernel_size, self.stride, self.padding)
+
+    def check_input(self, x):
+        check_array(self, x, 4, "(N, C, H, W)", self.in_channels)
+        check_matches_params(self, x, self.weight)
+        (kh, kw), (ph, pw) = self.kernel_size, self.padding
+        if x.shape[2] + 2 * ph < kh or x.shape[3] + 2 * pw < kw:
+            raise ValueError(f"{self!r}: input of spatial size {tuple(x.shape[2:])} (padding "
+                             f"{self.padding}) is smaller than the kernel {self.kernel_size}")
+
+    def output_shape(self, input_shape):
+        """(N, OC, OH, OW) for an input of shape (N, C, H, W)."""
+        n, _, h, w = input_shape
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        return (n, self.out_channels, conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw))
+
+    def multiply_adds(self, input_shape) -> int:
+        n, oc, oh, ow = self.output_shape(input_shape)
+        kh, kw = self.kernel_size
+        return n * oc * oh * ow * (self.in_channels // self.groups) * kh * kw
+
+    def torch_equivalent(self):
+        return ("Conv2d", (self.in_channels, self.out_channels, self.kernel_size, self.stride, self.padding),
+                {"groups": self.groups, "bias": self.bias is not None})
 
     def extra_repr(self) -> str:
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -103,116 +135,3 @@ class Conv2d(Module):
         if self.algorithm != "auto":
             s += f", algorithm={self.algorithm!r}"
         return s
-
-    def _on_apply(self) -> None:
-        self._workspace.clear()
-        self._cache = None
-
-    def output_shape(self, input_shape):
-        """(N, OC, OH, OW) for an input of shape (N, C, H, W)."""
-        n, _, h, w = input_shape
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        return (n, self.out_channels, conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw))
-
-    def resolved_algorithm(self, x) -> str:
-        """``"im2col"`` or ``"winograd"`` for input ``x``.
-
-        ``"auto"`` takes ``NPALEXNET_CONV`` (``im2col``/``winograd``) when set,
-        else Winograd for 3x3 and 5x5 stride-1 kernels on the CPU (the tile:
-        :meth:`winograd_spec`) and im2col otherwise (CuPy: im2col, until
-        Winograd has been timed on a GPU).
-        Asking for ``"winograd"`` where it does not apply raises.
-        """
-        applies = winograd.applies(self.kernel_size, self.stride)
-        choice = self.algorithm
-        if choice == "auto":
-            env = os.environ.get(ENV_VAR, "").strip().lower()
-            if env not in ("", "auto", "im2col", "winograd"):
-                raise ValueError(f"{ENV_VAR}={os.environ[ENV_VAR]!r}: expected im2col, winograd or auto")
-            if env in ("im2col", "winograd"):
-                choice = env if applies else "im2col"
-            else:
-                choice = "winograd" if applies and get_array_module(x) is numpy else "im2col"
-        if choice == "winograd" and not applies:
-            raise ValueError(f"{self!r}: algorithm 'winograd' needs a 3x3 or 5x5 kernel with stride 1")
-        return choice
-
-    def winograd_spec(self) -> winograd.Spec:
-        """The Winograd tile: ``winograd_tile`` (m of F(m x m, r x r)) when set, else
-        :func:`npalexnet.kernels.winograd.choose_spec` (F(2x2, 3x3) or F(3x3, 5x5))."""
-        r = self.kernel_size[0]
-        if self.winograd_tile is not None:
-            spec = winograd.SPECS.get((self.winograd_tile, r))
-            if spec is None:
-                raise ValueError(f"{self!r}: no Winograd tile F({self.winograd_tile}, {r}); "
-                                 f"available: {sorted(m for m, k in winograd.SPECS if k == r)}")
-            return spec
-        return winograd.choose_spec(self.kernel_size)
-
-    def forward(self, x):
-        check_array(self, x, 4, "(N, C, H, W)", self.in_channels)
-        check_matches_params(self, x, self.weight)
-        (kh, kw), (ph, pw) = self.kernel_size, self.padding
-        if x.shape[2] + 2 * ph < kh or x.shape[3] + 2 * pw < kw:
-            raise ValueError(f"{self!r}: input of spatial size {tuple(x.shape[2:])} (padding "
-                             f"{self.padding}) is smaller than the kernel {self.kernel_size}")
-        self._cache = None   # a forward replaces the previous one's buffers
-        bias = None if self.bias is None else self.bias.data
-        if self.resolved_algorithm(x) == "winograd":
-            spec = self.winograd_spec()
-            y, cache = winograd.conv_forward(x, self.weight.data, bias, self.padding, self.groups,
-                                             self._workspace, spec=spec)
-            self._cache = self._keep(("winograd", cache, y.shape))
-            return y
-        out_shape = self.output_shape(x.shape)
-        n, oc, oh, ow = out_shape
-        g = self.groups
-        xp = get_array_module(x)
-        rows = self.in_channels * kh * kw
-        # The layer's own buffer (kept for backward, then reused as dcol): no fresh 28 MB per step.
-        col = im2col(x, self.kernel_size, self.stride, self.padding,
-                     out=self._workspace.get("col", (rows, n * oh * ow), x.dtype, x))   # (C*KH*KW, N*L)
-        w2 = self.weight.data.reshape(g, oc // g, -1)                    # (G, OCg, Cg*KH*KW)
-        y = workspace.empty((oc, n, oh, ow), x.dtype, x)                 # pooled: see kernels.workspace
-        if g == 1:
-            xp.matmul(w2[0], col, out=y.reshape(oc, -1))                   # (OC, N*L)
-        else:
-            xp.matmul(w2, col.reshape(g, -1, col.shape[1]), out=y.reshape(g, oc // g, -1))   # (G, OCg, N*L)
-        if bias is not None:
-            y += bias.reshape(oc, 1, 1, 1)
-        self._cache = self._keep(("im2col", (col, x.shape), out_shape))
-        return y.transpose(1, 0, 2, 3)
-
-    def backward(self, grad_out, input_grad: bool = True):
-        """dx (N, C, H, W), accumulating dw and db; with ``input_grad=False``
-        (the first layer, whose input is data) dx is skipped and None returned."""
-        algorithm, cache, out_shape = self._need_cache(self._cache)
-        check_grad(self, grad_out, out_shape)
-        self._cache = None
-        if algorithm == "winograd":
-            return winograd.conv_backward(grad_out, cache, self.weight, self.bias, self.padding, self.groups,
-                                          input_grad=input_grad)
-        col, x_shape = cache
-        xp = get_array_module(grad_out)
-        n, oc, oh, ow = out_shape
-        g = self.groups
-        # (OC, N*L): free when grad_out arrives in the (OC, N, OH, OW) memory layout.
-        dy = xp.ascontiguousarray(grad_out.transpose(1, 0, 2, 3)).reshape(oc, n * oh * ow)
-        w2 = self.weight.data.reshape(g, oc // g, -1)
-        if self.bias is not None:
-            self.bias.accumulate_grad(dy.sum(axis=1))
-        if g == 1:
-            self.weight.accumulate_matmul(dy, col.T)
-        else:
-            col_g = col.reshape(g, -1, col.shape[1])
-            self.weight.accumulate_matmul(dy.reshape(g, oc // g, -1), col_g.transpose(0, 2, 1))
-        if not input_grad:
-            return None
-        # col has given its last use (dw): dcol overwrites it.
-        dcol = col
-        if g == 1:
-            xp.matmul(w2[0].T, dy, out=dcol)
-        else:
-            xp.matmul(w2.transpose(0, 2, 1), dy.reshape(g, oc // g, -1), out=dcol.reshape(g, -1, col.shape[1]))
-        return col2im(dcol, x_shape, self.kernel_size, self.stride, self.padding,
-                      out=workspace.empty_cn(x_shape, dcol.dtype, dcol))

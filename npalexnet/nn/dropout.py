@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from .. import backend, random_streams
+from .. import random_streams
 from ..backend import get_array_module
-from ..kernels.cuda_dispatch import kernels_for
-from ._utils import check_grad
 from .module import Module
 
 
@@ -21,12 +19,20 @@ class Dropout(Module):
 
     Backward reuses the forward mask: :math:`\partial x = dY \cdot m / (1-p)`.
 
-    The mask comes from the library generator (``npalexnet.manual_seed``),
-    or from ``seed`` when given, so a gradient check can replay it. Inside
-    :func:`npalexnet.random_streams.sample_keys` (and without ``seed``) row
-    ``i`` of the mask is a hash of (seed, epoch, global index of sample ``i``,
-    call number), so it does not depend on how a batch is split across ranks.
+    The mask (:meth:`draw_mask`) comes from the library's counter-based random
+    numbers (:mod:`npalexnet.random_streams`): inside ``sample_keys`` (a
+    training step) row ``i`` is a hash of (seed, epoch, global index of
+    sample ``i``, call number), so it does not depend on how a batch is split
+    across ranks; outside, from the library stream (``npalexnet.manual_seed``),
+    or from ``seed`` when given, so a gradient check can replay it. The mask of
+    the last forward stays readable as ``mask`` until the backward pass.
+
+    Fast path (seam ``"dropout"``): the CUDA kernels multiply by the mask and
+    the scale in one pass.
     """
+
+    seam = "dropout"
+    saved_for_backward = ("mask",)
 
     def __init__(self, p: float = 0.5, inplace: bool = False, seed: int | None = None):
         super().__init__()
@@ -35,41 +41,43 @@ class Dropout(Module):
         self.p = float(p)
         self.inplace = inplace   # accepted for torch compatibility; never changes the input
         self.seed = seed
-        self._cache = None
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
+        self.mask = None
 
     def forward(self, x):
         if not self.training or self.p == 0.0:
-            self._cache = self._keep(("identity", x.shape))
+            self.mask = None
             return x
-        xp = get_array_module(x)
-        if self.p == 1.0:
-            mask = xp.zeros(x.shape, dtype=bool)
-        else:
-            dtype = x.dtype if x.dtype.itemsize >= 4 else "float32"
-            keys = random_streams.active() if self.seed is None else None
-            if keys is not None:   # rank-independent: row i keyed by its sample's global index
-                mask = keys.uniform(x.shape, dtype, xp) >= self.p
-            else:
-                gen = xp.random.default_rng(self.seed) if self.seed is not None else backend.rng(xp)
-                mask = gen.random(x.shape, dtype=dtype) >= self.p
-        self._cache = self._keep((mask, x.shape))
-        return self._apply_mask(x, mask)
+        self.mask = self.draw_mask(x)
+        return x * self.mask * self.scale(x)
 
-    def _apply_mask(self, a, mask):
-        if self.p == 1.0:
-            return a * mask
-        cuda = kernels_for(a)   # CuPy arrays with the CUDA kernels switched on (off by default)
-        if cuda is not None:
-            return cuda.mask_scale(a, mask, 1.0 / (1.0 - self.p))   # one pass instead of two
-        return a * mask * a.dtype.type(1.0 / (1.0 - self.p))
-
-    def backward(self, grad_out):
-        mask, shape = self._need_cache(self._cache)
-        check_grad(self, grad_out, shape)
-        self._cache = None
-        if isinstance(mask, str):
+    def backprop(self, grad_out):
+        if self.mask is None:   # evaluation, or p = 0: the identity
             return grad_out
-        return self._apply_mask(grad_out, mask)
+        return grad_out * self.mask * self.scale(grad_out)
+
+    def scale(self, a):
+        """1 / (1 - p) in ``a``'s dtype (0 when p = 1: everything is dropped)."""
+        return a.dtype.type(0.0 if self.p == 1.0 else 1.0 / (1.0 - self.p))
+
+    def draw_mask(self, x):
+        """The boolean keep-mask for ``x`` (True with probability 1 - p), see the class docstring."""
+        xp = get_array_module(x)
+        dtype = x.dtype if x.dtype.itemsize >= 4 else "float32"
+        keys = random_streams.active()
+        if self.seed is not None:
+            u = random_streams.uniform(self.seed, 0, xp.arange(x.shape[0]), random_streams.LIBRARY_STREAM,
+                                       x.shape[1:], dtype, xp)
+        elif keys is not None:
+            u = keys.uniform(x.shape, dtype, xp)
+        else:
+            u = random_streams.library_uniform(x.shape, dtype, xp)
+        return u >= self.p
+
+    def torch_equivalent(self):
+        return ("Dropout", (self.p,), {})
+
+    def output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"

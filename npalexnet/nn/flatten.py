@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ._utils import check_grad
 from .module import Module
 
 
@@ -14,35 +13,37 @@ class Flatten(Module):
     memory layout of the input.
     """
 
+    saved_for_backward = ("x_shape",)
+
     def __init__(self, start_dim: int = 1, end_dim: int = -1):
         super().__init__()
         self.start_dim, self.end_dim = start_dim, end_dim
-        self._shape = None
+        self.x_shape = None
 
     def extra_repr(self) -> str:
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
 
     def forward(self, x):
+        self.x_shape = x.shape
+        return x.reshape(self.output_shape(x.shape))
+
+    def backprop(self, grad_out):
+        return grad_out.reshape(self.x_shape)
+
+    def check_input(self, x):
         nd = x.ndim
-        start, end = self.start_dim % nd, self.end_dim % nd
-        if start > end:
+        if self.start_dim % nd > self.end_dim % nd:
             raise ValueError(f"{self!r}: start_dim {self.start_dim} comes after end_dim "
                              f"{self.end_dim} for a {nd}-D input")
-        self._shape = self._keep(x.shape)
-        return x.reshape(self.forward_shape(x.shape))
 
-    def backward(self, grad_out):
-        shape = self._need_cache(self._shape)
-        expected = self.forward_shape(shape)
-        check_grad(self, grad_out, expected)
-        self._shape = None
-        return grad_out.reshape(shape)
-
-    def forward_shape(self, shape):
-        """The output shape for an input of ``shape``."""
-        nd = len(shape)
+    def output_shape(self, input_shape):
+        """The output shape for an input of ``input_shape``."""
+        nd = len(input_shape)
         start, end = self.start_dim % nd, self.end_dim % nd
         size = 1
-        for d in shape[start:end + 1]:
+        for d in input_shape[start:end + 1]:
             size *= d
-        return tuple(shape[:start]) + (size,) + tuple(shape[end + 1:])
+        return tuple(input_shape[:start]) + (size,) + tuple(input_shape[end + 1:])
+
+    def torch_equivalent(self):
+        return ("Flatten", (self.start_dim, self.end_dim), {})

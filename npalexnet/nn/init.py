@@ -1,7 +1,8 @@
 """Weight initialisation: PyTorch's defaults and the 2012 paper's scheme.
 
-Initial weights are drawn on the host with the library's NumPy generator (so
-one seed gives the same net on every device) and cast to the module's dtype.
+Initial weights are drawn on the host from the library stream of
+:mod:`npalexnet.random_streams` (``npalexnet.manual_seed``; one seed gives the
+same net on every device) and cast to the module's dtype.
 """
 
 from __future__ import annotations
@@ -10,17 +11,17 @@ import math
 
 import numpy
 
-from .. import backend
+from .. import random_streams
 
 
 def uniform(shape, bound: float, dtype=numpy.float32):
     """U(-bound, bound), as torch's ``nn.init.uniform_``."""
-    return backend.rng().uniform(-bound, bound, size=shape).astype(dtype)
+    return (bound * (2.0 * random_streams.library_uniform(shape) - 1.0)).astype(dtype)
 
 
 def normal(shape, std: float, mean: float = 0.0, dtype=numpy.float32):
     """N(mean, std^2), as torch's ``nn.init.normal_``."""
-    return (mean + std * backend.rng().standard_normal(size=shape)).astype(dtype)
+    return (mean + std * random_streams.library_normal(shape)).astype(dtype)
 
 
 def torch_default_bound(fan_in: int) -> float:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from ..backend import get_array_module
-from ..kernels import workspace
 from . import init
-from ._utils import check_array, check_grad, check_matches_params
+from ._utils import check_array, check_matches_params
 from .module import Module, Parameter
 
 
@@ -21,13 +19,12 @@ class Linear(Module):
     .. math:: \partial x = dY\,W, \qquad \partial W = dY^\top x, \qquad
               \partial b = \textstyle\sum_n dY_n
 
-    Layout: the forward product is computed as :math:`y^\top = W x^\top`, so
-    ``y`` is an (N, OUT) view of (OUT, N) memory (ReLU and dropout keep that
-    layout, and the next layer's :math:`x^\top` is then contiguous). Same
-    arithmetic, but OpenBLAS runs this operand order much faster at AlexNet's
-    shapes (measured, 2 threads: fc6 at batch 32, 35 -> 23 ms; the CIFAR net's
-    4096 x 4096 layer at batch 128, 51 -> 28 ms).
+    Fast path (seam ``"linear"``): on the CPU the same products in the operand
+    order OpenBLAS runs fastest (:math:`y^\top = W x^\top`), into recycled memory.
     """
+
+    seam = "linear"
+    saved_for_backward = ("x",)
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True):
         super().__init__()
@@ -35,28 +32,34 @@ class Linear(Module):
         bound = init.torch_default_bound(in_features)
         self.weight = Parameter(init.uniform((out_features, in_features), bound))
         self.register_parameter("bias", Parameter(init.uniform((out_features,), bound)) if bias else None)
-        self._cache = None
+        self.x = None
+
+    def forward(self, x):
+        self.x = x
+        y = x @ self.weight.data.T
+        return y if self.bias is None else y + self.bias.data
+
+    def backprop(self, grad_out):
+        self.weight.accumulate_grad(grad_out.T @ self.x)
+        if self.bias is not None:
+            self.bias.accumulate_grad(grad_out.sum(axis=0))
+        return grad_out @ self.weight.data
+
+    def check_input(self, x):
+        check_array(self, x, 2, "(N, in_features)", self.in_features)
+        check_matches_params(self, x, self.weight)
+
+    def output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.out_features,)
+
+    def multiply_adds(self, input_shape) -> int:
+        n = 1
+        for d in input_shape[:-1]:
+            n *= d
+        return n * self.out_features * self.in_features
+
+    def torch_equivalent(self):
+        return ("Linear", (self.in_features, self.out_features), {"bias": self.bias is not None})
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
-
-    def forward(self, x):
-        check_array(self, x, 2, "(N, in_features)", self.in_features)
-        check_matches_params(self, x, self.weight)
-        xp = get_array_module(x)
-        yt = workspace.empty((self.out_features, x.shape[0]), x.dtype, x)   # (OUT, N), pooled
-        xp.matmul(self.weight.data, x.T, out=yt)
-        if self.bias is not None:
-            yt += self.bias.data[:, None]
-        self._cache = self._keep(x)
-        return yt.T
-
-    def backward(self, grad_out):
-        x = self._need_cache(self._cache)
-        check_grad(self, grad_out, (x.shape[0], self.out_features))
-        self._cache = None
-        self.weight.accumulate_matmul(grad_out.T, x)   # into recycled storage: fc7's is 64 MB
-        if self.bias is not None:
-            self.bias.accumulate_grad(grad_out.sum(axis=0))
-        # dY in C order: dY W then runs as fast as it can (fc6 at batch 32: 27 -> 22 ms); the copy is small.
-        return get_array_module(grad_out).ascontiguousarray(grad_out) @ self.weight.data

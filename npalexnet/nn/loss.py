@@ -26,6 +26,8 @@ class CrossEntropyLoss(Module):
     (log-sum-exp never exponentiates a positive number).
     """
 
+    saved_for_backward = ("log_p", "targets")
+
     def __init__(self, label_smoothing: float = 0.0, reduction: str = "mean"):
         super().__init__()
         if not 0.0 <= label_smoothing <= 1.0:
@@ -33,12 +35,34 @@ class CrossEntropyLoss(Module):
         if reduction not in ("mean", "sum"):
             raise ValueError(f"CrossEntropyLoss: reduction must be 'mean' or 'sum', got {reduction!r}")
         self.label_smoothing, self.reduction = float(label_smoothing), reduction
-        self._cache = None
+        self.log_p = self.targets = None
 
     def extra_repr(self) -> str:
         return f"label_smoothing={self.label_smoothing}, reduction={self.reduction!r}"
 
     def forward(self, logits, targets):
+        xp = get_array_module(logits, targets)
+        n, k = logits.shape
+        self.targets = xp.asarray(targets)
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        self.log_p = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
+        eps = self.label_smoothing
+        losses = -(1.0 - eps) * self.log_p[xp.arange(n), self.targets]
+        if eps:
+            losses -= eps * self.log_p.mean(axis=1)
+        return losses.sum() if self.reduction == "sum" else losses.mean()
+
+    def backprop(self, grad=1.0):
+        """``dlogits`` (N, K); ``grad`` is the upstream gradient of the scalar loss."""
+        xp = get_array_module(self.log_p)
+        n, k = self.log_p.shape
+        eps = self.label_smoothing
+        dz = xp.exp(self.log_p) - eps / k
+        dz[xp.arange(n), self.targets] -= 1.0 - eps
+        scale = grad / n if self.reduction == "mean" else grad
+        return dz * (dz.dtype.type(scale) if isinstance(scale, float) else scale)
+
+    def check_input(self, logits, targets):
         check_array(self, logits, 2, "(N, num_classes) of logits")
         xp = get_array_module(logits, targets)
         n, k = logits.shape
@@ -51,27 +75,9 @@ class CrossEntropyLoss(Module):
         if n and bool(((targets < 0) | (targets >= k)).any()):
             bad = targets[(targets < 0) | (targets >= k)]
             raise ValueError(f"{self!r}: targets must be in [0, {k}), got value {int(bad[0])}")
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        log_p = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
-        rows = xp.arange(n)
-        eps = self.label_smoothing
-        losses = -(1.0 - eps) * log_p[rows, targets]
-        if eps:
-            losses -= eps * log_p.mean(axis=1)
-        self._cache = self._keep((log_p, targets))
-        return losses.sum() if self.reduction == "sum" else losses.mean()
 
-    def backward(self, grad=1.0):
-        """``dlogits`` (N, K); ``grad`` is the upstream gradient of the scalar loss."""
-        log_p, targets = self._need_cache(self._cache)
-        self._cache = None
-        xp = get_array_module(log_p)
-        n, k = log_p.shape
-        dz = xp.exp(log_p)
-        eps = self.label_smoothing
-        if eps:
-            dz -= eps / k
-        dz[xp.arange(n), targets] -= 1.0 - eps
-        scale = grad / n if self.reduction == "mean" else grad
-        dz *= dz.dtype.type(scale) if isinstance(scale, float) else scale
-        return dz
+    def output_shape(self, input_shape):
+        return ()
+
+    def torch_equivalent(self):
+        return ("CrossEntropyLoss", (), {"label_smoothing": self.label_smoothing, "reduction": self.reduction})

@@ -1,9 +1,25 @@
 """``Parameter``, ``Module`` and ``Sequential``: the torch-shaped skeleton.
 
-A module keeps, during ``forward``, exactly what its ``backward`` needs, and
-``backward(grad_out)`` returns the gradient with respect to its input while
-*accumulating* into each parameter's ``.grad`` (as ``torch`` does, so a
-gradient is summed over calls until ``zero_grad()``).
+A layer is written as two methods, in the manner of "Deep Learning from
+Scratch": ``forward(x)`` computes the output and keeps what the backward pass
+needs as attributes (named in ``saved_for_backward``); ``backprop(grad_out)``
+returns the gradient with respect to the input and *accumulates* into each
+parameter's ``.grad`` (as torch does, so a gradient is summed over calls
+until ``zero_grad()``).
+
+Users call the two public template methods, which do the same bookkeeping for
+every module, once:
+
+* ``module(x)`` (``__call__``): validates the input (``check_input``), runs
+  ``forward`` (or, for a layer that names a ``seam``, the faster
+  implementation :mod:`npalexnet.kernels` chooses for this input, if any),
+  remembers that a backward pass may follow, and fires the forward hooks;
+* ``module.backward(grad_out, input_grad=True)``: checks that a forward came
+  first and that the gradient has the output's shape, runs ``backprop`` (or
+  the same fast implementation's backward), forgets what forward kept, and
+  fires the backward hooks. ``input_grad=False`` tells layers that can skip
+  the gradient with respect to their input (``skips_input_grad``) that nobody
+  needs it.
 
 Attributes are registered the way torch registers them: assigning a
 ``Parameter`` or a ``Module`` to an attribute records it, and buffers (state
@@ -15,16 +31,12 @@ architecture, so torch weights load directly.
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections import OrderedDict
 from typing import Callable, Iterator
 
 import numpy
 
-from .. import backend
-from ..kernels import workspace
-from . import grad_mode
+from .. import backend, config, kernels
 
 
 class BackwardBeforeForwardError(RuntimeError, ValueError):
@@ -41,16 +53,7 @@ class Parameter:
     Attributes:
         data: the array (NumPy or CuPy).
         grad: an array of the same shape, or ``None`` before the first backward
-            and after ``zero_grad(set_to_none=True)``.
-
-    Gradient storage is recycled: the GEMM of the first contribution of a
-    step writes straight into an array of the shared buffer pool
-    (:mod:`npalexnet.kernels.workspace`), in practice the one ``zero_grad()``
-    released, instead of a new one. A fresh 64 MB array costs more than the
-    GEMM that fills it on a CPU (first-touch page faults), and fc7's weight
-    gradient is that size. The pool hands out only what nothing else refers
-    to, so a gradient a user kept from an earlier step is never overwritten
-    (torch's ``set_to_none`` semantics).
+            and after ``zero_grad()``.
     """
 
     __slots__ = ("data", "grad")
@@ -72,11 +75,10 @@ class Parameter:
         return self.data.size
 
     def accumulate_grad(self, grad) -> None:
-        """Add ``grad`` to ``.grad`` (adopting it on first use).
+        """Add ``grad`` to ``.grad``; the first contribution is adopted as it is.
 
-        Callers pass a freshly computed array that nothing else holds, so it
-        can be adopted without a copy (a copy of fc6's gradient alone is
-        150 MB per step).
+        Callers pass an array computed for this purpose that nothing else
+        will write to (a copy of fc6's gradient alone would be 150 MB a step).
         """
         if grad.shape != self.data.shape:
             raise ValueError(f"gradient of shape {grad.shape} for a parameter of shape {self.data.shape}")
@@ -85,37 +87,36 @@ class Parameter:
         else:
             self.grad += grad
 
-    def accumulate_matmul(self, a, b) -> None:
-        """Add the product ``a @ b`` (any shape of the parameter's size) to ``.grad``.
-
-        The first contribution of a step is written by the GEMM itself into a
-        pooled array (see the class docstring); later ones are added to it.
-        """
-        xp = backend.get_array_module(a, b)
-        out_shape = a.shape[:-1] + b.shape[-1:]
-        if int(numpy.prod(out_shape)) != self.data.size:
-            raise ValueError(f"gradient of shape {out_shape} for a parameter of shape {self.data.shape}")
-        if self.grad is not None:
-            self.grad += (a @ b).reshape(self.data.shape)
-            return
-        grad = workspace.empty(self.data.shape, self.data.dtype, self.data)
-        xp.matmul(a, b, out=grad.reshape(out_shape))
-        self.grad = grad
-
     def __repr__(self) -> str:
         return f"Parameter(shape={tuple(self.shape)}, dtype={self.dtype})"
 
 
-class Module:
-    """Base class of every layer and model.
+class _Pending:
+    """What a forward leaves for its backward: who ran it, its state, the output's shape."""
 
-    Subclasses implement ``forward(x)`` and ``backward(grad_out)``.
-    ``__call__`` runs ``forward`` and any forward hooks (a hook gets the input,
-    or the tuple of inputs when there are several, e.g. a loss's
-    ``(logits, targets)``). ``backward`` fires the backward hooks whoever
-    calls it (the user on the model, or a container on its children), so
-    hooks see every layer and the model itself, as torch's do.
+    __slots__ = ("implementation", "state", "output_shape")
+
+    def __init__(self, implementation, state, output_shape):
+        self.implementation, self.state, self.output_shape = implementation, state, output_shape
+
+
+class Module:
+    """Base class of every layer and model (see the module docstring).
+
+    A layer defines ``forward(x)`` and ``backprop(grad_out)``, and may set:
+
+    * ``saved_for_backward``: the attributes ``forward`` keeps for ``backprop``
+      (dropped after the backward pass, and at once under ``no_grad()``);
+    * ``skips_input_grad = True``: ``backprop(grad_out, input_grad)`` takes
+      the flag and may return None when it is False;
+    * ``seam``: the name under which :mod:`npalexnet.kernels` may hold faster
+      implementations of this layer's forward and backprop;
+    * ``check_input(x)``: raise a clear error for an input it cannot take.
     """
+
+    seam: str | None = None
+    saved_for_backward: tuple = ()
+    skips_input_grad = False
 
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
@@ -124,7 +125,7 @@ class Module:
         object.__setattr__(self, "_forward_hooks", OrderedDict())
         object.__setattr__(self, "_backward_hooks", OrderedDict())
         object.__setattr__(self, "training", True)
-        object.__setattr__(self, "_in_backward", False)
+        object.__setattr__(self, "_pending", None)
 
     # ------------------------------------------------------------------ registration
     def __setattr__(self, name, value):
@@ -176,13 +177,14 @@ class Module:
         for _, m in self.named_modules():
             yield m
 
-    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
-        for mod_name, mod in self.named_modules(prefix):
+    def named_parameters(self, prefix: str = "", recurse: bool = True) -> Iterator[tuple[str, Parameter]]:
+        modules = self.named_modules(prefix) if recurse else [(prefix, self)]
+        for mod_name, mod in modules:
             for name, p in mod._parameters.items():
                 yield (f"{mod_name}.{name}" if mod_name else name), p
 
-    def parameters(self) -> Iterator[Parameter]:
-        for _, p in self.named_parameters():
+    def parameters(self, recurse: bool = True) -> Iterator[Parameter]:
+        for _, p in self.named_parameters(recurse=recurse):
             yield p
 
     def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, object]]:
@@ -203,7 +205,7 @@ class Module:
         """Reset every parameter gradient (to ``None`` by default, as torch 2 does)."""
         for p in self.parameters():
             if set_to_none or p.grad is None:
-                p.grad = None   # its array goes back to the buffer pool, unless someone holds it
+                p.grad = None
             else:
                 p.grad[...] = 0
 
@@ -211,35 +213,71 @@ class Module:
     def forward(self, x):
         raise NotImplementedError(f"{type(self).__name__} does not implement forward")
 
-    def backward(self, grad_out):
-        raise NotImplementedError(f"{type(self).__name__} does not implement backward")
+    def backprop(self, grad_out):
+        raise NotImplementedError(f"{type(self).__name__} does not implement backprop")
+
+    def check_input(self, *inputs) -> None:
+        """Raise a TypeError/ValueError naming this layer for inputs it cannot take (default: none)."""
 
     def __call__(self, *inputs):
-        out = self.forward(*inputs)
+        self.check_input(*inputs)
+        settings = config.current()
+        fast = kernels.choose(self, inputs[0], settings) if self.seam is not None else None
+        if fast is None:
+            out, state = self.forward(*inputs), None
+        else:
+            out, state = fast.forward(self, *inputs)
         if self._forward_hooks:
             hook_input = inputs[0] if len(inputs) == 1 else inputs
             for hook in list(self._forward_hooks.values()):
                 result = hook(self, hook_input, out)
                 if result is not None:
                     out = result
+        if settings.grad_enabled:
+            object.__setattr__(self, "_pending", _Pending(fast, state, tuple(getattr(out, "shape", ()))))
+        else:   # no backward pass will follow: keep nothing
+            object.__setattr__(self, "_pending", None)
+            self.drop_saved()
         return out
 
-    def __init_subclass__(cls, **kwargs):
-        # Every ``backward`` a subclass defines fires the module's backward
-        # hooks, however it is reached: ``model.backward(g)`` called by the
-        # user, a container's ``child.run_backward(g)``, or ``super().backward``
-        # (the hooks fire once, at the outermost call).
-        super().__init_subclass__(**kwargs)
-        raw = cls.__dict__.get("backward")
-        if raw is not None and not getattr(raw, "_fires_hooks", False):
-            cls.backward = _backward_firing_hooks(raw)
+    def backward(self, grad_out=1.0, input_grad: bool = True):
+        """The gradient with respect to the input, accumulating every parameter's ``.grad``.
 
-    def run_backward(self, grad_out, input_grad: bool = True):
-        """``backward`` plus the registered backward hooks (what containers call).
-
-        Kept for compatibility: ``backward`` itself now fires the hooks.
+        ``grad_out`` has the shape of the last forward's output (a loss takes
+        the default 1.0). ``input_grad=False``: nobody needs the gradient with
+        respect to the input (the images in training); layers that can skip
+        it do, and the result may then be None.
         """
-        return self.backward(grad_out, input_grad=input_grad)
+        pending = self._pending
+        if pending is None:
+            raise BackwardBeforeForwardError(
+                f"{self._name()}.backward() was called before forward() (or twice for one forward, or "
+                f"after a forward under no_grad()): run forward first")
+        if isinstance(grad_out, (int, float)):
+            if pending.output_shape != ():
+                raise ValueError(f"{self!r}.backward: expected a gradient of shape {pending.output_shape} "
+                                 f"(the output's), got the number {grad_out}")
+        elif tuple(grad_out.shape) != pending.output_shape:
+            raise ValueError(f"{self!r}.backward: expected a gradient of shape {pending.output_shape} "
+                             f"(the output's), got {tuple(grad_out.shape)}")
+        object.__setattr__(self, "_pending", None)
+        if pending.implementation is not None:
+            grad_in = pending.implementation.backward(self, pending.state, grad_out, input_grad)
+        elif self.skips_input_grad:
+            grad_in = self.backprop(grad_out, input_grad)
+        else:
+            grad_in = self.backprop(grad_out)
+        self.drop_saved()
+        for hook in list(self._backward_hooks.values()):
+            result = hook(self, grad_in, grad_out)
+            if result is not None:
+                grad_in = result
+        return grad_in
+
+    def drop_saved(self) -> None:
+        """Forget what the last forward kept for backward (``saved_for_backward``)."""
+        for name in self.saved_for_backward:
+            object.__setattr__(self, name, None)
 
     def register_forward_hook(self, hook: Callable) -> "RemovableHandle":
         """``hook(module, input, output)`` after every forward; may return a new output."""
@@ -255,21 +293,22 @@ class Module:
         """
         return RemovableHandle(self._backward_hooks, hook)
 
-    def _need_cache(self, cache, what: str = "forward"):
-        """Raise the standard error for a backward without its forward."""
-        if cache is None:
-            raise BackwardBeforeForwardError(f"{self._name()}.backward() was called before {what}() "
-                               "(or twice for one forward, or after a forward under no_grad()): "
-                               "run forward first")
-        return cache
-
-    @staticmethod
-    def _keep(cache):
-        """What a forward stores for backward: ``cache``, or None under :func:`no_grad`."""
-        return cache if grad_mode.is_grad_enabled() else None
-
     def _name(self) -> str:
         return type(self).__name__
+
+    # ------------------------------------------------------------------ the per-layer protocol
+    def output_shape(self, input_shape) -> tuple:
+        """The output shape for an input of ``input_shape`` (computed from shapes alone)."""
+        raise NotImplementedError(f"{type(self).__name__} has no output_shape rule")
+
+    def multiply_adds(self, input_shape) -> int:
+        """Multiply-adds of the matrix products of one forward pass (default: none)."""
+        return 0
+
+    def torch_equivalent(self):
+        """``(name, args, kwargs)`` of the ``torch.nn`` module computing the same function, or None
+        (the torch twin, :mod:`npalexnet.inspect.torch_twin`, builds ``torch.nn.<name>(*args, **kwargs)``)."""
+        return None
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> "OrderedDict[str, object]":
@@ -333,7 +372,9 @@ class Module:
         return slots
 
     # ------------------------------------------------------------------ dtype/device
-    def _apply(self, fn: Callable, buffers_too: Callable = None) -> "Module":
+    def apply_to_arrays(self, fn: Callable) -> "Module":
+        """Replace every parameter, gradient and buffer array ``a`` by ``fn(a)``; forget every pending
+        backward (what forward kept no longer matches the arrays)."""
         for mod in self.modules():
             for p in mod._parameters.values():
                 p.data = fn(p.data)
@@ -342,28 +383,22 @@ class Module:
             for name in mod._buffers:
                 value = getattr(mod, name)
                 if value is not None:
-                    object.__setattr__(mod, name, (buffers_too or fn)(value))
-            mod._on_apply()
+                    object.__setattr__(mod, name, fn(value))
+            object.__setattr__(mod, "_pending", None)
+            mod.drop_saved()
         return self
-
-    def _on_apply(self) -> None:
-        """Hook for modules that keep derived state (caches) to drop it."""
 
     def astype(self, dtype) -> "Module":
         """Cast floating parameters and buffers to ``dtype`` (float32 or float64)."""
         dtype = numpy.dtype(dtype)
         if dtype.kind != "f":
             raise TypeError(f"astype expects a floating dtype (float32 or float64), got {dtype}")
-
-        def cast(a):
-            return a.astype(dtype) if a.dtype.kind == "f" else a
-
-        return self._apply(cast)
+        return self.apply_to_arrays(lambda a: a.astype(dtype) if a.dtype.kind == "f" else a)
 
     def to(self, device: str) -> "Module":
-        """Move every parameter and buffer to ``"cpu"`` or ``"cuda"``."""
+        """Move every parameter and buffer to ``"cpu"`` or ``"cuda"`` (or ``"cuda:N"``)."""
         target = backend.resolve_device(device)
-        return self._apply(lambda a: backend.to_device(a, target))
+        return self.apply_to_arrays(lambda a: backend.to_device(a, target))
 
     @property
     def device(self) -> str:
@@ -379,12 +414,9 @@ class Module:
 
     # ------------------------------------------------------------------ printing
     def summary(self, input_shape) -> str:
-        """A table of every layer: output shape, parameters, multiply-adds, activation memory.
-
-        ``input_shape`` is (N, C, H, W) or (C, H, W); computed from shapes
-        alone (see :mod:`npalexnet.inspect.summary`). Returns a string.
-        """
-        from ..inspect.summary import summary   # here: npalexnet.inspect imports nn
+        """A table of every layer: output shape, parameters, multiply-adds, activation memory, and
+        the implementation that runs; see :func:`npalexnet.nn.summary.summary`."""
+        from .summary import summary   # nn/summary.py builds on this class
         return summary(self, input_shape)
 
     def extra_repr(self) -> str:
@@ -399,41 +431,6 @@ class Module:
             lines.append(")")
             return "\n".join(lines)
         return lines[0] + ")"
-
-
-def _backward_firing_hooks(raw):
-    """Wrap a subclass's ``backward`` so that it fires the backward hooks once."""
-    params = list(inspect.signature(raw).parameters.values())[1:]
-    default = params[0].default if params and params[0].default is not inspect.Parameter.empty else None
-    takes_input_grad = any(p.name == "input_grad" or p.kind is p.VAR_KEYWORD for p in params)
-
-    @functools.wraps(raw)
-    def backward(self, *args, **kwargs):
-        if not takes_input_grad:
-            # ``input_grad=False`` is a hint that the caller needs no input gradient; a layer that
-            # cannot skip it computes it anyway.
-            kwargs.pop("input_grad", None)
-        if self._in_backward or not self._backward_hooks:
-            return raw(self, *args, **kwargs)
-        object.__setattr__(self, "_in_backward", True)
-        try:
-            grad_in = raw(self, *args, **kwargs)
-        finally:
-            object.__setattr__(self, "_in_backward", False)
-        if args:
-            grad_out = args[0]
-        elif params and params[0].name in kwargs:
-            grad_out = kwargs[params[0].name]
-        else:
-            grad_out = default
-        for hook in list(self._backward_hooks.values()):
-            result = hook(self, grad_in, grad_out)
-            if result is not None:
-                grad_in = result
-        return grad_in
-
-    backward._fires_hooks = True
-    return backward
 
 
 class RemovableHandle:
@@ -458,18 +455,24 @@ class RemovableHandle:
 
 
 class Sequential(Module):
-    """Children applied in order; named ``"0"``, ``"1"``, ... as in torch.
+    """Children applied in order; named ``"0"``, ``"1"``, ... or by an ``OrderedDict``'s keys, as in torch.
 
-    ``backward`` walks the children in reverse, feeding each the gradient of
+    ``backprop`` walks the children in reverse, feeding each the gradient of
     the one after it (the chain rule, one layer at a time).
     """
 
-    def __init__(self, *modules: Module):
+    skips_input_grad = True
+
+    def __init__(self, *modules):
         super().__init__()
-        for i, m in enumerate(modules):
+        if len(modules) == 1 and isinstance(modules[0], OrderedDict):
+            named = list(modules[0].items())
+        else:
+            named = [(str(i), m) for i, m in enumerate(modules)]
+        for i, (name, m) in enumerate(named):
             if not isinstance(m, Module):
                 raise TypeError(f"Sequential expects Modules, got {type(m).__name__} at position {i}")
-            setattr(self, str(i), m)
+            setattr(self, name, m)
 
     def __getitem__(self, index):
         items = list(self._modules.values())
@@ -492,19 +495,18 @@ class Sequential(Module):
             x = m(x)
         return x
 
-    def backward(self, grad_out, input_grad: bool = True):
-        """The chain rule through the children; ``input_grad=False`` lets the
-        first child skip the gradient with respect to the input (None may be returned)."""
-        return backward_chain(list(self._modules.values()), grad_out, input_grad)
+    def backprop(self, grad_out, input_grad: bool = True):
+        """The chain rule through the children; ``input_grad=False`` lets the first child skip the
+        gradient with respect to the input (None may be returned)."""
+        children = list(self._modules.values())
+        for i in range(len(children) - 1, -1, -1):
+            grad_out = children[i].backward(grad_out, input_grad=input_grad or i > 0)
+        return grad_out
 
+    def output_shape(self, input_shape) -> tuple:
+        for m in self._modules.values():
+            input_shape = m.output_shape(input_shape)
+        return tuple(input_shape)
 
-def backward_chain(stages, grad_out, input_grad: bool = True):
-    """Back through ``stages`` (a forward order) from ``grad_out``.
-
-    ``input_grad=False``: the first stage is told that nobody needs the
-    gradient with respect to its input (a convolution on the images then
-    skips a GEMM and a col2im); the result may be None.
-    """
-    for i in range(len(stages) - 1, -1, -1):
-        grad_out = stages[i].backward(grad_out, input_grad=input_grad or i > 0)
-    return grad_out
+    def torch_equivalent(self):
+        return ("Sequential", (), {})

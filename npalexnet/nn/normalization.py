@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from ..kernels import numba_kernels
-from ..kernels.cuda_dispatch import kernels_for
-from ._utils import check_array, check_grad
+from ._utils import check_array
 from .module import Module
 
 
@@ -47,67 +45,52 @@ class LocalResponseNorm(Module):
     divides by n, so the paper's layer is
     ``LocalResponseNorm(size=5, alpha=5e-4, beta=0.75, k=2.0)``, which
     :meth:`from_paper` builds.
+
+    Forward keeps x alone; backward recomputes the scales s from it (one more
+    window sum, instead of keeping two arrays of x's size). Fast paths (seam
+    ``"lrn"``): numba kernels on the CPU, CUDA kernels on a GPU.
     """
+
+    seam = "lrn"
+    saved_for_backward = ("x",)
 
     def __init__(self, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0):
         super().__init__()
         if size < 1:
             raise ValueError(f"LocalResponseNorm: size must be >= 1, got {size}")
         self.size, self.alpha, self.beta, self.k = int(size), float(alpha), float(beta), float(k)
-        self._cache = None
-
-    def _on_apply(self) -> None:
-        self._cache = None
+        self.x = None
 
     @classmethod
     def from_paper(cls, n: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0):
         """The layer with the paper's meaning of alpha (not divided by n)."""
         return cls(size=n, alpha=alpha * n, beta=beta, k=k)
 
-    def extra_repr(self) -> str:
-        return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
+    def scale(self, x):
+        """s = k + alpha/n * (the window sum of x^2 over channels)."""
+        n = self.size
+        return self.k + self.alpha / n * channel_window_sum(x * x, n // 2, (n - 1) // 2)
 
     def forward(self, x):
+        self.x = x
+        return x * self.scale(x) ** -self.beta
+
+    def backprop(self, grad_out):
+        x, n = self.x, self.size
+        s = self.scale(x)
+        s_pow = s ** -self.beta
+        window = channel_window_sum(grad_out * x * s_pow / s, (n - 1) // 2, n // 2)   # the mirrored window
+        return grad_out * s_pow - 2.0 * self.alpha * self.beta / n * x * window
+
+    def check_input(self, x):
         if getattr(x, "ndim", 0) < 3:
             check_array(self, x, 3, "(N, C, ...) with at least 3 dimensions")
-        n = self.size
-        cuda = kernels_for(x) if x.ndim == 4 else None   # CuPy, CUDA kernels on (off by default)
-        if cuda is not None:
-            y, scale, scale_pow = cuda.lrn_forward(x, n, self.alpha, self.beta, self.k)
-            self._cache = self._keep((x, scale, scale_pow))
-            return y
-        if numba_kernels.lrn_applies(x):   # one pass per block instead of ten array passes
-            y = numba_kernels.lrn_forward(x, n, self.alpha, self.beta, self.k)
-            self._cache = self._keep((x, None, None))   # the scales: recomputed from x in backward
-            return y
-        scale, scale_pow = self._scales(x)
-        self._cache = self._keep((x, scale, scale_pow))
-        return x * scale_pow
 
-    def _scales(self, x):
-        """s = k + alpha/n * (window sum of x^2) and s**-beta, in array code."""
-        n = self.size
-        scale = channel_window_sum(x * x, n // 2, (n - 1) // 2)
-        scale *= self.alpha / n
-        scale += self.k
-        return scale, scale ** -self.beta
+    def torch_equivalent(self):
+        return ("LocalResponseNorm", (self.size, self.alpha, self.beta, self.k), {})
 
-    def backward(self, grad_out):
-        x, scale, scale_pow = self._need_cache(self._cache)
-        check_grad(self, grad_out, x.shape)
-        self._cache = None
-        n = self.size
-        cuda = kernels_for(grad_out) if grad_out.ndim == 4 else None
-        if cuda is not None:
-            return cuda.lrn_backward(grad_out, x, scale, scale_pow, n, self.alpha, self.beta)
-        if numba_kernels.lrn_applies(x) and numba_kernels.use_for(grad_out):
-            return numba_kernels.lrn_backward(grad_out, x, n, self.alpha, self.beta, self.k)
-        if scale is None:   # the numba forward kept x alone
-            scale, scale_pow = self._scales(x)
-        t = grad_out * x * scale_pow
-        t /= scale
-        back = channel_window_sum(t, (n - 1) // 2, n // 2)
-        back *= x
-        back *= -2.0 * self.alpha * self.beta / n
-        back += grad_out * scale_pow
-        return back
+    def output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def extra_repr(self) -> str:
+        return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"

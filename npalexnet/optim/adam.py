@@ -26,7 +26,7 @@ class Adam(Optimizer):
                              f"weight_decay={weight_decay}")
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
 
-    def _update(self, p, grad, state, group) -> None:
+    def update(self, p, grad, state, group) -> None:
         xp = get_array_module(p.data)
         (b1, b2), wd = group["betas"], group["weight_decay"]
         if wd:

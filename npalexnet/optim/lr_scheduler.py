@@ -24,19 +24,22 @@ class LRScheduler:
         for group in optimizer.param_groups:
             group.setdefault("initial_lr", group["lr"])
         self.base_lrs = [g["initial_lr"] for g in optimizer.param_groups]
-        self.last_epoch = 0
-        self._apply()
+        self.set_step(0)
 
     def lr_at(self, step: int, base_lr: float) -> float:
         raise NotImplementedError
+
+    def set_step(self, step: int) -> None:
+        """Jump to ``step`` (``step()`` calls so far) and set the learning rates of that step."""
+        self.last_epoch = int(step)
+        self._apply()
 
     def _apply(self) -> None:
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = self.lr_at(self.last_epoch, base)
 
     def step(self) -> None:
-        self.last_epoch += 1
-        self._apply()
+        self.set_step(self.last_epoch + 1)
 
     def get_last_lr(self) -> list[float]:
         return [g["lr"] for g in self.optimizer.param_groups]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy
 
-from .. import backend
+from .. import backend, config, kernels
 from ..nn.module import Parameter
 
 
@@ -13,8 +13,13 @@ class Optimizer:
 
     As in torch, ``params`` is an iterable of Parameters or of dicts
     (``{"params": [...], "lr": ...}``) overriding the defaults per group;
-    schedulers change ``group["lr"]``.
+    schedulers change ``group["lr"]``. A subclass writes its rule as
+    ``update(p, grad, state, group)``; one that names a ``seam`` may have it
+    run by a faster implementation (:mod:`npalexnet.kernels`), chosen per
+    parameter.
     """
+
+    seam: str | None = None
 
     def __init__(self, params, defaults: dict):
         self.defaults = dict(defaults)
@@ -40,17 +45,24 @@ class Optimizer:
     def zero_grad(self, set_to_none: bool = True) -> None:
         for _, p in self._params():
             if set_to_none or p.grad is None:
-                p.grad = None   # back to the buffer pool (npalexnet.kernels.workspace)
+                p.grad = None
             else:
                 p.grad[...] = 0
 
     def step(self) -> None:
+        settings = config.current()
         for index, (group, p) in enumerate(self._params()):
             if p.grad is None:
                 continue
-            self._update(p, p.grad, self.state.setdefault(index, {}), group)
+            state = self.state.setdefault(index, {})
+            fast = kernels.choose(self, p, settings) if self.seam is not None else None
+            if fast is None:
+                self.update(p, p.grad, state, group)
+            else:
+                fast.update(p, state, group)
 
-    def _update(self, p, grad, state, group) -> None:
+    def update(self, p, grad, state, group) -> None:
+        """Apply the rule to one parameter (in place)."""
         raise NotImplementedError
 
     @property

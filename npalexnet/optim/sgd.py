@@ -2,27 +2,28 @@
 
 from __future__ import annotations
 
-import numpy
-
-from ..kernels import numba_kernels
 from .optimizer import Optimizer
 
 
 class SGD(Optimizer):
-    r"""torch.optim.SGD's exact update (dampening 0).
+    r"""torch.optim.SGD's exact update, with momentum dampening :math:`\tau` (0 by default).
 
     For each parameter :math:`p` with gradient :math:`g`:
 
     .. math::
         d = g + \lambda p \\
-        b \leftarrow d \ \text{(first step)}, \quad b \leftarrow \mu b + d \ \text{(later)} \\
+        b \leftarrow d \ \text{(first step)}, \quad b \leftarrow \mu b + (1 - \tau) d \ \text{(later)} \\
         d \leftarrow d + \mu b \ \text{(Nesterov)} \quad\text{or}\quad d \leftarrow b \\
         p \leftarrow p - \eta d
 
     The paper's rule (Section 5) is this with :math:`\mu = 0.9`,
     :math:`\lambda = 5\cdot 10^{-4}` except that it folds :math:`\eta` into the
     momentum buffer; the two agree while the learning rate is constant.
+
+    Fast path (seam ``"sgd"``): the same operations per element in one numba pass.
     """
+
+    seam = "sgd"
 
     def __init__(self, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0,
                  nesterov: bool = False, dampening: float = 0.0):
@@ -34,17 +35,8 @@ class SGD(Optimizer):
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
                                       nesterov=nesterov, dampening=dampening))
 
-    def _update(self, p, grad, state, group) -> None:
+    def update(self, p, grad, state, group) -> None:
         lr, mu, wd = group["lr"], group["momentum"], group["weight_decay"]
-        if (numba_kernels.use_for(p.data, grad) and p.data.flags.c_contiguous and grad.flags.c_contiguous
-                and grad.dtype == p.data.dtype):
-            # One fused pass per parameter (the array code below makes five).
-            first = mu != 0 and state.get("momentum_buffer") is None
-            if first:
-                state["momentum_buffer"] = numpy.empty_like(p.data)
-            buf = state["momentum_buffer"] if mu else p.data   # unused when momentum is 0
-            numba_kernels.sgd_update(p.data, grad, buf, lr, mu, wd, group["dampening"], group["nesterov"], first)
-            return
         d = grad + wd * p.data if wd else grad
         if mu:
             buf = state.get("momentum_buffer")

@@ -1,30 +1,27 @@
 """One training epoch: forward, loss, backward, optimizer step, per-step schedule.
 
-Dropout draws from the library generator, which is reseeded from
-``(seed, epoch, step)`` before every step; with the loader's order and
-augmentation derived the same way, a step's randomness depends on nothing
-but its coordinates, so a run resumed at any step repeats an uninterrupted
-one exactly.
+Dropout masks, like the loader's order and augmentation, are keyed by
+(seed, epoch, image index) (:mod:`npalexnet.random_streams`), so a step's
+randomness depends on nothing but which images it trains on: a run resumed
+at any step repeats an uninterrupted one exactly.
 
 Distributed (``parallel`` given): the loader yields this rank's slice of each
-global batch; dropout is keyed by (seed, epoch, image index) instead
-(:mod:`npalexnet.random_streams`), the loss, accuracy and image count are
-summed over ranks before the NaN check (so every rank stops together), and
-the gradients are averaged by share of the batch before the optimizer step.
-The result does not depend on the number of ranks.
+global batch, the loss, accuracy and image count are summed over ranks before
+the NaN check (so every rank stops together), and the gradients are averaged
+by share of the batch before the optimizer step. The result does not depend
+on the number of ranks.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from dataclasses import dataclass
 
 from tqdm import tqdm
 
-from .. import backend, random_streams
-from ..data.loader import DROPOUT, BatchLoader, derived_seed
+from .. import random_streams
+from ..data.loader import BatchLoader
 from ..distributed import DataParallel, allreduce_sums
 
 
@@ -85,15 +82,10 @@ def train_one_epoch(model, loader: BatchLoader, criterion, optimizer, scheduler=
     try:
         for step, x, y in loader.epoch(epoch, start=stats.steps):
             n = local_n = int(y.shape[0])
-            if parallel is None:
-                backend.manual_seed(derived_seed(seed, DROPOUT, epoch, step))
-                keys = contextlib.nullcontext()
-            else:
-                indices, global_n = loader.batch_indices(epoch, step)
-                keys = random_streams.sample_keys(indices, seed, epoch)
+            indices, global_n = loader.batch_indices(epoch, step)
             value, correct = 0.0, 0
             if local_n:   # a rank may get no image of a last batch smaller than the world
-                with keys:
+                with random_streams.sample_keys(indices, seed, epoch):
                     logits = model(x)
                     loss = criterion(logits, y)
                 value = float(loss)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy
 
-from .. import __version__, backend, distributed, models, nn
+from .. import __version__, backend, distributed, models, nn, random_streams
 from ..data import (
     CIFAR10_MEAN,
     CIFAR10_STD,
@@ -168,7 +168,7 @@ def fit(cfg: TrainConfig, log=print, comm=None) -> FitResult:
             mean, std = CIFAR10_MEAN, CIFAR10_STD
         else:
             mean, std = channel_stats(train_split.images)
-    backend.manual_seed(cfg.seed)   # the initial weights
+    random_streams.manual_seed(cfg.seed)   # the initial weights
     model = build_model(kwargs)
     if cfg.init_from and ckpt is None:   # fine-tuning: start from these weights (a resume has its own)
         log(str(models.load_pretrained(model, cfg.init_from)))
@@ -178,7 +178,7 @@ def fit(cfg: TrainConfig, log=print, comm=None) -> FitResult:
     preprocess = Preprocess(mean, std, size, pad=cfg.pad, padding=cfg.padding, flip=cfg.flip,
                             resize_mode=cfg.resize_mode)
     train_loader = BatchLoader(train_split, cfg.batch_size, preprocess, device, train=True, seed=cfg.seed,
-                               keyed=parallel_run, **shard)
+                               **shard)
     val_loader = (BatchLoader(val_split, cfg.eval_batch_size, preprocess, device, train=False, **shard)
                   if val_split is not None else None)
     optimizer = build_optimizer(cfg, model)
@@ -193,11 +193,10 @@ def fit(cfg: TrainConfig, log=print, comm=None) -> FitResult:
         saved_sched = ckpt.meta.get("scheduler") or {}
         if per_step:
             # Keep the schedule sized for the new --epochs; only the step count comes from the checkpoint.
-            scheduler.last_epoch = int(saved_sched.get("last_epoch", 0))
-            scheduler._apply()
+            scheduler.set_step(int(saved_sched.get("last_epoch", 0)))
         else:
             scheduler.load_state_dict(saved_sched)
-        backend.set_rng_state(json.loads(ckpt.meta["rng_state"]))
+        random_streams.set_state(json.loads(ckpt.meta["rng_state"]))
         history, best_acc = list(ckpt.meta.get("history", [])), float(ckpt.meta.get("best_val_acc", -1.0))
         start_epoch = int(ckpt.meta["epoch"])
         partial = EpochStats(**ckpt.meta.get("partial", {}))
@@ -222,7 +221,7 @@ def fit(cfg: TrainConfig, log=print, comm=None) -> FitResult:
                 "classes": list(dataset.classes), "mean": list(mean), "std": list(std),
                 "image_size": dataset.image_size, "input_size": size, "in_channels": dataset.in_channels,
                 "resize_mode": cfg.resize_mode, "scheduler": scheduler.state_dict(),
-                "rng_state": json.dumps(backend.get_rng_state()), "config": cfg.to_dict(),
+                "rng_state": json.dumps(random_streams.get_state()), "config": cfg.to_dict(),
                 "history": history, "best_val_acc": best_acc}
 
     def save(path: Path, epoch: int, stats: EpochStats) -> None:

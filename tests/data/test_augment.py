@@ -93,14 +93,17 @@ def test_interpolation_rows_sum_to_one_and_identity():
         interpolation_matrix(numpy, 4, 8, "bicubic")
 
 
-def test_preprocess_train_is_a_function_of_the_generator():
+def test_preprocess_train_is_a_function_of_seed_epoch_and_image_index():
     x = _images(b=8)
     pre = Preprocess((0.5, 0.5, 0.5), (0.25, 0.25, 0.25), 8, pad=2)
-    a = pre.train(x, numpy.random.default_rng(7))
-    b = pre.train(x, numpy.random.default_rng(7))
-    c = pre.train(x, numpy.random.default_rng(8))
+    indices = numpy.arange(10, 18)
+    a = pre.train(x, 7, 0, indices)
+    b = pre.train(x, 7, 0, indices)
     numpy.testing.assert_array_equal(a, b)
-    assert not numpy.array_equal(a, c)
+    for other in (pre.train(x, 8, 0, indices), pre.train(x, 7, 1, indices), pre.train(x, 7, 0, indices + 1)):
+        assert not numpy.array_equal(a, other)
+    # an image keeps its augmentation in any batch: the same index in another position
+    numpy.testing.assert_array_equal(pre.train(x[3:5], 7, 0, indices[3:5]), a[3:5])
     assert a.shape == (8, 3, 8, 8) and a.dtype == numpy.float32
     # evaluation: no randomness, same normalisation
     numpy.testing.assert_array_equal(pre.eval(x), normalize(x, pre.mean, pre.std))

@@ -100,7 +100,7 @@ def equivalence(comm, out):
     dist_sums = evaluate(model, images, labels, comm)
 
     # Optimizer state and Python objects from rank 0 (what a resume broadcasts).
-    state = {"optimizer": opt.state_dict(), "epoch": 3, "rng": npalexnet.backend.get_rng_state(),
+    state = {"optimizer": opt.state_dict(), "epoch": 3, "rng": npalexnet.random_streams.get_state(),
              "record": Record("rank0", numpy.arange(3.0))}
     got = distributed.broadcast_tree(state if comm.rank == 0 else None, comm)
     momentum_ok = all(numpy.array_equal(got["optimizer"]["state"][i]["momentum_buffer"],

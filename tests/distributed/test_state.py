@@ -32,7 +32,7 @@ def test_broadcast_tree_keeps_structure_and_arrays():
     for p in model.parameters():
         p.grad = numpy.ones(p.shape, dtype=p.dtype)
     opt.step()
-    state = {"optimizer": opt.state_dict(), "epoch": 4, "rng": npalexnet.backend.get_rng_state()}
+    state = {"optimizer": opt.state_dict(), "epoch": 4, "rng": npalexnet.random_streams.get_state()}
     got = broadcast_tree(state, comm)
     assert got["epoch"] == 4 and got["rng"] == state["rng"]
     for i, entry in state["optimizer"]["state"].items():

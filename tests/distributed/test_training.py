@@ -33,8 +33,8 @@ def _split(n=23):
 @pytest.mark.parametrize("world", [2, 3])
 def test_sharded_keyed_batches_concatenate_to_the_one_process_batch(world):
     split, pre = _split(), Preprocess((0.5,) * 3, (0.25,) * 3, 32, pad=4)
-    whole = BatchLoader(split, 10, pre, train=True, seed=3, keyed=True)
-    parts = [BatchLoader(split, 10, pre, train=True, seed=3, keyed=True, rank=r, world_size=world)
+    whole = BatchLoader(split, 10, pre, train=True, seed=3)
+    parts = [BatchLoader(split, 10, pre, train=True, seed=3, rank=r, world_size=world)
              for r in range(world)]
     assert len(whole) == len(parts[0]) == 3
     for epoch in (0, 1):
@@ -49,7 +49,7 @@ def test_sharded_keyed_batches_concatenate_to_the_one_process_batch(world):
 
 def test_keyed_augmentation_does_not_depend_on_the_batch_size():
     split, pre = _split(), Preprocess((0.5,) * 3, (0.25,) * 3, 32, pad=4)
-    small, large = (BatchLoader(split, b, pre, train=True, seed=1, keyed=True) for b in (5, 23))
+    small, large = (BatchLoader(split, b, pre, train=True, seed=1) for b in (5, 23))
     x_large, _ = large.batch(0, 0)
     order = large.order(0)
     x_small, _ = small.batch(0, 1)

@@ -34,20 +34,10 @@ def test_compare_with_pytorch_tiny(tmp_path, capsys):
 
 
 def break_gradients(monkeypatch, factor):
-    """Scale every parameter gradient by ``factor``, whichever way a layer delivers it
-    (``accumulate_grad`` for an array, ``accumulate_matmul`` for a product written in place)."""
-    add, product = nn.Parameter.accumulate_grad, nn.Parameter.accumulate_matmul
-
-    def scaled_product(self, a, b):
-        before = None if self.grad is None else self.grad.copy()
-        product(self, a, b)
-        if before is None:
-            self.grad *= factor
-        else:   # only this contribution is scaled
-            self.grad[...] = before + (self.grad - before) * factor
-
+    """Scale every parameter gradient by ``factor``: every layer and every fast path delivers its
+    parameter gradients through ``Parameter.accumulate_grad``."""
+    add = nn.Parameter.accumulate_grad
     monkeypatch.setattr(nn.Parameter, "accumulate_grad", lambda self, g: add(self, g * factor))
-    monkeypatch.setattr(nn.Parameter, "accumulate_matmul", scaled_product)
 
 
 def test_compare_with_pytorch_float32_and_a_broken_gradient_is_seen(tmp_path, monkeypatch, capsys):

@@ -30,9 +30,10 @@ import pytest
 
 import npalexnet
 from npalexnet import nn
-from npalexnet.kernels import cuda_dispatch
+from npalexnet import config, kernels
+from npalexnet.kernels import cuda_layers
 from npalexnet.kernels import cuda_kernels as ck
-from npalexnet.kernels import im2col as K
+from npalexnet.nn import im2col as K
 from tests.kernels import cuda_emulator
 
 DTYPES = [numpy.float32, numpy.float64]
@@ -135,7 +136,7 @@ def test_im2col_matches_array_code(case, dtype, layout, kxp):
     n, c, h, w, kernel, stride, padding = case
     x = numpy.random.default_rng(1).standard_normal((n, c, h, w)).astype(dtype)
     col = ck.im2col(on_device(kxp, x, layout), kernel, stride, padding)
-    ref = K.im2col_array(x, kernel, stride, padding)
+    ref = K.im2col(x, kernel, stride, padding)
     assert col.dtype == dtype and col.flags.c_contiguous
     numpy.testing.assert_array_equal(to_host(col), ref)
 
@@ -152,7 +153,7 @@ def test_col2im_matches_array_code(case, dtype, col_layout, kxp):
     dcol = kxp.asarray(col) if col_layout == "contiguous" else kxp.asarray(col.T.copy()).T
     dx = ck.col2im(dcol, (n, c, h, w), kernel, stride, padding)
     assert dx.shape == (n, c, h, w)
-    assert_close(dx, K.col2im_array(col, (n, c, h, w), kernel, stride, padding), dtype, "col2im")
+    assert_close(dx, K.col2im(col, (n, c, h, w), kernel, stride, padding), dtype, "col2im")
 
 
 def test_col2im_counts_the_windows_covering_each_pixel(kxp):
@@ -160,7 +161,7 @@ def test_col2im_counts_the_windows_covering_each_pixel(kxp):
     n, c, h, w, kernel, stride, padding = 1, 1, 9, 7, (3, 2), (2, 1), (1, 1)
     ones = numpy.ones((6, 5 * 8))
     dx = to_host(ck.col2im(kxp.asarray(ones), (n, c, h, w), kernel, stride, padding))
-    numpy.testing.assert_array_equal(dx, K.col2im_array(ones, (n, c, h, w), kernel, stride, padding))
+    numpy.testing.assert_array_equal(dx, K.col2im(ones, (n, c, h, w), kernel, stride, padding))
 
 
 # ----------------------------------------------------------------------------
@@ -196,10 +197,12 @@ def pool_input(shape, kind, dtype, seed=0):
 
 
 def array_code_pool(x, kernel, stride, padding, dy):
+    """The reference max-pool: output, winners (as the layer keeps them) and input gradient."""
     pool = nn.MaxPool2d(kernel, stride, padding)
-    y = pool(x)
-    argmax = pool._cache[0]
-    return y, argmax, pool.backward(dy)
+    with config.reference():
+        y = pool(x)
+        argmax = pool.argmax
+        return y, argmax, pool.backward(dy)
 
 
 @pytest.mark.parametrize("layout", ["nchw", "cnhw", "flipped"])
@@ -274,9 +277,11 @@ def test_lrn_matches_array_code(case, dtype, layout, kxp):
     x = (2 * rng.standard_normal((n, c, h, w))).astype(dtype)    # large enough that alpha matters
     dy = rng.standard_normal((n, c, h, w)).astype(dtype)
     layer = nn.LocalResponseNorm(size, alpha, beta, k)
-    y_ref = layer(x)
-    scale_ref, pow_ref = layer._scales(x)   # the array code's (the numba path keeps none)
-    dx_ref = layer.backward(dy)
+    with config.reference():
+        y_ref = layer(x)
+        dx_ref = layer.backward(dy)
+    scale_ref = layer.scale(x)                # the reference's s and s**-beta
+    pow_ref = scale_ref ** -beta
 
     y, scale, scale_pow = ck.lrn_forward(on_device(kxp, x, layout), size, alpha, beta, k)
     assert_close(scale, scale_ref, dtype, "scale")
@@ -285,7 +290,7 @@ def test_lrn_matches_array_code(case, dtype, layout, kxp):
     dx = ck.lrn_backward(on_device(kxp, dy, layout), on_device(kxp, x, layout), scale, scale_pow,
                          size, alpha, beta)
     assert_close(dx, dx_ref, dtype, "input gradient")
-    # the array code's cache (its own layouts) works as well: the two paths mix
+    # the reference's scales (its own layouts) work as well
     dx_mixed = ck.lrn_backward(kxp.asarray(dy), kxp.asarray(x), kxp.asarray(scale_ref),
                                kxp.asarray(pow_ref), size, alpha, beta)
     assert_close(dx_mixed, dx_ref, dtype, "input gradient from the array code's cache")
@@ -325,10 +330,10 @@ def test_results_do_not_depend_on_the_launch_shape(launch, monkeypatch):
     monkeypatch.setattr(ck, "launcher", cuda_emulator.EmulatedLauncher(**launch))
     x = pool_input((2, 3, 9, 8), "tied", numpy.float64)
     numpy.testing.assert_array_equal(ck.im2col(x, (3, 2), (2, 1), (1, 1)),
-                                     K.im2col_array(x, (3, 2), (2, 1), (1, 1)))
-    col = K.im2col_array(x, (3, 3), (2, 2), (1, 1))
+                                     K.im2col(x, (3, 2), (2, 1), (1, 1)))
+    col = K.im2col(x, (3, 3), (2, 2), (1, 1))
     assert_close(ck.col2im(col, x.shape, (3, 3), (2, 2), (1, 1)),
-                 K.col2im_array(col, x.shape, (3, 3), (2, 2), (1, 1)), numpy.float64)
+                 K.col2im(col, x.shape, (3, 3), (2, 2), (1, 1)), numpy.float64)
     y_ref, argmax_ref, dx_ref = array_code_pool(x, (3, 3), (2, 2), (1, 1), numpy.ones((2, 3, 5, 4)))
     out, argmax = ck.maxpool2d_forward(x, (3, 3), (2, 2), (1, 1))
     numpy.testing.assert_array_equal(out.transpose(1, 0, 2, 3), y_ref)
@@ -402,10 +407,10 @@ def test_the_cupy_launcher_itself_on_a_fake_cupy(monkeypatch):
     monkeypatch.setattr(ck, "launcher", ck.CupyLauncher())
     monkeypatch.setattr(ck, "MAX_BLOCKS", 3)              # also exercise the grid-stride loop
     x = pool_input((2, 3, 9, 8), "tied", numpy.float32)
-    numpy.testing.assert_array_equal(ck.im2col(x, (3, 2), (2, 1), (1, 1)), K.im2col_array(x, (3, 2), (2, 1), (1, 1)))
-    col = K.im2col_array(x, (3, 3), (2, 2), (1, 1))
+    numpy.testing.assert_array_equal(ck.im2col(x, (3, 2), (2, 1), (1, 1)), K.im2col(x, (3, 2), (2, 1), (1, 1)))
+    col = K.im2col(x, (3, 3), (2, 2), (1, 1))
     assert_close(ck.col2im(col, x.shape, (3, 3), (2, 2), (1, 1)),
-                 K.col2im_array(col, x.shape, (3, 3), (2, 2), (1, 1)), numpy.float32)
+                 K.col2im(col, x.shape, (3, 3), (2, 2), (1, 1)), numpy.float32)
     dy = numpy.ones((2, 3, 5, 4), numpy.float32)
     y_ref, argmax_ref, dx_ref = array_code_pool(x, (3, 3), (2, 2), (1, 1), dy)
     out, argmax = ck.maxpool2d_forward(x, (3, 3), (2, 2), (1, 1))
@@ -455,9 +460,9 @@ def test_whole_model_through_the_kernels_matches_array_code(variant, size, monke
 
     launcher = cuda_emulator.EmulatedLauncher()
     monkeypatch.setattr(ck, "launcher", launcher)
-    monkeypatch.setattr(cuda_dispatch, "_override", True)
-    monkeypatch.setattr(cuda_dispatch, "is_cupy_array", lambda a: hasattr(a, "dtype"))
-    y, dx, grads = run_model(model, x, g)
+    monkeypatch.setattr(cuda_layers, "_on_gpu_float", lambda a: a.dtype.char in "fd")
+    with config.using(cuda_kernels=True):
+        y, dx, grads = run_model(model, x, g)
     used = set(launcher.calls)
     assert {"npa_im2col", "npa_col2im", "npa_maxpool_fwd", "npa_maxpool_bwd", "npa_lrn_fwd",
             "npa_lrn_bwd", "npa_relu_fwd", "npa_mask_scale"} <= used, used
@@ -481,14 +486,10 @@ def test_whole_model_on_the_gpu_kernels_on_and_off_agree(variant, size, dtype):
     rng = numpy.random.default_rng(0)
     x = cupy.asarray(rng.standard_normal((4, 3, size, size)).astype(dtype))
     g = cupy.asarray(rng.standard_normal((4, 10)).astype(dtype))
-    saved = cuda_dispatch._override
-    try:
-        npalexnet.kernels.use_cuda_kernels(False)
+    with config.using(cuda_kernels=False):
         y_ref, dx_ref, grads_ref = run_model(model, x, g)
-        npalexnet.kernels.use_cuda_kernels(True)
+    with config.using(cuda_kernels=True):
         y, dx, grads = run_model(model, x, g)
-    finally:
-        cuda_dispatch._override = saved
     tol = {numpy.float32: 1e-4, numpy.float64: 1e-11}[dtype]    # a whole net: sums of sums
     for what, ours, ref in [("logits", y, y_ref), ("input gradient", dx, dx_ref)] + \
             [(name, grads[name], grads_ref[name]) for name in grads_ref]:
@@ -501,52 +502,13 @@ def test_whole_model_on_the_gpu_kernels_on_and_off_agree(variant, size, dtype):
 # The switch (runs everywhere)
 # ----------------------------------------------------------------------------
 
-@pytest.fixture
-def clean_switch(monkeypatch):
-    monkeypatch.delenv(cuda_dispatch.ENV_VAR, raising=False)
-    monkeypatch.setattr(cuda_dispatch, "_override", None)
+def test_off_by_default_and_marked_unproven():
+    assert config.Settings().cuda_kernels is False
+    assert "unproven" in cuda_layers.__doc__
 
 
-def test_off_by_default(clean_switch):
-    assert not npalexnet.kernels.cuda_enabled()
-
-
-@pytest.mark.parametrize("value, expected", [("1", True), ("true", True), (" YES ", True), ("on", True),
-                                             ("0", False), ("false", False), ("Off", False), ("", False),
-                                             ("no", False)])
-def test_env_var_parsing(value, expected, clean_switch, monkeypatch):
-    monkeypatch.setenv("NPALEXNET_CUDA_KERNELS", value)
-    assert npalexnet.kernels.cuda_enabled() is expected
-
-
-@pytest.mark.parametrize("value", ["2", "maybe", "enable"])
-def test_env_var_rejects_unclear_values(value, clean_switch, monkeypatch):
-    monkeypatch.setenv("NPALEXNET_CUDA_KERNELS", value)
-    with pytest.raises(ValueError, match="NPALEXNET_CUDA_KERNELS"):
-        npalexnet.kernels.cuda_enabled()
-
-
-def test_api_overrides_env_and_none_restores_it(clean_switch, monkeypatch):
-    monkeypatch.setenv("NPALEXNET_CUDA_KERNELS", "1")
-    assert npalexnet.kernels.cuda_enabled()
-    assert npalexnet.kernels.use_cuda_kernels(False) is True      # returns the previous setting
-    assert not npalexnet.kernels.cuda_enabled()
-    npalexnet.kernels.use_cuda_kernels(None)
-    assert npalexnet.kernels.cuda_enabled()
-
-
-def test_enabling_without_cupy_is_a_clear_error(clean_switch):
-    if npalexnet.cupy_available():
-        pytest.skip("CuPy and a GPU are present")
-    with pytest.raises(RuntimeError, match="CuPy"):
-        npalexnet.kernels.use_cuda_kernels(True)
-    assert not npalexnet.kernels.cuda_enabled()
-
-
-def test_numpy_arrays_never_dispatch(clean_switch, monkeypatch):
-    # Switched on (as the env var would), NumPy arrays still take the array code.
-    monkeypatch.setenv("NPALEXNET_CUDA_KERNELS", "1")
-
+def test_numpy_arrays_never_run_the_cuda_kernels(monkeypatch):
+    """Switched on, NumPy arrays still take the NumPy paths (no CUDA implementation applies)."""
     class Refuse:
         def launch(self, *args):
             raise AssertionError("a CUDA kernel was launched for a NumPy array")
@@ -555,20 +517,22 @@ def test_numpy_arrays_never_dispatch(clean_switch, monkeypatch):
 
     monkeypatch.setattr(ck, "launcher", Refuse())
     x = numpy.random.default_rng(0).standard_normal((2, 4, 9, 9))
-    assert cuda_dispatch.kernels_for(x) is None
     model = nn.Sequential(nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(), nn.LocalResponseNorm(3),
                           nn.MaxPool2d(3, 2), nn.Flatten(), nn.Dropout(0.5), nn.Linear(96, 3)).astype(numpy.float64)
-    model.backward(model(x))
+    with config.using(cuda_kernels=True):
+        for layer in model:
+            assert not isinstance(kernels.choose(layer, x), cuda_layers._CudaImplementation)
+        model.backward(model(x))
 
 
-def test_kernels_for_rejects_other_dtypes_and_devices(clean_switch, monkeypatch):
-    monkeypatch.setattr(cuda_dispatch, "_override", True)
-    monkeypatch.setattr(cuda_dispatch, "is_cupy_array", lambda a: True)
-    assert cuda_dispatch.kernels_for(numpy.zeros(3, numpy.float32)) is ck
-    assert cuda_dispatch.kernels_for(numpy.zeros(3, numpy.float16)) is None
-    assert cuda_dispatch.kernels_for(numpy.zeros(3, numpy.int32)) is None
-    monkeypatch.setattr(cuda_dispatch, "_override", False)
-    assert cuda_dispatch.kernels_for(numpy.zeros(3, numpy.float32)) is None
+def test_the_cuda_implementations_take_only_float_gpu_arrays(monkeypatch):
+    layer = nn.ReLU()
+    monkeypatch.setattr(cuda_layers, "_on_gpu_float", lambda a: a.dtype.char in "fd")   # as if on a GPU
+    with config.using(cuda_kernels=True):
+        assert isinstance(kernels.choose(layer, numpy.zeros(3, numpy.float32)), cuda_layers.CudaReLU)
+        assert not isinstance(kernels.choose(layer, numpy.zeros(3, numpy.float16)), cuda_layers.CudaReLU)
+    with config.using(cuda_kernels=False):
+        assert not isinstance(kernels.choose(layer, numpy.zeros(3, numpy.float32)), cuda_layers.CudaReLU)
 
 
 def test_importing_the_package_does_not_import_cupy():

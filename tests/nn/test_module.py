@@ -104,7 +104,7 @@ def test_hooks_see_every_layer_in_order_and_can_be_removed():
 
 
 def test_backward_before_forward_names_the_layer():
-    with pytest.raises(ValueError, match=r"Linear.backward\(\) was called before forward"):
+    with pytest.raises(ValueError, match=r"Sequential.backward\(\) was called before forward"):
         small_net().backward(numpy.ones((2, 2), dtype=numpy.float32))
     with pytest.raises(RuntimeError):
         nn.ReLU().backward(numpy.ones(2))
@@ -144,126 +144,6 @@ def test_repr_lists_children():
     assert "(0): Conv2d(3, 4, kernel_size=(3, 3)" in text and "(4): Linear(" in text
 
 
-# ---------------------------------------------------------------------------- gradient storage recycling
-# Parameter.accumulate_matmul writes the first product of a step into a pooled array: the one
-# zero_grad released, when nothing else refers to it. The test looks at the memory address.
-
-
-def address(a):
-    return a.__array_interface__["data"][0]
-
-def conv_step(conv, x, g):
-    conv(x)
-    conv.backward(g)
-
-
-def fresh_weight_grad(conv, x, g):
-    twin = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, padding=conv.padding,
-                     algorithm=conv.algorithm).astype(conv.weight.dtype)
-    twin.load_state_dict(conv.state_dict())
-    conv_step(twin, x, g)
-    return twin.weight.grad
-
-
-def conv_and_data(algorithm):
-    conv = nn.Conv2d(2, 3, 3, padding=1, algorithm=algorithm).astype("float64")
-    rng = numpy.random.default_rng(0)
-    x1, x2 = rng.standard_normal((2, 2, 5, 5)), rng.standard_normal((2, 2, 5, 5))
-    return conv, x1, x2, rng.standard_normal((2, 3, 5, 5))
-
-
-def zero_grad_by(conv, how):
-    if how == "optimizer":
-        npalexnet.optim.SGD(conv.parameters(), lr=0.1).zero_grad()
-    else:
-        conv.zero_grad()
-
-
-@pytest.mark.parametrize("how", ["module", "optimizer"])
-@pytest.mark.parametrize("algorithm", ["im2col", "winograd"])
-def test_released_gradient_storage_is_recycled(algorithm, how):
-    conv, x1, x2, g = conv_and_data(algorithm)
-    conv_step(conv, x1, g)
-    where = address(conv.weight.grad)
-    zero_grad_by(conv, how)
-    assert conv.weight.grad is None
-    conv_step(conv, x2, g)
-    assert address(conv.weight.grad) == where, "the released memory should receive the next gradient"
-    # Overwritten, not added to: the step-1 values are gone.
-    numpy.testing.assert_allclose(conv.weight.grad, fresh_weight_grad(conv, x2, g), rtol=1e-13, atol=1e-15)
-
-
-@pytest.mark.parametrize("how", ["module", "optimizer"])
-@pytest.mark.parametrize("algorithm", ["im2col", "winograd"])
-def test_a_gradient_the_user_kept_is_never_overwritten(algorithm, how):
-    conv, x1, x2, g = conv_and_data(algorithm)
-    conv_step(conv, x1, g)
-    old = conv.weight.grad
-    saved = old.copy()
-    zero_grad_by(conv, how)
-    conv_step(conv, x2, g)
-    assert conv.weight.grad is not old and not numpy.shares_memory(conv.weight.grad, old)
-    numpy.testing.assert_array_equal(old, saved)
-    numpy.testing.assert_allclose(conv.weight.grad, fresh_weight_grad(conv, x2, g), rtol=1e-13, atol=1e-15)
-
-
-@pytest.mark.parametrize("view", [lambda a: a[0], lambda a: a.reshape(-1), lambda a: a.transpose(1, 0, 2, 3)[::2]],
-                         ids=["row", "flat", "strided"])
-def test_a_view_of_the_old_gradient_also_prevents_reuse(view):
-    conv, x1, x2, g = conv_and_data("winograd")
-    conv_step(conv, x1, g)
-    kept = view(conv.weight.grad)     # only the view: the base array is referenced through it
-    saved = kept.copy()
-    conv.zero_grad()
-    conv_step(conv, x2, g)
-    numpy.testing.assert_array_equal(kept, saved)
-    assert not numpy.shares_memory(conv.weight.grad, kept)
-
-
-def test_a_gradient_that_is_a_view_of_other_memory_is_not_recycled():
-    # A data-parallel all-reduce points .grad at a slice of its flat buffer: once released, that slice
-    # may be held by nobody else, yet writing the next gradient into it would clobber the buffer.
-    p = nn.Parameter(numpy.zeros((2, 3)))
-    flat = numpy.arange(10.0)
-    p.grad = flat[2:8].reshape(2, 3)
-    p.grad = None
-    a, b = numpy.ones((2, 4)), numpy.full((4, 3), 0.5)
-    p.accumulate_matmul(a, b)
-    numpy.testing.assert_array_equal(flat, numpy.arange(10.0))
-    numpy.testing.assert_array_equal(p.grad, numpy.full((2, 3), 2.0))
-
-
-def test_a_spare_of_another_dtype_is_not_recycled():
-    conv, x1, _, g = conv_and_data("winograd")
-    conv_step(conv, x1, g)
-    conv.zero_grad()
-    conv.astype("float32")
-    conv_step(conv, x1.astype(numpy.float32), g.astype(numpy.float32))
-    assert conv.weight.grad.dtype == numpy.float32
-
-
-@pytest.mark.parametrize("algorithm", ["im2col", "winograd"])
-@pytest.mark.parametrize("recycled", [False, True], ids=["first-step", "after-zero-grad"])
-def test_conv_gradients_accumulate_without_zero_grad(algorithm, recycled):
-    conv, x1, x2, g = conv_and_data(algorithm)
-    if recycled:   # the first product lands in recycled storage, the second is added to it
-        conv_step(conv, x2, g)
-        conv.zero_grad()
-    conv_step(conv, x1, g)
-    once_w, once_b = conv.weight.grad.copy(), conv.bias.grad.copy()
-    conv_step(conv, x1, g)
-    numpy.testing.assert_allclose(conv.weight.grad, 2 * once_w, rtol=1e-13)
-    numpy.testing.assert_allclose(conv.bias.grad, 2 * once_b, rtol=1e-13)
-
-
-def test_zero_grad_keeping_arrays_still_gives_the_new_gradient():
-    conv, x1, x2, g = conv_and_data("winograd")
-    conv_step(conv, x1, g)
-    grad = conv.weight.grad
-    conv.zero_grad(set_to_none=False)
-    conv_step(conv, x2, g)
-    assert conv.weight.grad is grad
-    numpy.testing.assert_allclose(grad, fresh_weight_grad(conv, x2, g), rtol=1e-13, atol=1e-15)
 
 
 def test_linear_gradients_accumulate_without_zero_grad():
@@ -280,26 +160,47 @@ def test_linear_gradients_accumulate_without_zero_grad():
     numpy.testing.assert_allclose(once_w, g.T @ x, rtol=1e-14)
 
 
-def test_accumulate_matmul_reshapes_recycles_and_adds():
-    p = nn.Parameter(numpy.zeros((2, 3, 1, 2)))
-    rng = numpy.random.default_rng(0)
-    a, b = rng.standard_normal((6, 5)), rng.standard_normal((5, 2))   # (6, 2): the parameter's size
-    p.accumulate_matmul(a, b)
-    numpy.testing.assert_allclose(p.grad, (a @ b).reshape(2, 3, 1, 2), rtol=1e-14)
-    where = address(p.grad)
-    p.grad = None
-    p.accumulate_matmul(2 * a, b)
-    assert address(p.grad) == where
-    numpy.testing.assert_allclose(p.grad, (2 * a @ b).reshape(2, 3, 1, 2), rtol=1e-14)
-    # Batched operands (one product per group) and a second contribution of the same step.
-    ga, gb = rng.standard_normal((2, 3, 4)), rng.standard_normal((2, 4, 2))
-    p.accumulate_matmul(ga, gb)
-    numpy.testing.assert_allclose(p.grad, (2 * a @ b + (ga @ gb).reshape(6, 2)).reshape(2, 3, 1, 2), rtol=1e-14)
+def _every_layer():
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.LocalResponseNorm(3),
+                         nn.MaxPool2d(2), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Dropout(0.5),
+                         nn.Linear(16, 3))
 
 
-@pytest.mark.parametrize("a_shape, b_shape", [((6, 5), (5, 3)), ((2, 5), (5, 2)), ((2, 3, 4), (2, 4, 1))], ids=str)
-def test_accumulate_matmul_rejects_a_product_of_the_wrong_size(a_shape, b_shape):
-    p = nn.Parameter(numpy.zeros((2, 3, 1, 2)))
-    with pytest.raises(ValueError, match=r"gradient of shape .* for a parameter of shape \(2, 3, 1, 2\)"):
-        p.accumulate_matmul(numpy.ones(a_shape), numpy.ones(b_shape))
-    assert p.grad is None
+@pytest.mark.parametrize("move", [lambda m: m.astype("float64"), lambda m: m.to("cpu")], ids=["astype", "to"])
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-paths", "reference"])
+def test_a_move_forgets_what_every_layer_kept_for_backward(move, fast):
+    """After .astype()/.to() no layer holds arrays of the old dtype or device, and a backward without a
+    new forward is the usual clear error."""
+    net = _every_layer()
+    x = numpy.random.default_rng(0).standard_normal((2, 3, 6, 6)).astype(numpy.float32)
+    with npalexnet.config.using(fast_paths=fast):
+        net(x)
+        assert any(getattr(m, name) is not None for m in net.modules() for name in m.saved_for_backward)
+        move(net)
+        for name, m in net.named_modules():
+            for attr in m.saved_for_backward:
+                assert getattr(m, attr) is None, f"{name}.{attr} survived the move"
+        with pytest.raises(nn.BackwardBeforeForwardError):
+            net.backward(numpy.ones((2, 3)))
+
+
+def test_a_layer_forgets_what_it_kept_once_its_backward_ran():
+    net = _every_layer()
+    x = numpy.random.default_rng(0).standard_normal((2, 3, 6, 6)).astype(numpy.float32)
+    with npalexnet.config.reference():
+        net.backward(numpy.ones_like(net(x)))
+    assert all(getattr(m, name) is None for m in net.modules() for name in m.saved_for_backward)
+
+
+def test_backward_with_a_gradient_of_the_wrong_shape_names_the_layer_and_both_shapes():
+    relu = nn.ReLU()
+    relu(numpy.ones((2, 3), numpy.float32))
+    with pytest.raises(ValueError, match=r"ReLU\(\).backward: expected a gradient of shape \(2, 3\).*got \(3, 2\)"):
+        relu.backward(numpy.ones((3, 2), numpy.float32))
+
+
+def test_sequential_takes_named_stages_as_torch_does():
+    from collections import OrderedDict
+    net = nn.Sequential(OrderedDict([("conv", nn.Conv2d(1, 2, 3)), ("act", nn.ReLU())]))
+    assert [n for n, _ in net.named_parameters()] == ["conv.weight", "conv.bias"]
+    assert isinstance(net[1], nn.ReLU) and len(net) == 2

@@ -4,6 +4,8 @@ import numpy
 import pytest
 import torch
 
+import npalexnet
+
 from npalexnet import nn
 from tests.conftest import check_against_torch
 
@@ -77,11 +79,13 @@ def test_adaptive_avgpool_matches_torch(case, dtype, xp):
 
 
 @pytest.mark.parametrize("numba_on", [True, False])
-def test_maxpool_propagates_nan_as_torch(numba_on, monkeypatch):
+def test_maxpool_propagates_nan_as_torch(numba_on):
     """A NaN anywhere in a window wins it (torch's rule), and its gradient goes to that NaN."""
-    from npalexnet.kernels import numba_kernels
-    if not numba_on:
-        monkeypatch.setenv(numba_kernels.ENV_VAR, "0")
+    with npalexnet.config.using(numba=numba_on):
+        _maxpool_propagates_nan_as_torch()
+
+
+def _maxpool_propagates_nan_as_torch():
     x = numpy.arange(2 * 3 * 6 * 6, dtype=numpy.float64).reshape(2, 3, 6, 6) % 7
     x[0, 0, 1, 1] = x[1, 2, 4, 5] = x[1, 2, 5, 4] = numpy.nan
     pool = nn.MaxPool2d(3, 2, padding=1)

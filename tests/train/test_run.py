@@ -97,6 +97,15 @@ def test_resume_after_a_finished_run_equals_a_longer_run(cifar_dir, tmp_path):
     assert len(read_metrics_csv(tmp_path / "split" / "metrics.csv")) == 2
 
 
+def test_a_one_process_distributed_run_equals_a_plain_run_bit_for_bit(cifar_dir, tmp_path):
+    """One random scheme (order, crops, flips and dropout keyed by image index) and one step:
+    the data-parallel path with a single process trains the very weights a plain run does."""
+    from npalexnet.distributed import SingleProcessCommunicator
+    fit(_config(cifar_dir, tmp_path / "plain"), log=lambda *a: None)
+    fit(_config(cifar_dir, tmp_path / "parallel"), log=lambda *a: None, comm=SingleProcessCommunicator())
+    _assert_same_weights(_weights(tmp_path / "plain" / LAST), _weights(tmp_path / "parallel" / LAST))
+
+
 @pytest.mark.parametrize("stop_after", [2, 3])   # mid-epoch, and at the end of epoch 1 (3 steps per epoch)
 def test_interrupted_and_resumed_equals_uninterrupted(cifar_dir, tmp_path, monkeypatch, stop_after):
     fit(_config(cifar_dir, tmp_path / "full"), log=lambda *a: None)

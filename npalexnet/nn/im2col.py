@@ -29,9 +29,9 @@ over the KH*KW kernel offsets with ``+=`` on strided slices (Chainer's
 formulation): no scatter, no ``np.add.at``, and it runs unchanged on NumPy
 and CuPy.
 
-These two functions are the only entry points the layers use; faster
-kernels (numba on the CPU) are swapped in behind them and tested against
-the array-code versions :func:`im2col_array` and :func:`col2im_array`.
+This is the readable reference, and what runs whenever no faster
+implementation applies (:mod:`npalexnet.kernels`: numba kernels on the CPU,
+CUDA kernels on a GPU, each tested against these two functions).
 """
 
 from __future__ import annotations
@@ -39,8 +39,6 @@ from __future__ import annotations
 import numpy
 
 from ..backend import get_array_module
-from . import numba_kernels
-from .cuda_dispatch import kernels_for
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -48,15 +46,14 @@ def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
     return (size + 2 * padding - kernel) // stride + 1
 
 
-def im2col_array(x, kernel, stride, padding, out=None):
+def im2col(x, kernel, stride, padding):
     """Unfold windows of ``x`` into columns, in plain array code.
 
     Inputs:
         x: (N, C, H, W) array, any memory layout.
         kernel, stride, padding: (KH, KW), (SH, SW), (PH, PW).
-        out: optional C-contiguous (C*KH*KW, N*OH*OW) array of x's dtype to write into.
     Returns:
-        col: (C*KH*KW, N*OH*OW) C-contiguous array of x's dtype (``out`` when given).
+        col: (C*KH*KW, N*OH*OW) C-contiguous array of x's dtype.
     """
     xp = get_array_module(x)
     n, c, h, w = x.shape
@@ -69,7 +66,7 @@ def im2col_array(x, kernel, stride, padding, out=None):
         x_pad[:, :, ph:ph + h, pw:pw + w] = x_cn
     else:
         x_pad = x_cn
-    col = _output(xp, out, (c, kh, kw, n, oh, ow), x.dtype)
+    col = xp.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)
     for ky in range(kh):
         y_end = ky + sh * (oh - 1) + 1
         for kx in range(kw):
@@ -78,13 +75,13 @@ def im2col_array(x, kernel, stride, padding, out=None):
     return col.reshape(c * kh * kw, n * oh * ow)
 
 
-def col2im_array(col, x_shape, kernel, stride, padding):
+def col2im(col, x_shape, kernel, stride, padding):
     """Fold columns back into an image, summing overlaps: the adjoint of im2col.
 
     Inputs:
         col: (C*KH*KW, N*OH*OW) array (e.g. the gradient with respect to col).
         x_shape: (N, C, H, W) of the image im2col unfolded.
-        kernel, stride, padding: as for :func:`im2col_array`.
+        kernel, stride, padding: as for :func:`im2col`.
     Returns:
         dx: (N, C, H, W) array with ``dx[n, c, i, j] = sum of col entries copied from x[n, c, i, j]``.
     """
@@ -102,56 +99,3 @@ def col2im_array(col, x_shape, kernel, stride, padding):
     # Back to the logical (N, C, H, W) shape; the (C, N, ...) memory layout is
     # kept (a strided view), as every layer accepts any layout.
     return dx_pad[:, :, ph:ph + h, pw:pw + w].transpose(1, 0, 2, 3)
-
-
-def im2col(x, kernel, stride, padding, out=None):
-    """Unfold ``x`` (N, C, H, W) into ``col`` (C*KH*KW, N*OH*OW); see the module docstring.
-
-    ``out``: a C-contiguous array of that shape and x's dtype to write into
-    (a layer's reused buffer); returned.
-    """
-    cuda = kernels_for(x)   # CuPy arrays with the CUDA kernels switched on (off by default)
-    if cuda is not None:
-        col = cuda.im2col(x, kernel, stride, padding)
-        if out is None:
-            return col
-        out[...] = col
-        return out
-    if numba_kernels.use_for(x):
-        return numba_kernels.im2col(x, kernel, stride, padding, _output_hw(x.shape, kernel, stride, padding),
-                                    out=out)
-    return im2col_array(x, kernel, stride, padding, out=out)
-
-
-def col2im(col, x_shape, kernel, stride, padding, out=None):
-    """Fold ``col`` (C*KH*KW, N*OH*OW) into (N, C, H, W), summing overlaps.
-
-    ``out``: an (N, C, H, W) view of C-contiguous (C, N, H, W) memory to
-    write into (a recycled gradient); used by the numba kernel, which writes
-    every element once.
-    """
-    cuda = kernels_for(col)
-    if cuda is not None:
-        return cuda.col2im(col, x_shape, kernel, stride, padding)
-    if numba_kernels.use_for(col):
-        return numba_kernels.col2im(col, x_shape, kernel, stride, padding,
-                                    _output_hw(x_shape, kernel, stride, padding), out=out)
-    return col2im_array(col, x_shape, kernel, stride, padding)
-
-
-def _output(xp, out, shape, dtype):
-    """``out`` viewed as ``shape`` (checked), or a new array."""
-    if out is None:
-        return xp.empty(shape, dtype=dtype)
-    size = 1
-    for d in shape:
-        size *= d
-    if out.size != size or out.dtype != dtype or not out.flags.c_contiguous:
-        raise ValueError(f"im2col: out must be a C-contiguous {numpy.dtype(dtype)} array of {size} elements, "
-                         f"got {out.dtype} of shape {out.shape}")
-    return out.reshape(shape)
-
-
-def _output_hw(x_shape, kernel, stride, padding):
-    return tuple(conv_output_size(size, k, s, p)
-                 for size, k, s, p in zip(x_shape[2:], kernel, stride, padding))

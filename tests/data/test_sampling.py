@@ -1,9 +1,9 @@
-"""Sharding: each rank's slice of a global batch, the shared shuffle."""
+"""The one shuffle, its batches, and each rank's slice of a global batch."""
 
 import numpy
 import pytest
 
-from npalexnet.distributed import epoch_permutation, global_batches, local_slice, shard_bounds, shard_counts
+from npalexnet.data.sampling import epoch_order, global_batches, local_slice, shard_bounds, shard_counts
 
 
 @pytest.mark.parametrize("count,size", [(7, 2), (8, 2), (1, 3), (0, 2), (128, 3), (5, 5)])
@@ -23,10 +23,19 @@ def test_shard_bounds_rejects_bad_ranks():
 
 
 def test_every_rank_draws_the_same_permutation_and_batches():
-    a, b = epoch_permutation(50, 3, 1), epoch_permutation(50, 3, 1)
+    a, b = epoch_order(50, 3, 1), epoch_order(50, 3, 1)
     numpy.testing.assert_array_equal(a, b)
-    assert not numpy.array_equal(a, epoch_permutation(50, 3, 2))
+    assert not numpy.array_equal(a, epoch_order(50, 3, 2))
     batches = global_batches(50, 16, 3, 1)
     assert [len(x) for x in batches] == [16, 16, 16, 2]
     numpy.testing.assert_array_equal(numpy.concatenate(batches), a)
     assert [len(x) for x in global_batches(50, 16, 3, 1, drop_last=True)] == [16, 16, 16]
+
+
+def test_the_order_is_a_permutation_from_the_library_random_scheme():
+    from npalexnet import random_streams
+    order = epoch_order(1000, 7, 3)
+    numpy.testing.assert_array_equal(numpy.sort(order), numpy.arange(1000))
+    numpy.testing.assert_array_equal(order, random_streams.permutation(7, 3, 1000))
+    assert not numpy.array_equal(order, epoch_order(1000, 8, 3))
+    assert epoch_order(0, 7, 3).shape == (0,)

@@ -1,26 +1,23 @@
-"""Large arrays that live from one step to the next instead of being allocated anew.
+"""The allocator of the fast implementations: large arrays recycled from one step to the next.
 
-The CIFAR net writes a 28 MB im2col matrix every step, and the paper net's
-first layers return 37 MB outputs and gradients. A fresh array of that size
-costs more than filling it: glibc hands large allocations back to the
-operating system when they are freed, so every step pays first-touch page
-faults on the new ones (measured here: a fresh 150 MB array costs 16 ms, as
-long as the GEMM that reads it; all of them together were 16% of the paper
-net's training step). Two mechanisms avoid that:
+A fresh array of tens of MB costs more than filling it on a CPU: glibc hands
+large allocations back to the operating system when they are freed, so every
+step would pay first-touch page faults on its im2col matrices, outputs and
+gradients (benchmarks/RESULTS.md). The fast implementations therefore take
+their large arrays from :func:`empty` (and :func:`empty_cn`,
+:func:`empty_like`), which, when the ``buffer_pool`` setting is on
+(:mod:`npalexnet.config`; the training program and the benchmarks turn it
+on), hands out arrays from one pool shared by all layers, a caching
+allocator; otherwise it allocates as NumPy/CuPy would.
 
-* :class:`Workspace`: a layer's *private* buffers, which must survive from
-  its forward to its backward (the im2col matrix, Winograd's transformed
-  tiles, max-pool's winners). Nobody else ever sees them.
-* :func:`empty` (and :func:`empty_cn`, :func:`empty_like`): every other large
-  array, outputs and input gradients a layer returns and temporaries, comes
-  from one pool of arrays shared by all layers, a caching allocator. A
-  pooled array is handed out again only once nothing but the pool refers to
-  it: no caller variable, container, view or another layer's cache (the
-  reference count says so). A result a user keeps is therefore never
-  overwritten; it simply stays out of the pool's reach. Arrays of the same
-  size are interchangeable (reshaped), so the pool holds about what the
-  step's live arrays need at their peak, as fresh allocation would; arrays
-  of sizes unused for a while (an evaluation batch) are dropped.
+A pooled array is handed out again only once nothing but the pool refers to
+it: no caller variable, container, view, another layer's saved state or a
+parameter's ``.grad`` (the reference count says so). A result a user keeps is
+therefore never overwritten; it simply stays out of the pool's reach. Arrays
+of the same size are interchangeable (reshaped), so the pool holds about what
+the step's live arrays need at their peak, as fresh allocation would; sizes
+unused for a while (an evaluation batch) are dropped. CuPy arrays are never
+pooled: CuPy's own memory pool already recycles device memory.
 
 There is one pool per process, meant for one thread at a time (as a model
 is: layers keep state between forward and backward). ``POOL.clear()``
@@ -33,33 +30,8 @@ import sys
 
 import numpy
 
+from .. import config
 from ..backend import get_array_module
-
-
-class Workspace:
-    """A layer's named private buffers, reallocated only when the shape, dtype or device changes."""
-
-    __slots__ = ("_arrays",)
-
-    def __init__(self):
-        self._arrays = {}
-
-    def get(self, name: str, shape, dtype, like):
-        """A C-contiguous array ``shape``/``dtype`` on the device of ``like`` (contents undefined)."""
-        shape = tuple(int(d) for d in shape)
-        array = self._arrays.get(name)
-        if array is None or array.shape != shape or array.dtype != dtype or type(array) is not type(like):
-            array = get_array_module(like).empty(shape, dtype=dtype)
-            self._arrays[name] = array
-        return array
-
-    def clear(self) -> None:
-        """Drop every buffer (after a move to another device or dtype)."""
-        self._arrays.clear()
-
-    def nbytes(self) -> int:
-        """Bytes held."""
-        return sum(a.nbytes for a in self._arrays.values())
 
 
 class BufferPool:
@@ -132,14 +104,17 @@ POOL = BufferPool()
 
 
 def empty(shape, dtype, like):
-    """An uninitialised C-contiguous array from the shared pool (see the module docstring)."""
-    return POOL.take(shape, dtype, like)
+    """An uninitialised C-contiguous array on ``like``'s device: from the shared pool when the
+    ``buffer_pool`` setting is on and ``like`` is a NumPy array, else newly allocated."""
+    if type(like) is numpy.ndarray and config.current().buffer_pool:
+        return POOL.take(shape, dtype, like)
+    return get_array_module(like).empty(tuple(int(d) for d in shape), dtype=dtype)
 
 
 def empty_cn(shape_nchw, dtype, like):
-    """An (N, C, ...) array in (C, N, ...) memory, the layout the layers pass on, from the pool."""
+    """An (N, C, ...) array in (C, N, ...) memory, the layout the fast paths pass on (see :func:`empty`)."""
     n, c = shape_nchw[:2]
-    return POOL.take((c, n) + tuple(shape_nchw[2:]), dtype, like).swapaxes(0, 1)
+    return empty((c, n) + tuple(shape_nchw[2:]), dtype, like).swapaxes(0, 1)
 
 
 def empty_like(like, dtype=None):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from npalexnet import nn
-from npalexnet.inspect.summary import layer_rows, summary
+from npalexnet.nn.summary import layer_rows, summary
 from npalexnet.inspect.torch_twin import to_torch
 from npalexnet.models import INPUT_SIZE, alexnet
 

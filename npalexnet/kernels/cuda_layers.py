@@ -1,0 +1,131 @@
+"""The GPU implementations of the seams: the hand-written CUDA kernels of :mod:`.cuda_kernels`.
+
+They apply to CuPy float32/float64 arrays when the ``cuda_kernels`` setting
+is on (:mod:`npalexnet.config`, ``NPALEXNET_CUDA_KERNELS=1``). The setting is
+**off by default and the kernels are unproven**: until a run on a real GPU
+has held them to the layers' reference code (``bash benchmarks/gpu_all.sh``),
+CuPy runs the layers' own array code, which the CPU tests cover. Their CUDA
+source is compiled as C++ and run on the CPU by the tests
+(tests/kernels/cuda_emulator.py), which is how their index arithmetic is
+checked without a GPU.
+"""
+
+from __future__ import annotations
+
+from ..backend import get_array_module
+from . import cuda_kernels
+from .seam import Implementation, on_gpu, register
+
+
+def _on_gpu_float(x) -> bool:
+    """A CuPy float32/float64 array (or such a probe). The tests replace this to run the kernels on
+    the CPU emulator with NumPy arrays."""
+    return on_gpu(x) and x.dtype.char in "fd"
+
+
+class _CudaImplementation(Implementation):
+    name = "CUDA kernels"
+
+    def applies(self, layer, x, settings) -> bool:
+        return settings.cuda_kernels and _on_gpu_float(x)
+
+
+class CudaIm2colConv(_CudaImplementation):
+    """Conv2d as im2col + one GEMM per group (cuBLAS), with the CUDA im2col and gather col2im."""
+
+    seam, name = "conv2d", "im2col + GEMM, CUDA im2col"
+
+    def forward(self, layer, x):
+        xp = get_array_module(x)
+        n, oc, oh, ow = layer.output_shape(x.shape)
+        g = layer.groups
+        col = cuda_kernels.im2col(x, layer.kernel_size, layer.stride, layer.padding)   # (C*KH*KW, N*L)
+        w = layer.weight.data.reshape(g, oc // g, -1)
+        y = xp.empty((oc, n, oh, ow), dtype=x.dtype)
+        col_g, y_g = col.reshape(g, -1, col.shape[1]), y.reshape(g, oc // g, -1)
+        for i in range(g):
+            xp.matmul(w[i], col_g[i], out=y_g[i])
+        if layer.bias is not None:
+            y += layer.bias.data.reshape(oc, 1, 1, 1)
+        return y.transpose(1, 0, 2, 3), (col, x.shape)
+
+    def backward(self, layer, state, grad_out, input_grad):
+        xp = get_array_module(grad_out)
+        col, x_shape = state
+        n, oc, oh, ow = grad_out.shape
+        g = layer.groups
+        dy = xp.ascontiguousarray(grad_out.transpose(1, 0, 2, 3)).reshape(g, oc // g, n * oh * ow)
+        if layer.bias is not None:
+            layer.bias.accumulate_grad(dy.reshape(oc, -1).sum(axis=1))
+        col_g = col.reshape(g, -1, col.shape[1])
+        dw = xp.empty(layer.weight.shape, dtype=grad_out.dtype)
+        for i in range(g):   # one 2-D product per group: a batched one would copy col_g[i].T
+            xp.matmul(dy[i], col_g[i].T, out=dw.reshape(g, oc // g, -1)[i])
+        layer.weight.accumulate_grad(dw)
+        if not input_grad:
+            return None
+        w = layer.weight.data.reshape(g, oc // g, -1)
+        for i in range(g):   # col has given its last use: dcol overwrites it
+            xp.matmul(w[i].T, dy[i], out=col_g[i])
+        return cuda_kernels.col2im(col, x_shape, layer.kernel_size, layer.stride, layer.padding)
+
+
+class CudaMaxPool(_CudaImplementation):
+    seam = "max_pool2d"
+
+    def forward(self, layer, x):
+        out, argmax = cuda_kernels.maxpool2d_forward(x, layer.kernel_size, layer.stride, layer.padding)
+        return out.transpose(1, 0, 2, 3), (argmax, x.shape)
+
+    def backward(self, layer, state, grad_out, input_grad):
+        argmax, x_shape = state
+        return cuda_kernels.maxpool2d_backward(grad_out, argmax, x_shape, layer.kernel_size, layer.stride,
+                                               layer.padding)
+
+
+class CudaLRN(_CudaImplementation):
+    seam = "lrn"
+
+    def applies(self, layer, x, settings) -> bool:
+        return super().applies(layer, x, settings) and x.ndim == 4
+
+    def forward(self, layer, x):
+        y, scale, scale_pow = cuda_kernels.lrn_forward(x, layer.size, layer.alpha, layer.beta, layer.k)
+        return y, (x, scale, scale_pow)
+
+    def backward(self, layer, state, grad_out, input_grad):
+        x, scale, scale_pow = state
+        if grad_out.dtype != x.dtype:   # the kernel takes its scalar type from the gradient
+            raise TypeError(f"{layer!r}.backward: gradient dtype {grad_out.dtype}, the forward ran in {x.dtype}")
+        return cuda_kernels.lrn_backward(grad_out, x, scale, scale_pow, layer.size, layer.alpha, layer.beta)
+
+
+class CudaReLU(_CudaImplementation):
+    seam = "relu"
+
+    def forward(self, layer, x):
+        return cuda_kernels.relu_forward(x)   # (y, mask) in one pass
+
+    def backward(self, layer, state, grad_out, input_grad):
+        return grad_out * state
+
+
+class CudaDropout(_CudaImplementation):
+    """The mask the layer draws (:meth:`npalexnet.nn.Dropout.draw_mask`), applied with its scale in one pass."""
+
+    seam = "dropout"
+
+    def applies(self, layer, x, settings) -> bool:
+        return super().applies(layer, x, settings) and layer.training and 0.0 < layer.p < 1.0
+
+    def forward(self, layer, x):
+        mask = layer.draw_mask(x)
+        layer.mask = mask   # readable until the backward pass, as the reference keeps it
+        return cuda_kernels.mask_scale(x, mask, 1.0 / (1.0 - layer.p)), mask
+
+    def backward(self, layer, state, grad_out, input_grad):
+        return cuda_kernels.mask_scale(grad_out, state, 1.0 / (1.0 - layer.p))
+
+
+for _implementation in (CudaIm2colConv(), CudaMaxPool(), CudaLRN(), CudaReLU(), CudaDropout()):
+    register(_implementation)
