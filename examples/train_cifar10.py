@@ -25,7 +25,7 @@ except ImportError:   # run from a checkout without `pip install -e .`
 
 from npalexnet import backend, distributed
 from npalexnet.data import DATASETS, DataError
-from npalexnet.models.alexnet import VARIANTS
+from npalexnet.models import VARIANTS, FreezeError, PretrainedError
 from npalexnet.train import SCHEDULES, CheckpointError, NonFiniteLossError, TrainConfig, TrainingInterrupted, fit
 
 D = TrainConfig()   # the defaults shown in --help are the recipe's
@@ -80,6 +80,12 @@ def parse_args(argv=None) -> TrainConfig:
                    help="LRN after conv1/conv2 (default: the variant's)")
     g.add_argument("--dropout", type=float, default=D.dropout, help="dropout probability of the hidden FC layers")
     g.add_argument("--init", choices=("torch", "paper"), default=D.init, help="weight initialisation")
+    g.add_argument("--init-from", default=None, metavar="FILE",
+                   help="start from these weights: a torch state_dict (.pth/.pt, e.g. torchvision's ImageNet "
+                        "AlexNet with --variant torchvision), a .safetensors file or an npalexnet checkpoint "
+                        "(.npz); the last layer is re-initialised when the class count differs")
+    g.add_argument("--freeze", default=None, metavar="PARTS",
+                   help="keep these leading stages fixed: 'features' trains the classifier only")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=D.epochs, help="total epochs (also with --resume)")
     g.add_argument("--batch-size", type=int, default=D.batch_size, help="training images per step")
@@ -138,7 +144,7 @@ def main(argv=None) -> int:
         result = fit(cfg, comm=comm)
     except distributed.DistributedSetupError as exc:   # raised on every rank: all exit together
         return distributed.report_setup_error(exc, comm)
-    except (DataError, CheckpointError, NonFiniteLossError) as exc:   # also raised on every rank
+    except (DataError, CheckpointError, NonFiniteLossError, PretrainedError, FreezeError) as exc:   # on every rank
         if comm is None or comm.is_root:
             print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from .. import nn, optim
-from ..models import INPUT_SIZE, alexnet
+from ..models import INPUT_SIZE, alexnet, trainable_parameters
 
 SCHEDULES = ("onecycle", "warmup-linear", "cosine", "step", "plateau", "constant")
 OPTIMIZERS = ("sgd", "adam")
@@ -50,6 +50,8 @@ class TrainConfig:
     lrn: bool | None = None
     dropout: float = 0.5
     init: str = "torch"
+    init_from: str | None = None   # weights to start from (torch .pth/.pt, .safetensors, npalexnet .npz)
+    freeze: str | None = None      # leading stages to keep fixed ("features": train the classifier only)
     # optimisation
     epochs: int = 30
     batch_size: int = 128
@@ -131,10 +133,12 @@ def input_size(variant: str) -> int:
 
 
 def build_optimizer(cfg: TrainConfig, model: nn.Module) -> optim.Optimizer:
-    """SGD (weight decay on every parameter, as torch's SGD in the recipe) or Adam."""
+    """SGD (weight decay on every parameter, as torch's SGD in the recipe) or Adam,
+    over the parameters that are not frozen (:func:`npalexnet.models.freeze`)."""
+    params = trainable_parameters(model)
     if cfg.optimizer == "adam":
-        return optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+        return optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                      nesterov=cfg.nesterov and cfg.momentum > 0)
 
 

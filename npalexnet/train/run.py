@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy
 
-from .. import __version__, backend, config, distributed, nn, random_streams
+from .. import __version__, backend, config, distributed, models, nn, random_streams
 from ..data import (
     CIFAR10_MEAN,
     CIFAR10_STD,
@@ -196,6 +196,10 @@ class _Run:
         kwargs, mean, std = _model_and_normalisation(cfg, ckpt, dataset, train_split)
         random_streams.manual_seed(cfg.seed)   # the initial weights
         model = build_model(kwargs)
+        if cfg.init_from and ckpt is None:   # fine-tuning: start from these weights (a resume has its own)
+            log(str(models.load_pretrained(model, cfg.init_from)))
+        if cfg.freeze:
+            log(models.freeze(model, cfg.freeze))   # build_optimizer then takes the trainable parameters only
         size = input_size(kwargs["variant"])
         preprocess = Preprocess(mean, std, size, pad=cfg.pad, padding=cfg.padding, flip=cfg.flip,
                                 resize_mode=cfg.resize_mode)
