@@ -4,7 +4,7 @@ import numpy
 import pytest
 
 from npalexnet import nn
-from npalexnet.inspect.torch_twin import to_tensor, to_torch
+from npalexnet.gradcheck.torch_twin import to_tensor, to_torch
 from npalexnet.models import alexnet
 
 
