@@ -117,6 +117,7 @@ class Comparison:
         return name, self.errors[name]
 
     def describe_failures(self) -> str:
+        """``"name error > tolerance, ..."`` for the arrays out of tolerance (empty when it passed)."""
         return ", ".join(f"{name} {err:.2e} > {self.tolerances[name]:.0e}" for name, err in self.failures.items())
 
     def raise_if_failed(self) -> Comparison:
