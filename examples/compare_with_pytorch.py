@@ -44,9 +44,8 @@ import numpy
 
 import npalexnet
 from npalexnet import nn, optim
-from npalexnet.data import DataError
 from npalexnet.gradcheck import relative_error
-from npalexnet.inspect.batch import study_batch
+from npalexnet.inspect.batch import study_batch_for_script
 from npalexnet.models import alexnet
 
 
@@ -150,13 +149,7 @@ def main(argv=None) -> int:
     if args.tolerance is None:
         args.tolerance = 1e-8 if args.dtype == "float64" else 1e-3
 
-    try:
-        data, note = study_batch(args.data_dir, args.images, "train", args.seed)
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if note:
-        print(note)
+    data = study_batch_for_script(args.data_dir, args.images, "train", args.seed)
     x, y = data.x, data.y
     print(f"{len(y)} images from {data.source}; {args.steps} steps of {args.batch_size}, CIFAR AlexNet width "
           f"{args.width}, {args.dtype}, SGD lr {args.lr} momentum {args.momentum} wd {args.weight_decay}")

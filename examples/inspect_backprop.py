@@ -37,10 +37,9 @@ import numpy
 
 import npalexnet
 from npalexnet import backend, nn, optim
-from npalexnet.data import DataError
 from npalexnet.gradcheck import TOLERANCE_NETWORK, along_directions, shifted
 from npalexnet.inspect import trace_step
-from npalexnet.inspect.batch import study_batch
+from npalexnet.inspect.batch import study_batch_for_script
 from npalexnet.models import alexnet
 
 
@@ -99,13 +98,7 @@ def main(argv=None) -> int:
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     args = parser.parse_args(argv)
 
-    try:
-        batch, note = study_batch(args.data_dir, args.batch_size, "train", args.seed)
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if note:
-        print(note)
+    batch = study_batch_for_script(args.data_dir, args.batch_size, "train", args.seed)
     x, y = batch.x, batch.y
     print(f"batch: {x.shape[0]} images {tuple(x.shape[1:])} from {batch.source}; labels "
           f"{', '.join(batch.classes[int(t)] for t in y[:8])}{', ...' if len(y) > 8 else ''}")

@@ -16,12 +16,15 @@ pipeline raises it.
 
 from __future__ import annotations
 
+import sys
+
 import os
 from dataclasses import dataclass
 
 import numpy
 
-from ..data import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, DataNotFoundError, load_dataset, normalize
+from ..data import (CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, DataError, DataNotFoundError, load_dataset,
+                    normalize)
 
 #: Where :func:`load_batch` looks when no folder is given, in order.
 DEFAULT_DIRS = ("data/cifar10", "data")
@@ -95,3 +98,16 @@ def study_batch(data_dir=None, n: int = 16, split: str = "train", seed: int = 0)
     except DataNotFoundError as exc:
         note = f"NOTE: {exc}. Using random Gaussian images with random labels instead."
         return random_batch(n, seed), note
+
+
+def study_batch_for_script(data_dir=None, n: int = 16, split: str = "train", seed: int = 0, log=print) -> Batch:
+    """:func:`study_batch` as the study scripts use it: the note logged; bad data (a
+    :class:`~npalexnet.data.DataError`) ends the script with its one line on stderr and exit status 2."""
+    try:
+        batch, note = study_batch(data_dir, n, split, seed)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if note:
+        log(note)
+    return batch

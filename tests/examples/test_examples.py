@@ -70,7 +70,9 @@ def test_unreadable_data_is_one_line_and_exit_status_two(name, tmp_path, capsys)
     from tests.fakedata import write_cifar_batches
 
     (write_cifar_batches(tmp_path) / "test_batch").write_bytes(b"truncated")
-    assert load(name).main(["--data-dir", str(tmp_path), "--width", "0.0625"]) == 2
+    with pytest.raises(SystemExit) as stop:
+        load(name).main(["--data-dir", str(tmp_path), "--width", "0.0625"])
+    assert stop.value.code == 2
     captured = capsys.readouterr()
     assert captured.err.startswith("error: ") and "test_batch" in captured.err
     assert len(captured.err.strip().splitlines()) == 1 and "NOTE" not in captured.out
@@ -119,7 +121,9 @@ def test_inspect_backprop_reads_an_image_folder(tmp_path, capsys):
     assert "labels " in text and set(text.split("labels ")[1].split("\n")[0].split(", ")) <= {"airplane", "cat"}
     write_imagefolder(tmp_path / "train_only", classes=("airplane", "cat"), per_class=2)
     (tmp_path / "train_only" / "test").rename(tmp_path / "elsewhere")
-    assert load("inspect_backprop").main(["--data-dir", str(tmp_path / "train_only")] + args) == 2
+    with pytest.raises(SystemExit) as stop:
+        load("inspect_backprop").main(["--data-dir", str(tmp_path / "train_only")] + args)
+    assert stop.value.code == 2
     captured = capsys.readouterr()
     assert "test/ has none" in captured.err and "NOTE" not in captured.out
 
