@@ -50,7 +50,7 @@ def build(net: str, batch: int, device: str, seed: int = 0):
     import torch
 
     import npalexnet
-    from npalexnet.inspect.torch_twin import to_torch
+    from npalexnet.gradcheck.torch_twin import to_torch
     from npalexnet.models import alexnet
 
     spec = NETS[net]

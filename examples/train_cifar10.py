@@ -27,7 +27,7 @@ except ImportError:   # run from a checkout without `pip install -e .`
 from npalexnet import backend, distributed
 from npalexnet.data import DATASETS, DataError
 from npalexnet.data.decode import RESIZE_RULES
-from npalexnet.models.alexnet import VARIANTS
+from npalexnet.models import VARIANTS, FreezeError, PretrainedError
 from npalexnet.train import SCHEDULES, CheckpointError, NonFiniteLossError, TrainConfig, TrainingInterrupted, fit
 from npalexnet.train.config import AUGMENTS, OPTIMIZERS, RECIPES
 
@@ -108,6 +108,12 @@ def parse_args(argv=None) -> TrainConfig:
     g.add_argument("--paper-bias", type=float, default=D.paper_bias,
                    help="--init paper: bias of conv2, conv4, conv5 and the hidden FC layers (the paper's 1; Caffe's "
                         "reference model used 0.1 where 1 left the loss flat)")
+    g.add_argument("--init-from", default=None, metavar="FILE",
+                   help="start from these weights: a torch state_dict (.pth/.pt, e.g. torchvision's ImageNet "
+                        "AlexNet with --variant torchvision), a .safetensors file or an npalexnet checkpoint "
+                        "(.npz); the last layer is re-initialised when the class count differs")
+    g.add_argument("--freeze", default=None, metavar="PARTS",
+                   help="keep these leading stages fixed: 'features' trains the classifier only")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=D.epochs, help="total epochs (also with --resume)")
     g.add_argument("--batch-size", type=int, default=D.batch_size, help="training images per step")
@@ -171,7 +177,7 @@ def main(argv=None) -> int:
         result = fit(cfg, comm=comm)
     except distributed.DistributedSetupError as exc:   # raised on every rank: all exit together
         return distributed.report_setup_error(exc, comm)
-    except (DataError, CheckpointError, NonFiniteLossError) as exc:   # also raised on every rank
+    except (DataError, CheckpointError, NonFiniteLossError, PretrainedError, FreezeError) as exc:   # on every rank
         if comm is None or comm.is_root:
             print(f"error: {exc}", file=sys.stderr)
         return 1

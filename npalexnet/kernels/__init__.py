@@ -10,8 +10,8 @@ the layer, its input and the settings in force (:mod:`npalexnet.config`):
 ============  ===============================================================  =======================
 seam          implementations (first that applies wins)                        setting
 ============  ===============================================================  =======================
-conv2d        CUDA im2col/col2im kernels (CuPy); Winograd F(m x m, r x r)      cuda_kernels; conv;
-              (3x3, 5x5 stride 1; numba transforms on the CPU); im2col with    numba
+conv2d        Winograd F(m x m, r x r) (3x3, 5x5 stride 1; numba transforms    conv; cuda_kernels;
+              on the CPU); im2col with the CUDA kernels (CuPy); im2col with    numba
               numba im2col/col2im (NumPy)
 max_pool2d    CUDA kernels; numba kernels                                      cuda_kernels; numba
 lrn           CUDA kernels; numba kernels                                      cuda_kernels; numba

@@ -9,9 +9,8 @@ element for element).
 
 Threads: the kernels are serial on purpose. They are memory-bound, so a
 second thread buys little, and a numba thread pool beside OpenBLAS's costs a
-lot: measured on 2 cores, numba's OpenMP workers spinning after a kernel
-slowed the next GEMMs so much that a training step of the CIFAR net took
-580 ms with 2 numba threads against 390 ms with one (benchmarks/RESULTS.md).
+lot: numba's OpenMP workers spinning after a kernel slow the next GEMMs
+(benchmarks/RESULTS.md has the measurement).
 
 numba is a dependency, but the package works without it: ``AVAILABLE`` is
 False when it does not import, and the ``numba`` setting
@@ -46,8 +45,8 @@ def _jit(fn, fastmath=False):
 
 def _jit_arcp(fn):
     # fastmath's "arcp" alone: a division may become a multiplication by an (approximate, Newton-
-    # refined) reciprocal. LRN's s**-0.75 = 1/(sqrt(s) sqrt(sqrt(s))) then runs 1.5x faster at the
-    # same accuracy (measured: largest relative error 2.8e-7 against float64, 2.1e-7 without).
+    # refined) reciprocal. LRN's s**-0.75 = 1/(sqrt(s) sqrt(sqrt(s))) then runs faster at the same
+    # accuracy (benchmarks/RESULTS.md; the conformance suite holds it to the rounding bound).
     # NaN and infinity keep their meaning: the flags that assume none ("nnan", "ninf") stay off.
     return _jit(fn, fastmath={"arcp"})
 
@@ -59,7 +58,7 @@ def _jit_arcp(fn):
 
 # Index arithmetic is unsigned (numba.uint64): numba wraps negative signed indices around
 # (Python semantics) with a test on every access, which halves the speed of these copy loops
-# (measured: the paper net's conv1 im2col 45 -> 26 ms). Offsets into flat arrays are explicit.
+# (benchmarks/RESULTS.md). Offsets into flat arrays are explicit.
 _u = numba.uint64 if AVAILABLE else int
 
 
@@ -173,8 +172,8 @@ def _scatter_plane(plane, dst_cn, c, ph, pw, wp, add):
 # Forward as the Winograd kernels: each channel is gathered into a (rows, columns, N) plane, so
 # that every loop runs over the N images of the batch (contiguous and vectorised, with selects
 # instead of branches), whatever the size of the feature map. (A separable version working on
-# each image's plane in place, a row pass then a column pass over whole output rows, measured
-# 3-4x slower: its loops are only OW long.) Backward is a scatter a (channel, image) plane at a
+# each image's plane in place, a row pass then a column pass over whole output rows, was several
+# times slower: its loops are only OW long.) Backward is a scatter a (channel, image) plane at a
 # time: the plane is zeroed and filled in cache, so dx goes to memory once.
 
 @_jit
@@ -267,8 +266,7 @@ def maxpool_backward(grad_out, argmax, x_shape, kernel, stride, padding, out=Non
 #     one contiguous run of TH*TW*N numbers per position and channel, read or written once.
 #     Their runs for the same channel lie P rows apart: visiting many of them at once (a tile
 #     row at a time, as an earlier version did) outran the hardware prefetcher and made the
-#     transforms memory-latency bound (measured: F(2x2, 5x5)'s four transforms on the paper's
-#     conv2 about 125 -> 100 ms; F(2x2, 3x3)'s output backward on its conv3 17 -> 9 ms).
+#     transforms memory-latency bound (benchmarks/RESULTS.md).
 #
 # The matrices come in as arrays; zero entries are skipped and +-1 entries multiply exactly,
 # so F(2x2, 3x3) costs no more than hand-written adds. The loops over tiles call no functions
@@ -488,13 +486,12 @@ def winograd_output_transform_backward(grad_out, th, tw, out, *, spec):
 # blocks of columns: a block of every channel stays in L2 while the channel window is summed
 # over it. LRN is memory-bound, so nothing but y is stored: backward recomputes the scales
 # s = k + alpha/n * (window sum of x^2) and s^-beta from x, block by block in cache, instead
-# of reading two stored arrays of x's size back (measured on the paper net at batch 32: the
-# forward 15-20% faster, LRN1 19.5 -> 16.9 ms and LRN2 14.2 -> 11.6 ms, the backward as fast as
-# before, and 122 MB less memory to keep between them). Every loop runs along a block row
-# and touches at most three arrays: with more, LLVM's run-time alias checks exceed their budget
-# and the loop stays scalar (measured: 4 ns per element instead of under 1).
+# of reading two stored arrays of x's size back (a faster forward, an as fast backward and less
+# memory kept between them: benchmarks/RESULTS.md). Every loop runs along a block row and touches
+# at most three arrays: with more, LLVM's run-time alias checks exceed their budget and the loop
+# stays scalar.
 # s**-beta for the paper's beta = 0.75 is 1/(sqrt(s) * sqrt(sqrt(s))): vectorised square
-# roots instead of a scalar pow (three times faster; a few ulps).
+# roots instead of a scalar pow (several times faster; a few ulps).
 
 _LRN_BLOCK_FLOATS = 1 << 16   # one (C, block) buffer: 256 KB, three of them in L2
 

@@ -50,13 +50,46 @@ def _scaled(width: float, *channels: int) -> list[int]:
     return [max(1, int(round(c * width))) for c in channels]
 
 
-class AlexNet(nn.Sequential):
+class _Stages(nn.Sequential):
+    """A Sequential of named stages whose first ``frozen_stages`` may be frozen.
+
+    :func:`npalexnet.models.freeze` sets ``frozen_stages`` (0 by default):
+    those stages run without keeping anything for backward, and the backward
+    pass stops before them (as torch skips the part of a graph that needs no
+    gradient), so it returns None. ``feature_stages`` are the stages
+    ``freeze(model, "features")`` means.
+    """
+
+    feature_stages: tuple = ()
+    frozen_stages = 0
+
+    def forward(self, x):
+        stages = list(self.children())
+        with nn.no_grad():   # frozen stages: no backward pass will reach them
+            for stage in stages[:self.frozen_stages]:
+                x = stage(x)
+        for stage in stages[self.frozen_stages:]:
+            x = stage(x)
+        return x
+
+    def backprop(self, grad_out, input_grad: bool = True):
+        if not self.frozen_stages:
+            return super().backprop(grad_out, input_grad)
+        trainable = list(self.children())[self.frozen_stages:]
+        for i in range(len(trainable) - 1, -1, -1):   # the first trainable stage's input needs no gradient
+            grad_out = trainable[i].backward(grad_out, input_grad=i > 0)
+        return None
+
+
+class AlexNet(_Stages):
     """``features`` (conv stack) -> optional ``avgpool`` -> ``flatten`` -> ``classifier``, applied in
     that order (a :class:`~npalexnet.nn.Sequential` with named stages).
 
     The attribute names are torchvision's, so state_dict keys match
     (``features.0.weight``, ``classifier.1.weight``, ...).
     """
+
+    feature_stages = ("features",)
 
     def __init__(self, features: nn.Sequential, classifier: nn.Sequential,
                  avgpool: nn.Module | None = None, variant: str = "custom"):
@@ -66,8 +99,10 @@ class AlexNet(nn.Sequential):
         self.variant = variant
 
 
-class AlexNetBN(nn.Sequential):
+class AlexNetBN(_Stages):
     """The Paperspace tutorial's BatchNorm AlexNet, with its attribute names (``layer1`` .. ``fc2``)."""
+
+    feature_stages = ("layer1", "layer2", "layer3", "layer4", "layer5")
 
     def __init__(self, num_classes: int, in_channels: int, width: float, dropout: float):
         c1, c2, c3, c4, c5, h = _scaled(width, 96, 256, 384, 384, 256, 4096)

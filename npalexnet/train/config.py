@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from .. import nn, optim
 from ..data.decode import RESIZE_RULES
-from ..models import INPUT_SIZE, alexnet
+from ..models import INPUT_SIZE, alexnet, trainable_parameters
 
 SCHEDULES = ("onecycle", "warmup-linear", "cosine", "step", "plateau", "constant")
 OPTIMIZERS = ("sgd", "sgd-paper", "adam")
@@ -58,6 +58,8 @@ class TrainConfig:
     dropout: float = 0.5
     init: str = "torch"
     paper_bias: float = 1.0     # init="paper": bias of conv2, conv4, conv5 and the hidden FC layers
+    init_from: str | None = None   # weights to start from (torch .pth/.pt, .safetensors, npalexnet .npz)
+    freeze: str | None = None      # leading stages to keep fixed ("features": train the classifier only)
     # optimisation
     epochs: int = 30
     batch_size: int = 128
@@ -183,12 +185,14 @@ def input_size(variant: str) -> int:
 
 
 def build_optimizer(cfg: TrainConfig, model: nn.Module) -> optim.Optimizer:
-    """SGD (weight decay on every parameter, as torch's SGD in the recipe), the paper's SGD, or Adam."""
+    """SGD (weight decay on every parameter, as torch's SGD in the recipe), the paper's SGD, or Adam,
+    over the parameters that are not frozen (:func:`npalexnet.models.freeze`)."""
+    params = trainable_parameters(model)
     if cfg.optimizer == "adam":
-        return optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "sgd-paper":
-        return optim.PaperSGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    return optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+        return optim.PaperSGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                      nesterov=cfg.nesterov and cfg.momentum > 0)
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy
 
-from .. import __version__, backend, config, distributed, nn, random_streams
+from .. import __version__, backend, config, distributed, models, nn, random_streams
 from ..data import load_dataset, stratified_sample, stratified_split
 from ..inspect import parameter_norms
 from ..viz import save_norm_curves
@@ -192,6 +192,10 @@ class _Run:
         kwargs, norm = _model_and_normalisation(cfg, ckpt, dataset, train_split)
         random_streams.manual_seed(cfg.seed)   # the initial weights
         model = build_model(kwargs)
+        if cfg.init_from and ckpt is None:   # fine-tuning: start from these weights (a resume has its own)
+            log(str(models.load_pretrained(model, cfg.init_from)))
+        if cfg.freeze:
+            log(models.freeze(model, cfg.freeze))   # build_optimizer then takes the trainable parameters only
         size = input_size(kwargs["variant"])
         preprocess = pipeline.build_preprocess(cfg, norm, size, dataset.image_size)
         shard = {"rank": comm.rank, "world_size": comm.size}

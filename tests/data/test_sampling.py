@@ -39,3 +39,16 @@ def test_the_order_is_a_permutation_from_the_library_random_scheme():
     numpy.testing.assert_array_equal(order, random_streams.permutation(7, 3, 1000))
     assert not numpy.array_equal(order, epoch_order(1000, 8, 3))
     assert epoch_order(0, 7, 3).shape == (0,)
+
+
+def test_the_readme_recipe_sees_the_batches_of_the_training_program():
+    """data.global_batches (the README's own loop) and BatchLoader (the training program) cut the same
+    batches from the same shuffle."""
+    from npalexnet.data import BatchLoader, Preprocess, Split
+    split = Split(numpy.zeros((23, 3, 4, 4), numpy.uint8), numpy.arange(23) % 3)
+    loader = BatchLoader(split, 5, Preprocess((0.5,) * 3, (0.25,) * 3, 4), train=True, seed=11)
+    for epoch in (0, 3):
+        batches = global_batches(23, 5, 11, epoch)
+        assert len(batches) == len(loader)
+        for step, batch in enumerate(batches):
+            numpy.testing.assert_array_equal(loader.batch_indices(epoch, step)[0], batch)

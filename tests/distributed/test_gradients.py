@@ -6,9 +6,9 @@ import pytest
 import npalexnet
 from npalexnet import nn
 from npalexnet.distributed import FusedBuffer, GradientAverager, local_slice, shares
+from npalexnet.gradcheck import relative_error
 from npalexnet.models import alexnet
 
-from ..conftest import rel_error
 from .helpers import RecordingCommunicator
 
 
@@ -43,7 +43,7 @@ def test_weighted_sum_of_rank_gradients_is_the_global_gradient(size):
     got = FusedBuffer([p.shape for p in model.parameters()], numpy.float64, numpy)
     got.flat[...] = total
     for e, g in zip(expected, got.views):
-        assert rel_error(g, e) < 1e-13
+        assert relative_error(g, e) < 1e-13
 
 
 def test_a_plain_average_would_be_wrong_for_uneven_shares():
@@ -52,8 +52,8 @@ def test_a_plain_average_would_be_wrong_for_uneven_shares():
     model = _model()
     expected = _gradients(model, x, y)
     g0, g1 = _gradients(model, x[:3], y[:3]), _gradients(model, x[3:], y[3:])
-    assert max(rel_error((a + b) / 2, e) for a, b, e in zip(g0, g1, expected)) > 1e-3
-    assert max(rel_error(0.6 * a + 0.4 * b, e) for a, b, e in zip(g0, g1, expected)) < 1e-13
+    assert max(relative_error((a + b) / 2, e) for a, b, e in zip(g0, g1, expected)) > 1e-3
+    assert max(relative_error(0.6 * a + 0.4 * b, e) for a, b, e in zip(g0, g1, expected)) < 1e-13
 
 
 def test_unpack_points_grads_at_the_buffer_and_missing_grads_count_as_zero():

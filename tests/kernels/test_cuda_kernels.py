@@ -522,7 +522,8 @@ def test_numpy_arrays_never_run_the_cuda_kernels(monkeypatch):
                           nn.MaxPool2d(3, 2), nn.Flatten(), nn.Dropout(0.5), nn.Linear(96, 3)).astype(numpy.float64)
     with config.using(cuda_kernels=True):
         for layer in model:
-            assert not isinstance(kernels.choose(layer, x), cuda_layers._CudaImplementation)
+            chosen = kernels.choose(layer, x)
+            assert chosen is None or "cpu" in chosen.devices
         model.backward(model(x))
 
 

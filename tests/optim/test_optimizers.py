@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from npalexnet import nn, optim
-from tests.conftest import rel_error
+from npalexnet.gradcheck import relative_error
 
 
 def twin_parameters(seed=0):
@@ -48,7 +48,7 @@ def test_sgd_matches_torch(config):
     ours, theirs, _ = run_steps(lambda p: optim.SGD(p, **config), lambda p: torch.optim.SGD(p, **config),
                                 skip_grad_at=(2, 1))
     for p, tp in zip(ours, theirs):
-        assert rel_error(p.data, tp.detach().numpy()) < 1e-14
+        assert relative_error(p.data, tp.detach().numpy()) < 1e-14
 
 
 ADAM_CONFIGS = [dict(lr=1e-3), dict(lr=1e-2, betas=(0.8, 0.99), eps=1e-6), dict(lr=3e-3, weight_decay=1e-2)]
@@ -59,7 +59,7 @@ def test_adam_matches_torch(config):
     ours, theirs, _ = run_steps(lambda p: optim.Adam(p, **config), lambda p: torch.optim.Adam(p, **config),
                                 steps=8, skip_grad_at=(3, 0))
     for p, tp in zip(ours, theirs):
-        assert rel_error(p.data, tp.detach().numpy()) < 1e-13
+        assert relative_error(p.data, tp.detach().numpy()) < 1e-13
 
 
 @pytest.mark.parametrize("make", [
