@@ -10,7 +10,7 @@ import pytest
 
 from tests.fakedata import write_jpeg_tree
 
-from ..conftest import rel_error
+from npalexnet.gradcheck import relative_error as rel_error
 from .helpers import ROOT, mpirun
 
 TRAIN = ROOT / "examples" / "train_cifar10.py"

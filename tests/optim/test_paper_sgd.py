@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from npalexnet import nn, optim
-from tests.conftest import rel_error
+from npalexnet.gradcheck import relative_error as rel_error
 
 MU, WD = 0.9, 5e-4
 
