@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from npalexnet import nn, optim
-from npalexnet.gradcheck import relative_error as rel_error
+from npalexnet.gradcheck import relative_error
 
 MU, WD = 0.9, 5e-4
 
@@ -70,18 +70,19 @@ def test_one_step_is_the_papers_formula():
 def test_equals_torch_sgd_under_a_constant_learning_rate():
     ours, theirs, paper, reference = run([0.05] * 40, rescale_torch_buffer=False)
     for p, tp in zip(ours, theirs):
-        assert rel_error(p.data, tp.detach().numpy()) < 1e-13
+        assert relative_error(p.data, tp.detach().numpy()) < 1e-13
     for index, tp in enumerate(theirs):                     # v = -eps b
-        assert rel_error(paper.state[index]["velocity"], -0.05 * reference.state[tp]["momentum_buffer"].numpy()) < 1e-13
+        buffer = reference.state[tp]["momentum_buffer"].numpy()
+        assert relative_error(paper.state[index]["velocity"], -0.05 * buffer) < 1e-13
 
 
 def test_equals_torch_sgd_with_its_buffer_rescaled_at_each_lr_drop():
     lrs = [0.05] * 12 + [0.005] * 12 + [0.0005] * 12          # divided by 10 twice
     ours, theirs, _, _ = run(lrs, rescale_torch_buffer=True)
     for p, tp in zip(ours, theirs):
-        assert rel_error(p.data, tp.detach().numpy()) < 1e-12
+        assert relative_error(p.data, tp.detach().numpy()) < 1e-12
     _, plain, _, _ = run(lrs, rescale_torch_buffer=False)   # without the rescale, torch's form differs
-    assert max(rel_error(p.data, q.detach().numpy()) for p, q in zip(ours, plain)) > 1e-6
+    assert max(relative_error(p.data, q.detach().numpy()) for p, q in zip(ours, plain)) > 1e-6
 
 
 def test_the_step_after_a_drop_differs_from_torch_by_mu_times_the_lr_change_times_the_buffer():
