@@ -75,7 +75,7 @@ def open_imagefolder(root, image_size: int, channels: int = 3, *, name: str = "i
         places = cache_places(root, cache_dir, split_layout=True)
         test_name = next((t for t in TEST_FOLDERS if is_imagefolder(root / t)), None)
         if test_name is None:
-            raise DataError(f"{root}/train/ has class folders but {root}/test/ (or {root}/val/) has none: add the "
+            raise DataError(f"{root}/train/ has class folders but {root}/test/ has none (nor {root}/val/): add the "
                             f"test split, or put the class folders directly under {root}")
         test_classes = list_classes(root / test_name)
         if not set(test_classes) <= set(classes):

@@ -43,7 +43,11 @@ def runs(tmp_path_factory):
 def test_two_ranks_train_the_weights_one_process_does(runs):
     tmp_path, one, two = runs
     a, b = _weights(tmp_path / "one" / "last.npz"), _weights(tmp_path / "two" / "last.npz")
-    assert max(relative_error(a[k], b[k]) for k in a) < 1e-5     # float32: the gradient sums in another order
+    # float32: the gradient sums in another order. Compared as one vector of all the weights: the
+    # paper's zero biases of conv1 and conv3 stay near 1e-9, where rounding alone is a relative 1e-3.
+    whole_a, whole_b = (numpy.concatenate([w[k].ravel() for k in sorted(w)]) for w in (a, b))
+    assert relative_error(whole_a, whole_b) < 1e-6
+    assert all(numpy.abs(a[k] - b[k]).max() < 1e-6 * numpy.abs(whole_a).max() for k in a)
     assert one.stdout.splitlines()[-1] == two.stdout.splitlines()[-1]   # the same test accuracy
     assert "2 processes (mpi); batch 6 is the global batch" in two.stdout
 
