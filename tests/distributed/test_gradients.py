@@ -105,3 +105,38 @@ def test_fused_buffer_lays_arrays_back_to_back(xp):
     assert buf.flat.shape == (11,) and len(buf) == 3 and buf.offsets == [0, 6, 10, 11]
     buf.views[1][...] = 7
     assert npalexnet.asnumpy(buf.flat)[6:10].tolist() == [7, 7, 7, 7]
+
+
+class _QueueingCommunicator(RecordingCommunicator):
+    """Rank 0 of 2 whose allreduce, like NCCL's, only queues device work on the stream and returns."""
+
+    def allreduce(self, buffer):
+        for _ in range(20):
+            buffer *= 1.0
+        return buffer
+
+
+def test_allreduce_time_of_host_buffers():
+    model = _model()
+    for p in model.parameters():
+        p.grad = numpy.ones(p.shape)
+    averager = GradientAverager(model, RecordingCommunicator(0, 2))
+    assert averager.last_seconds == 0.0
+    averager.average(1, 2)
+    assert averager.last_seconds > 0.0
+
+
+@pytest.mark.gpu
+def test_allreduce_time_of_device_buffers_waits_for_the_stream():
+    """For a device buffer the time is read from events on the stream, which reading waits for."""
+    import cupy
+
+    model = _model().to("cuda")
+    for p in model.parameters():
+        p.grad = cupy.ones(p.shape)
+    averager = GradientAverager(model, _QueueingCommunicator(0, 2))
+    averager.average(1, 2)
+    seconds = averager.last_seconds
+    assert cupy.cuda.get_current_stream().done
+    assert isinstance(seconds, float) and seconds > 0.0
+    assert averager.last_seconds == seconds   # read once, kept

@@ -319,6 +319,24 @@ def test_relu_and_mask_scale_match_array_code_exactly(dtype, kxp):
     numpy.testing.assert_array_equal(to_host(out), x * keep * dtype(1.0 / 0.7))
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_relu_and_mask_scale_keep_the_memory_layout(layout, kxp):
+    """(C, N, H, W) memory, as a convolution writes it, stays so through ReLU forward and backward
+    (CuPy allocates the outputs of its own element-wise operations C-ordered)."""
+    x = numpy.random.default_rng(10).standard_normal((3, 4, 5, 2)).astype(numpy.float32)
+    y, mask = ck.relu_forward(on_device(kxp, x, layout))
+    dx = ck.mask_scale(on_device(kxp, x, layout), mask, 1.0)
+    for out in (y, mask, dx):
+        assert out.shape == x.shape
+        assert (out.swapaxes(0, 1) if layout == "cnhw" else out).flags.c_contiguous, layout
+    numpy.testing.assert_array_equal(to_host(y), x * (x > 0))
+    numpy.testing.assert_array_equal(to_host(dx), x * (x > 0))
+    flat = numpy.random.default_rng(11).standard_normal((6, 8)).astype(numpy.float32)
+    fc = ck.mask_scale(kxp.asarray(flat), kxp.asarray(flat > 0), 2.0)   # the dropout of an FC layer: (N, F)
+    assert fc.flags.c_contiguous
+    numpy.testing.assert_array_equal(to_host(fc), flat * (flat > 0) * numpy.float32(2.0))
+
+
 # ----------------------------------------------------------------------------
 # The emulator itself: launch shapes, and that it catches what it claims to
 # ----------------------------------------------------------------------------
