@@ -108,11 +108,16 @@ def test_fused_buffer_lays_arrays_back_to_back(xp):
 
 
 class _QueueingCommunicator(RecordingCommunicator):
-    """Rank 0 of 2 whose allreduce, like NCCL's, only queues device work on the stream and returns."""
+    """Rank 0 of 2 whose allreduce, like NCCL's, only queues device work on the stream and returns
+    (matrix products of some milliseconds, so that the work is still queued when average() returns)."""
 
     def allreduce(self, buffer):
-        for _ in range(20):
-            buffer *= 1.0
+        import cupy
+
+        work = cupy.full((4096, 4096), 1e-4)
+        for _ in range(8):
+            work = work @ work
+        buffer *= 1.0
         return buffer
 
 
@@ -128,7 +133,8 @@ def test_allreduce_time_of_host_buffers():
 
 @pytest.mark.gpu
 def test_allreduce_time_of_device_buffers_waits_for_the_stream():
-    """For a device buffer the time is read from events on the stream, which reading waits for."""
+    """For a device buffer the time is read from events on the stream: reading it waits for the reduction
+    (a host clock around NCCL's call would have returned at once, the work still queued)."""
     import cupy
 
     model = _model().to("cuda")
