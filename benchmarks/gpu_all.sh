@@ -80,7 +80,11 @@ step() {
 # 0. environment, and whether there is a GPU at all
 {
     date -u
-    echo "commit: $(git rev-parse HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' + changes')"
+    if commit=$(git rev-parse HEAD 2>/dev/null); then   # the device machine's copy may hold no .git
+        echo "commit: $commit$(git diff --quiet HEAD 2>/dev/null || echo ' + uncommitted changes')"
+    else
+        echo "commit: unknown (no git repository here)"
+    fi
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1 | head -3
     "$PY" - <<'EOF' 2>&1
 import os, platform
