@@ -370,8 +370,11 @@ def _geometry(x_shape, kernel, stride, padding):
 # ----------------------------------------------------------------------------
 
 
-def im2col(x, kernel, stride, padding):
-    """As :func:`npalexnet.nn.im2col.im2col`: (N, C, H, W) -> (C*KH*KW, N*OH*OW)."""
+def im2col(x, kernel, stride, padding, out=None):
+    """As :func:`npalexnet.nn.im2col.im2col`: (N, C, H, W) -> (C*KH*KW, N*OH*OW).
+
+    ``out``: a C-contiguous array of that shape and x's dtype to write into (a workspace), else a new one.
+    """
     xp = _array_module(x)
     scalar = _scalar_name(x)
     n, c, _, _ = x.shape
@@ -379,7 +382,13 @@ def im2col(x, kernel, stride, padding):
     oh, ow, dims = _geometry(x.shape, kernel, stride, padding)
     rows, cols = c * kh * kw, n * oh * ow
     _i32(rows, cols)
-    col = xp.empty((rows, cols), dtype=x.dtype)
+    if out is None:
+        col = xp.empty((rows, cols), dtype=x.dtype)
+    elif tuple(out.shape) != (rows, cols) or out.dtype != x.dtype or not out.flags.c_contiguous:
+        raise ValueError(f"im2col: out must be a C-contiguous {(rows, cols)} {x.dtype} array, got "
+                         f"{tuple(out.shape)} {out.dtype}{'' if out.flags.c_contiguous else ' (not contiguous)'}")
+    else:
+        col = out
     launcher.launch("npa_im2col", scalar, "uint8", col.size,
                     (x, col, numpy.int64(col.size), numpy.int64(cols)) + dims + _estrides(x))
     return col

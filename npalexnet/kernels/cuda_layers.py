@@ -36,7 +36,7 @@ def _cuda_applies(x, settings) -> bool:
 
 
 def _cuda_unfold(x, layer, out_hw, out):
-    out[...] = cuda_kernels.im2col(x, layer.kernel_size, layer.stride, layer.padding)
+    cuda_kernels.im2col(x, layer.kernel_size, layer.stride, layer.padding, out=out)   # straight into the workspace
 
 
 def _cuda_fold(dcol, x_shape, layer, out_hw):

@@ -141,6 +141,19 @@ def test_im2col_matches_array_code(case, dtype, layout, kxp):
     numpy.testing.assert_array_equal(to_host(col), ref)
 
 
+def test_im2col_writes_into_a_given_workspace(kxp):
+    """The convolution's im2col matrix goes straight into its workspace (no second array and copy)."""
+    x = numpy.random.default_rng(2).standard_normal((2, 3, 6, 5)).astype(numpy.float32)
+    ref = K.im2col(x, (3, 3), (1, 1), (1, 1))
+    workspace = kxp.full(ref.shape, numpy.nan, dtype=numpy.float32)
+    assert ck.im2col(kxp.asarray(x), (3, 3), (1, 1), (1, 1), out=workspace) is workspace
+    numpy.testing.assert_array_equal(to_host(workspace), ref)
+    for wrong in (kxp.empty(ref.shape, numpy.float64), kxp.empty((ref.shape[0] + 1, ref.shape[1]), numpy.float32),
+                  kxp.empty(ref.shape[::-1], numpy.float32).T):
+        with pytest.raises(ValueError, match="im2col: out must be a C-contiguous"):
+            ck.im2col(kxp.asarray(x), (3, 3), (1, 1), (1, 1), out=wrong)
+
+
 @pytest.mark.parametrize("col_layout", ["contiguous", "transposed"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", CONV_CASES, ids=str)
