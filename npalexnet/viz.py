@@ -68,7 +68,7 @@ def filter_grid(weight, cols: int = 16, scale: int = 4, pad: int = 1, per_filter
     ``ceil(OC/cols)*(KH*scale + pad) + pad`` high. Channels beyond 3 show
     the first 3.
     """
-    w = numpy.asarray(weight, dtype=numpy.float64)
+    w = backend.asnumpy(weight).astype(numpy.float64)   # NumPy or CuPy (a device array is copied)
     oc, c, kh, kw = w.shape
     w = w[:, :3] if c >= 3 else w[:, :1]
     axes = (1, 2, 3)

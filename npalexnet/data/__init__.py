@@ -2,7 +2,7 @@
 uint8 array on the device, and augment batches there in array code.
 
 * :mod:`.sources`: ``load_dataset`` (local copies in several layouts, or the published files downloaded)
-* :mod:`.cifar_pickle`, :mod:`.fashionmnist`, :mod:`.imagefolder`: the readers
+* :mod:`.cifar_pickle`, :mod:`.fashionmnist`, :mod:`.imagefolder`, :mod:`.arrays`: the readers
 * :mod:`.download`: published files fetched with urllib, MD5-checked, unpacked whole or not at all
 * :mod:`.split`: seeded stratified validation split and subsets
 * :mod:`.augment`: crop/flip/normalise/resize on NumPy or CuPy

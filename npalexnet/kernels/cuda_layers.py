@@ -36,7 +36,7 @@ def _cuda_applies(x, settings) -> bool:
 
 
 def _cuda_unfold(x, layer, out_hw, out):
-    out[...] = cuda_kernels.im2col(x, layer.kernel_size, layer.stride, layer.padding)
+    cuda_kernels.im2col(x, layer.kernel_size, layer.stride, layer.padding, out=out)   # straight into the workspace
 
 
 def _cuda_fold(dcol, x_shape, layer, out_hw):
@@ -85,7 +85,8 @@ class CudaReLU(_CudaImplementation):
         return cuda_kernels.relu_forward(x)   # (y, mask) in one pass
 
     def backward(self, layer, state, grad_out, input_grad):
-        return grad_out * state
+        # grad_out * mask, in grad_out's memory layout (a CuPy product would come back C-ordered)
+        return cuda_kernels.mask_scale(grad_out, state, 1.0)
 
 
 class CudaDropout(_CudaImplementation):

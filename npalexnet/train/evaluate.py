@@ -155,11 +155,13 @@ def scores(model, loader: BatchLoader, criterion, tta: bool = False, comm=None, 
                 logits = model(x)
             else:
                 logits = xp.log(xp.maximum(predict_proba(model, x, views=views), 1e-30))
-            loss_sum += float(criterion(logits, y)) * int(y.shape[0])
-        correct += int((logits.argmax(axis=1) == y).sum())
-        top5 = xp.argsort(logits, axis=1)[:, -5:]
-        correct5 += int((top5 == y[:, None]).any(axis=1).sum())
+            # Summed on the device, in float64, and read once at the end: on a GPU each read waits
+            # for the queued work.
+            loss_sum = loss_sum + criterion(logits, y).astype(xp.float64) * int(y.shape[0])
+        correct = correct + (logits.argmax(axis=1) == y).sum()
+        correct5 = correct5 + (xp.argsort(logits, axis=1)[:, -5:] == y[:, None]).any(axis=1).sum()
         seen += int(y.shape[0])
+    loss_sum, correct, correct5 = float(loss_sum), int(correct), int(correct5)
     if comm is not None:
         loss_sum, correct, correct5, seen = allreduce_sums(comm, loss_sum, correct, correct5, seen)
     seen = int(seen)

@@ -68,6 +68,22 @@ def test_cross_entropy_rejects_bad_targets(targets, error, message):
         nn.CrossEntropyLoss()(numpy.zeros((3, 5)), targets)
 
 
+def test_unchecked_targets_skip_only_the_range_check(xp):
+    """check_targets=False (the training program, whose labels the dataset checked once): the same values
+    and gradients, no range check (on a GPU: no wait for the device), the other checks still made."""
+    logits = numpy.random.default_rng(3).standard_normal((4, 5))
+    targets = numpy.array([4, 0, 2, 2])
+    checked, unchecked = nn.CrossEntropyLoss(0.1), nn.CrossEntropyLoss(0.1, check_targets=False)
+    assert "check_targets=False" in repr(unchecked) and "check_targets" not in repr(checked)
+    numpy.testing.assert_array_equal(npalexnet.asnumpy(unchecked(xp.asarray(logits), xp.asarray(targets))),
+                                     npalexnet.asnumpy(checked(xp.asarray(logits), xp.asarray(targets))))
+    numpy.testing.assert_array_equal(npalexnet.asnumpy(unchecked.backward()), npalexnet.asnumpy(checked.backward()))
+    with pytest.raises(ValueError, match=r"in \[0, 5\)"):
+        checked(xp.asarray(logits), xp.asarray(numpy.array([0, 1, 2, 5])))
+    with pytest.raises(TypeError, match="integer class indices"):
+        unchecked(xp.asarray(logits), xp.asarray(numpy.zeros(4)))
+
+
 def test_cross_entropy_backward_before_forward():
     with pytest.raises(RuntimeError, match="before forward"):
         nn.CrossEntropyLoss().backward()

@@ -6,6 +6,7 @@ import torch
 
 from npalexnet import nn, optim
 from npalexnet.gradcheck import relative_error
+from tests.devicearray import FakeDeviceArray
 
 
 def twin_parameters(seed=0):
@@ -87,6 +88,24 @@ def test_state_dict_resume_gives_identical_updates(make):
         opt2.step()
     for p, q in zip(ours, resumed):
         numpy.testing.assert_array_equal(p.data, q.data)
+
+
+def test_load_state_dict_takes_state_saved_on_the_device():
+    """A state dict saved on a GPU holds CuPy arrays, scalar counters among them (0-d arrays)."""
+    ours, _ = twin_parameters()
+    opt = optim.Adam(ours, lr=1e-2)
+    for p in ours:
+        p.grad = numpy.ones(p.shape)
+    opt.step()
+    saved = opt.state_dict()
+    on_device = {"state": {i: {k: FakeDeviceArray(numpy.asarray(v)) for k, v in s.items()}
+                           for i, s in saved["state"].items()},
+                 "param_groups": saved["param_groups"]}
+    again = optim.Adam(ours, lr=1e-2)
+    again.load_state_dict(on_device)
+    for i, state in saved["state"].items():
+        assert again.state[i]["step"] == state["step"] == 1 and type(again.state[i]["step"]) is int
+        numpy.testing.assert_array_equal(again.state[i]["exp_avg"], state["exp_avg"])
 
 
 def test_optimizer_zero_grad_and_param_groups():
