@@ -10,17 +10,16 @@ ranks sees the batches of one process.
 
 from __future__ import annotations
 
-import math
 
 import numpy
 
 from .. import backend
 from .augment import Preprocess
 from .dataset import Split
-from .sampling import epoch_order, local_slice
+from .sampling import ShuffledBatches
 
 
-class BatchLoader:
+class BatchLoader(ShuffledBatches):
     """Iterate over ``split`` in batches of ``batch_size`` on ``device``.
 
     Args:
@@ -42,7 +41,6 @@ class BatchLoader:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in a world of {world_size} processes")
         self.rank, self.world_size = int(rank), int(world_size)
-        self._order_cache = None
         self.device = backend.resolve_device(device)
         self.xp = backend.xp_for(self.device)
         self.images = backend.to_device(split.images, self.device)
@@ -50,31 +48,9 @@ class BatchLoader:
         self.batch_size, self.preprocess = int(batch_size), preprocess
         self.train, self.seed = train, int(seed)
 
-    def __len__(self) -> int:
-        """Batches per epoch."""
-        return math.ceil(self.images.shape[0] / self.batch_size)
-
     @property
     def num_images(self) -> int:
         return int(self.images.shape[0])
-
-    def order(self, epoch: int) -> numpy.ndarray:
-        """The epoch's image order (host int64): a seeded permutation in training."""
-        n = self.num_images
-        if not self.train:
-            return numpy.arange(n)
-        if self._order_cache is None or self._order_cache[0] != epoch:
-            self._order_cache = (epoch, epoch_order(n, self.seed, epoch))   # batch_indices asks once per step
-        return self._order_cache[1]
-
-    def batch_indices(self, epoch: int, step: int, order: numpy.ndarray | None = None):
-        """``(indices, global_count)``: this rank's image indices (host) of batch ``step``, and
-        the size of the whole (global) batch."""
-        order = self.order(epoch) if order is None else order
-        batch = order[step * self.batch_size:(step + 1) * self.batch_size]
-        if self.world_size == 1:
-            return batch, len(batch)
-        return local_slice(batch, self.rank, self.world_size), len(batch)
 
     def batch(self, epoch: int, step: int, order: numpy.ndarray | None = None):
         """Batch ``step`` of ``epoch``: ``(x, y)`` with x (B, C, S, S) float, y (B,) int64."""

@@ -54,3 +54,35 @@ def local_slice(global_batch, rank: int, size: int):
     """This rank's part of a global batch (an array of sample indices, or anything sliceable)."""
     start, stop = shard_bounds(len(global_batch), rank, size)
     return global_batch[start:stop]
+
+
+class ShuffledBatches:
+    """The batches of one loader: the epoch's order (the one shuffle in training, the split's order
+    otherwise) cut into batches of ``batch_size``, this rank's slice of each.
+
+    A loader that holds ``num_images``, ``batch_size``, ``train``, ``seed``, ``rank`` and
+    ``world_size`` inherits ``__len__``, :meth:`order` and :meth:`batch_indices` from it.
+    """
+
+    _order_cache = None
+
+    def __len__(self) -> int:
+        """Batches per epoch."""
+        return -(-self.num_images // self.batch_size)
+
+    def order(self, epoch: int) -> numpy.ndarray:
+        """The epoch's image order (host int64): a seeded permutation in training."""
+        if not self.train:
+            return numpy.arange(self.num_images)
+        if self._order_cache is None or self._order_cache[0] != epoch:   # asked once per step
+            self._order_cache = (epoch, epoch_order(self.num_images, self.seed, epoch))
+        return self._order_cache[1]
+
+    def batch_indices(self, epoch: int, step: int, order: numpy.ndarray | None = None):
+        """``(indices, global_count)``: this rank's image indices (host) of batch ``step``, and
+        the size of the whole (global) batch."""
+        order = self.order(epoch) if order is None else order
+        batch = order[step * self.batch_size:(step + 1) * self.batch_size]
+        if self.world_size == 1:
+            return batch, len(batch)
+        return local_slice(batch, self.rank, self.world_size), len(batch)

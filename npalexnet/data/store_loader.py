@@ -18,7 +18,6 @@ Notation: B images of a (local) batch, C channels, S the stored size, O the net'
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
@@ -26,7 +25,7 @@ import numpy
 
 from .. import backend
 from .readahead import ReadAhead
-from .sampling import epoch_order, local_slice
+from .sampling import ShuffledBatches
 from .store import StoreSplit
 
 
@@ -68,7 +67,7 @@ def host_buffer(shape: tuple, device: str) -> numpy.ndarray:
     return numpy.empty(shape, dtype=numpy.uint8)
 
 
-class StoreLoader:
+class StoreLoader(ShuffledBatches):
     """Iterate over a :class:`StoreSplit` in batches of ``batch_size`` on ``device``.
 
     Args:
@@ -97,33 +96,11 @@ class StoreLoader:
         self.train, self.seed = bool(train), int(seed)
         self.rank, self.world_size, self.depth = int(rank), int(world_size), int(depth)
         self.timing = LoaderTiming()          # of the last (or current) epoch
-        self._order_cache = None
         self._buffers = None
-
-    def __len__(self) -> int:
-        """Batches per epoch."""
-        return math.ceil(len(self.split) / self.batch_size)
 
     @property
     def num_images(self) -> int:
         return len(self.split)
-
-    def order(self, epoch: int) -> numpy.ndarray:
-        """The epoch's order of the split's images (host int64): the one shuffle in training."""
-        if not self.train:
-            return numpy.arange(self.num_images)
-        if self._order_cache is None or self._order_cache[0] != epoch:
-            self._order_cache = (epoch, epoch_order(self.num_images, self.seed, epoch))
-        return self._order_cache[1]
-
-    def batch_indices(self, epoch: int, step: int, order: numpy.ndarray | None = None):
-        """``(indices, global_count)``: this rank's image indices (host) of batch ``step``, and
-        the size of the whole (global) batch."""
-        order = self.order(epoch) if order is None else order
-        batch = order[step * self.batch_size:(step + 1) * self.batch_size]
-        if self.world_size == 1:
-            return batch, len(batch)
-        return local_slice(batch, self.rank, self.world_size), len(batch)
 
     def _prepare(self, epoch: int, indices, images: numpy.ndarray):
         """Host uint8 (B, C, S, S) -> ``(x, y)`` on the device, augmented (training) or normalised."""
