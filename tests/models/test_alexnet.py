@@ -115,3 +115,12 @@ def test_alexnet_rejects_bad_arguments(kwargs, message):
 def test_wrong_input_size_names_the_layer():
     with pytest.raises(ValueError, match="Linear"):
         alexnet("cifar")(numpy.zeros((1, 3, 64, 64), dtype=numpy.float32))
+
+
+def test_groups_is_validated_only_where_it_is_used():
+    """Only the paper's net has grouped convolutions: a bad value there is an error, elsewhere it is ignored."""
+    with pytest.raises(ValueError, match="groups must be 1 or 2, got 3"):
+        alexnet("paper", width=0.125, groups=3)
+    for variant in ("torchvision", "cifar", "bn"):
+        assert all(m.groups == 1 for m in alexnet(variant, width=0.125, groups=3).modules()
+                   if isinstance(m, nn.Conv2d))
