@@ -70,9 +70,10 @@ class TrainConfig:
     # run
     seed: int = 0
     device: str = "auto"
-    out: str = "runs/cifar10"
-    resume: bool = False
+    out: str | None = None        # None: a new folder runs/<dataset>/<date_time> (train.runs)
+    resume: bool | str | None = None   # a run folder, a checkpoint file, or "last" (True: the same)
     overwrite: bool = False
+    override: bool = False        # a resume takes the recipe options given instead of the saved ones
     progress: bool = True
     distributed: bool = False
     log_grad_norms: bool = False
@@ -101,10 +102,10 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-#: Fields a resumed run takes from the command line; the rest come from the checkpoint,
-#: so ``--resume`` continues the same run whatever else the command line says.
+#: Fields a resumed run takes from the command line; the rest come from the checkpoint
+#: (a command line that sets them differently stops the resume: train.resume).
 RUNTIME_FIELDS = ("tta_crops", "epochs", "data_dir", "root", "download", "download_url", "cache_dir", "workers",
-                  "device", "out", "resume", "overwrite", "progress", "eval_batch_size", "distributed",
+                  "device", "out", "resume", "overwrite", "override", "progress", "eval_batch_size", "distributed",
                   "log_grad_norms")
 
 

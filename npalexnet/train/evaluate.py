@@ -10,6 +10,8 @@ averaged.
 
 from __future__ import annotations
 
+from tqdm import tqdm
+
 from ..backend import get_array_module
 from ..data.augment import crop_flip, hflip
 from ..data.loader import BatchLoader
@@ -64,7 +66,7 @@ def predict_proba(model, x, tta: bool = False, crops: int = 0):
 
 
 def evaluate(model, loader: BatchLoader, criterion, tta: bool = False, comm=None,
-             crops: int = 0) -> tuple[float, float]:
+             crops: int = 0, progress: bool = False, desc: str = "evaluation") -> tuple[float, float]:
     """Mean loss and accuracy of ``model`` over every image of ``loader``.
 
     With ``tta`` or ``crops`` (:func:`predict_proba`) the loss is the criterion
@@ -72,10 +74,13 @@ def evaluate(model, loader: BatchLoader, criterion, tta: bool = False, comm=None
     softmax(log p) = p). The model is
     left in evaluation mode. In a distributed run (``comm`` given, ``loader``
     sharded by rank) the sums (loss*count, correct, count) are added over ranks.
+    ``progress``: a tqdm bar over the batches (only when stderr is a terminal).
     """
     model.eval()
     loss_sum, correct, seen = 0.0, 0, 0
-    for _, x, y in loader.epoch(0):
+    batches = tqdm(loader.epoch(0), total=len(loader), desc=desc, unit="batch", leave=False, dynamic_ncols=True,
+                   disable=None if progress else True)
+    for _, x, y in batches:
         if not y.shape[0]:   # this rank's slice of a small last batch
             continue
         with no_grad():

@@ -1,9 +1,11 @@
 """Inference from a checkpoint: top-k classes of image files.
 
 The checkpoint carries what prediction needs: the variant and model
-arguments, the class names, the normalisation and the image size the model
-was trained at, so an image is prepared exactly as the evaluation split was
-(decoded, resized to that size, normalised, resized to the model's input).
+arguments, the class names, the normalisation, the image size the model
+was trained at and its run's test protocol (:mod:`.protocol`: the views
+averaged), so an image is prepared and scored exactly as the run's test
+split was (decoded, resized to that size, normalised, resized to the
+model's input, its views averaged).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from ..data.imagefolder import decode_image
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, load_model_state
 from .config import build_model
 from .evaluate import predict_proba
+from .protocol import Protocol, weights_name
 
 
 @dataclass
@@ -34,10 +37,14 @@ class Predictor:
     device: str
     tta: bool = True
     crops: int = 0
+    weights: str = ""   # which weights, e.g. "best.npz, epoch 28"
 
     @classmethod
-    def from_checkpoint(cls, path, device: str = "cpu", tta: bool = True, crops: int = 0) -> Predictor:
-        """Load ``path``; raises CheckpointError for a missing, corrupt or incomplete file."""
+    def from_checkpoint(cls, path, device: str = "cpu", tta: bool | None = None, crops: int | None = None
+                        ) -> Predictor:
+        """Load ``path``; ``tta``/``crops`` None: the views of the checkpoint's own test protocol.
+
+        Raises CheckpointError for a missing, corrupt or incomplete file."""
         ckpt: Checkpoint = load_checkpoint(path)
         meta = ckpt.meta
         needed = ("model_kwargs", "classes", "mean", "std", "image_size", "input_size", "in_channels")
@@ -50,8 +57,14 @@ class Predictor:
         model.to(device).eval()
         preprocess = Preprocess(meta["mean"], meta["std"], meta["input_size"], pad=0, flip=False,
                                 resize_mode=meta.get("resize_mode", "bilinear"))
+        protocol = Protocol.of_checkpoint(meta).replace(tta, crops)
+        weights = weights_name(ckpt.path, int(meta.get("epoch", 0)), int((meta.get("partial") or {}).get("steps", 0)))
         return cls(model, preprocess, list(meta["classes"]), int(meta["image_size"]), int(meta["in_channels"]),
-                   device, tta, crops)
+                   device, protocol.tta, protocol.crops, weights)
+
+    @property
+    def protocol(self) -> Protocol:
+        return Protocol(self.tta, self.crops)
 
     def probabilities(self, images) -> numpy.ndarray:
         """(N, C, H, W) uint8 images at the training size -> (N, K) probabilities (host)."""
@@ -65,10 +78,18 @@ class Predictor:
             raise DataError(f"cannot read image {path}: no such file")
         return decode_image(str(path), self.image_size, self.in_channels)
 
-    def topk(self, paths, k: int = 5) -> list[list[tuple[str, float]]]:
+    def topk(self, paths, k: int = 5, batch_size: int = 64) -> list[list[tuple[str, float]]]:
         """For each image file, the ``k`` most probable ``(class name, probability)`` pairs."""
-        images = numpy.stack([self.load_image(p) for p in paths])
-        probs = self.probabilities(images)
-        k = min(k, probs.shape[1])
-        order = numpy.argsort(-probs, axis=1, kind="stable")[:, :k]
-        return [[(self.classes[j], float(row[j])) for j in idx] for row, idx in zip(probs, order)]
+        return [top for _, top in self.iter_topk(paths, k, batch_size)]
+
+    def iter_topk(self, paths, k: int = 5, batch_size: int = 64):
+        """``(path, top-k pairs)`` for each image file, decoded and scored ``batch_size`` at a time
+        (a generator: the first results come before the last files are read)."""
+        paths = list(paths)
+        for start in range(0, len(paths), batch_size):
+            chunk = paths[start:start + batch_size]
+            probs = self.probabilities(numpy.stack([self.load_image(p) for p in chunk]))
+            top = min(k, probs.shape[1])
+            order = numpy.argsort(-probs, axis=1, kind="stable")[:, :top]
+            for path, row, idx in zip(chunk, probs, order):
+                yield path, [(self.classes[j], float(row[j])) for j in idx]

@@ -65,7 +65,7 @@ class _StopAfter:
 
 def test_outputs_of_a_run(cifar_dir, tmp_path):
     result = fit(_config(cifar_dir, tmp_path, schedule="cosine"), log=lambda *a: None)
-    assert {p.name for p in tmp_path.iterdir()} == {LAST, BEST, "metrics.csv", "curves.png"}
+    assert {p.name for p in tmp_path.iterdir()} == {LAST, BEST, "metrics.csv", "curves.png", "config.json", "log.txt"}
     rows = read_metrics_csv(tmp_path / "metrics.csv")
     assert [r["epoch"] for r in rows] == [1, 2]
     assert all(0 <= r["val_acc"] <= 1 and r["train_loss"] > 0 for r in rows)
@@ -117,8 +117,10 @@ def test_interrupted_and_resumed_equals_uninterrupted(cifar_dir, tmp_path, monke
             fit(_config(cifar_dir, tmp_path / "cut"), log=lambda *a: None)
     meta = load_checkpoint(tmp_path / "cut" / LAST).meta
     assert (meta["epoch"], meta["partial"]["steps"]) == ((0, 2) if stop_after == 2 else (1, 0))
-    # the resumed run takes its recipe from the checkpoint, whatever the command line says
-    result = fit(_config(cifar_dir, tmp_path / "cut", resume=True, lr=99.0), log=lambda *a: None)
+    # a resume that sets another recipe stops and names it; without it the saved recipe continues
+    with pytest.raises(CheckpointError, match=r"--lr \(saved 0.05, given 99.0\).*--override"):
+        fit(_config(cifar_dir, tmp_path / "cut", resume=True, lr=99.0), log=lambda *a: None)
+    result = fit(_config(cifar_dir, tmp_path / "cut", resume=True), log=lambda *a: None)
     _assert_same_weights(_weights(tmp_path / "full" / LAST), _weights(tmp_path / "cut" / LAST))
     assert [r["epoch"] for r in result.history] == [1, 2]
 
