@@ -52,6 +52,12 @@ class NoSpaceError(OSError):
     def __str__(self) -> str:
         return self.strerror
 
+    @property
+    def advice(self) -> str:
+        """What makes room: "free some space", or for the other two causes what they need."""
+        return {errno.EDQUOT: "free some space or raise your quota",
+                errno.EFBIG: "raise the file-size limit (ulimit -f)"}.get(self.errno, "free some space")
+
 
 def human_bytes(n: int) -> str:
     """1234567 -> '1.2 MB' (decimal units, as disk sizes are sold and ``df -H`` shows them)."""

@@ -1,6 +1,6 @@
 """Train AlexNet on CIFAR-10 (or FashionMNIST, or any ImageFolder tree) with npalexnet.
 
-    npalexnet-train                                           # the default recipe, 30 epochs, a new runs/cifar10/<date_time>
+    npalexnet-train                                           # the default recipe, 30 epochs, in a new folder
     npalexnet-train --data-dir ../shared/data/cifar10 --subset 5000 --epochs 2   # a quick look
     npalexnet-train --resume last                             # continue the latest run (or --resume RUN_FOLDER)
     npalexnet-train --evaluate runs/cifar10/latest/best.npz   # the test of a saved checkpoint, nothing trained

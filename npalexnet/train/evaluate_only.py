@@ -20,7 +20,7 @@ from ..data import BatchLoader, Preprocess, load_dataset
 from .checkpoint import CheckpointError, load_checkpoint, load_model_state
 from .config import TrainConfig, build_model
 from .evaluate import evaluate
-from .protocol import Protocol, test_line, weights_name
+from .protocol import Protocol, score_line, weights_name
 from .resume import option_name
 
 #: What ``--evaluate`` takes from the command line; every other option belongs to a run's recipe.
@@ -55,8 +55,9 @@ def evaluate_checkpoint(path, options: TrainConfig | None = None, given=(), log=
     """
     unusable = sorted(set(given) - set(OPTIONS) - {"evaluate", "config"})
     if unusable:
-        raise EvaluateOptionsError(f"--evaluate scores a saved run: {', '.join(map(option_name, unusable))} cannot apply "
-                         f"(it takes {', '.join(map(option_name, OPTIONS))})")
+        names = ", ".join(map(option_name, unusable))
+        raise EvaluateOptionsError(f"--evaluate scores a saved run: {names} cannot apply "
+                                   f"(it takes {', '.join(map(option_name, OPTIONS))})")
     ckpt = load_checkpoint(path)
     meta = ckpt.meta
     if not isinstance(meta.get("config"), dict) or "model_kwargs" not in meta:
@@ -93,5 +94,5 @@ def evaluate_checkpoint(path, options: TrainConfig | None = None, given=(), log=
     with config.using(buffer_pool=True):   # the settings the run's own test ran under
         loss, accuracy = evaluate(model, loader, criterion, protocol.tta, crops=protocol.crops,
                                   progress=cfg.progress, desc="test")
-    log(test_line(accuracy, loss, weights, protocol, len(dataset.test)))
+    log(score_line(accuracy, loss, weights, protocol, len(dataset.test)))
     return TestResult(loss, accuracy, len(dataset.test), weights, protocol)

@@ -61,7 +61,7 @@ def weights_name(path, epoch: int, partial_steps: int = 0) -> str:
     return f"{Path(path).name}, {where}"
 
 
-def test_line(accuracy: float, loss: float | None, weights: str, protocol: Protocol, count: int | None = None) -> str:
+def score_line(accuracy: float, loss: float | None, weights: str, protocol: Protocol, count: int | None = None) -> str:
     """The one line every tool prints for a test score, e.g. ``test accuracy: 85.16% (loss 0.8364 on
     10,000 images; weights last.npz, epoch 30; 10 views: 5 crops at +-2 px and their mirror images)``."""
     what = ([f"loss {loss:.4f}"] if loss is not None else []) + ([f"on {count:,} images"] if count is not None else [])

@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import platform
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,7 +69,7 @@ from .history import (
 )
 from .interrupt import SIGNALS, GracefulInterrupt, exit_status
 from .loop import EpochStats, train_one_epoch
-from .protocol import Protocol, test_line, weights_name
+from .protocol import Protocol, score_line, weights_name
 from .resume import merge_resumed, option_name
 from .runlog import RunLog, write_config_json
 from .runs import resolve_run
@@ -81,7 +82,7 @@ class TrainingInterrupted(Exception):
     ``exit_status``: what the program exits with (128 + the signal's number: 130, 143).
     """
 
-    def __init__(self, message: str, signum: int = 2):
+    def __init__(self, message: str, signum: int = signal.SIGINT):
         super().__init__(message)
         self.signum = signum
         self.exit_status = exit_status(signum)
@@ -328,22 +329,23 @@ class _Run:
                                             progress=cfg.progress and self.comm.is_root,
                                             desc=f"epoch {epoch + 1}/{cfg.epochs}")
                     self.partial = EpochStats()
-                    signum = getattr(local_stop, "signum", 2)
                     if stats.interrupted:
                         self._save(out / LAST, epoch, stats)
-                        raise TrainingInterrupted(f"interrupted ({SIGNALS.get(signum, signum)}) at epoch {epoch + 1}, "
-                                                  f"step {stats.steps}: saved {out / LAST}; continue with --resume "
-                                                  f"{out}", signum)
+                        raise self._interrupted(local_stop, f"at epoch {epoch + 1}, step {stats.steps}")
                     self._end_of_epoch(epoch, stats)
                     if stop():
-                        raise TrainingInterrupted(f"interrupted ({SIGNALS.get(signum, signum)}) after epoch "
-                                                  f"{epoch + 1}: saved {out / LAST}; continue with --resume {out}",
-                                                  signum)
+                        raise self._interrupted(local_stop, f"after epoch {epoch + 1}")
                 self._log_best()
         except NonFiniteLossError as exc:
             kept = (f"the last good checkpoint {out / LAST} (epoch {self.history[-1]['epoch']}) is kept"
                     if (out / LAST).exists() and self.history else "no checkpoint was written")
             raise NonFiniteLossError(f"{exc}: training stopped; {kept}. Try a lower --lr or more --warmup") from exc
+
+    def _interrupted(self, local_stop, where: str) -> TrainingInterrupted:
+        """Ctrl-C or SIGTERM: the checkpoint is saved; the message says where and how to go on."""
+        signum = getattr(local_stop, "signum", signal.SIGINT)
+        return TrainingInterrupted(f"interrupted ({SIGNALS.get(signum, signum)}) {where}: saved {self.out / LAST}; "
+                                   f"continue with --resume {self.out}", signum)
 
     def _end_of_epoch(self, epoch: int, stats: EpochStats) -> None:
         """Validate, step a per-epoch schedule, record the epoch, save last (and best), plot, log."""
@@ -409,7 +411,7 @@ class _Run:
                                   crops=protocol.crops, progress=cfg.progress and self.comm.is_root, desc="test")
         epoch = self.history[-1]["epoch"] if self.history else self.start_epoch
         weights = weights_name(self.out / LAST, epoch)
-        self.log(test_line(accuracy, loss, weights, protocol, len(self.dataset.test)))
+        self.log(score_line(accuracy, loss, weights, protocol, len(self.dataset.test)))
         return FitResult(self.model, self.history, loss, accuracy, self.out, cfg, weights, protocol)
 
     # ------------------------------------------------------------------ what the log says besides
@@ -436,7 +438,7 @@ class _Run:
         else:
             kept, then = "no checkpoint was written", "start again"
         if isinstance(exc, NoSpaceError):
-            return RunError(f"{exc}: {kept}; free some space, then {then}")
+            return RunError(f"{exc}: {kept}; {exc.advice}, then {then}")
         if is_out_of_memory(exc):
             option, size = (("--batch-size", self.cfg.batch_size) if self.phase == "a training step"
                             else ("--eval-batch-size", self.cfg.eval_batch_size))

@@ -33,7 +33,7 @@ from .checkpoint import load_checkpoint
 from .cli_common import DefaultsFormatter, device_error, report
 from .faults import check_writable
 from .predict import Predictor
-from .protocol import test_line
+from .protocol import score_line
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,7 +92,7 @@ def _visualize(args) -> int:
     mis_path, shown = viz.save_misclassified(test.images, test.labels, preds, predictor.classes,
                                              out / "misclassified.png", max_images=args.max_images)
     print(f"data: {name} from {dataset.source}")
-    print(test_line(float(accuracy), None, predictor.weights, predictor.protocol, len(test)))
+    print(score_line(float(accuracy), None, predictor.weights, predictor.protocol, len(test)))
     print(f"confusion matrix: {cm_path}")
     print(f"misclassified images: {mis_path} ({shown} shown)")
     return 0

@@ -110,3 +110,21 @@ def test_visualize_a_checkpoint(tmp_path, capsys):
         with Image.open(tmp_path / "run" / name) as im:
             im.load()
             assert im.format == "PNG" and min(im.size) > 10
+
+
+def test_visualize_scores_as_the_run_tested(tmp_path, capsys):
+    """Default protocol and batch size from the checkpoint: the accuracy is the run's own test accuracy."""
+    from npalexnet.train import TrainConfig, fit
+    from tests.fakedata import write_cifar_batches
+
+    write_cifar_batches(tmp_path / "data", per_batch=12, test=10)
+    cfg = TrainConfig(data_dir=str(tmp_path / "data"), out=str(tmp_path / "run"), width=0.125, batch_size=16,
+                      eval_batch_size=4, device="cpu", progress=False, val_fraction=0.2, epochs=1)
+    result = fit(cfg, log=lambda *a: None)
+    assert load("visualize").main(["--checkpoint", str(tmp_path / "run" / "last.npz"), "--device", "cpu"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("test accuracy"))
+    assert line == (f"test accuracy: {100 * result.test_accuracy:.2f}% (on 10 images; weights last.npz, epoch 1; "
+                    "10 views: 5 crops at +-2 px and their mirror images)")
+    assert load("visualize").main(["--checkpoint", str(tmp_path / "run" / "last.npz"), "--no-tta",
+                                   "--tta-crops", "0"]) == 0
+    assert "weights last.npz, epoch 1; the image)" in capsys.readouterr().out

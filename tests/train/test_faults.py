@@ -29,8 +29,8 @@ def cifar_dir(tmp_path_factory):
 
 
 def _config(data_dir, out, **kwargs) -> TrainConfig:
-    base = {"data_dir": str(data_dir), "out": None if out is None else str(out), "width": 0.125, "batch_size": 16, "eval_batch_size": 32,
-            "device": "cpu", "progress": False, "val_fraction": 0.2, "epochs": 2}
+    base = {"data_dir": str(data_dir), "out": None if out is None else str(out), "width": 0.125, "batch_size": 16,
+            "eval_batch_size": 32, "device": "cpu", "progress": False, "val_fraction": 0.2, "epochs": 2}
     return TrainConfig(**{**base, **kwargs})
 
 
