@@ -2,7 +2,9 @@
 
 A resume continues the saved recipe and takes the runtime options
 (:data:`~npalexnet.train.config.RUNTIME_FIELDS`: ``--epochs``, the data's
-location, the device...) from the command line. A recipe option that the
+location, the device...) that the command line gives; those it does not
+give keep their saved values (``--resume last`` alone finishes the run as
+it was started), except :data:`THIS_INVOCATION`'s. A recipe option that the
 command line sets to a value other than the saved one stops the resume with
 one line naming each (saved vs given), unless ``--override`` asks for the new
 values; options that define the model or its data split (:data:`FIXED`)
@@ -25,6 +27,10 @@ FIXED = ("dataset", "image_size", "val_fraction", "subset", "seed", "variant", "
 NEGATED = ("download", "flip", "tta", "nesterov", "progress")
 
 
+#: Runtime options that describe this invocation, never the saved run: always the command line's.
+THIS_INVOCATION = ("out", "resume", "overwrite", "override", "progress", "distributed")
+
+
 def option_name(field: str) -> str:
     """``batch_size`` -> ``--batch-size``; ``tta`` -> ``--no-tta``."""
     return ("--no-" if field in NEGATED else "--") + field.replace("_", "-")
@@ -42,13 +48,15 @@ def merge_resumed(saved: dict, current: TrainConfig, given=None, partial_steps: 
     Args:
         saved: the checkpoint's configuration (``meta["config"]``).
         current: this invocation's configuration.
-        given: the fields this invocation set (None: those that differ from the defaults).
+        given: the fields this invocation set (None, a caller of ``fit``: those that differ from the
+            defaults, and every runtime field).
         partial_steps: the steps of an unfinished epoch in the checkpoint (the batch size cannot change then).
     Raises:
         CheckpointError: a recipe option differs and ``current.override`` is False, or a FIXED one differs.
     """
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-    given = options_set(current) if given is None else set(given)
+    from_caller = given is None
+    given = options_set(current) if from_caller else set(given)
     differ = [(name, saved.get(name, defaults[name]), getattr(current, name)) for name in defaults
               if name in given and name not in RUNTIME_FIELDS
               and saved.get(name, defaults[name]) != getattr(current, name)]
@@ -66,6 +74,10 @@ def merge_resumed(saved: dict, current: TrainConfig, given=None, partial_steps: 
         raise CheckpointError(f"--resume: the checkpoint stopped inside an epoch (step {partial_steps}); the batch "
                               "size can change only at the end of an epoch: resume with the saved one first")
     merged = merge_for_resume(saved, current)
+    if not from_caller:   # runtime options the command line does not give: the saved run's
+        kept = {name: saved[name] for name in RUNTIME_FIELDS
+                if name in saved and name not in given and name not in THIS_INVOCATION}
+        merged = dataclasses.replace(merged, **kept)
     return dataclasses.replace(merged, **{name: value for name, _, value in differ}), differ
 
 

@@ -135,8 +135,6 @@ def _open_run(cfg: TrainConfig, log, command, given):
     ckpt_path, out = resolve_run(cfg.resume, cfg.out, cfg.dataset, cfg.overwrite)
     log(f"run: {out}")
     check_writable(out, "--out")
-    if cfg.cache_dir is not None:
-        check_writable(cfg.cache_dir, "--cache-dir")
     if isinstance(log, RunLog):
         log.attach(out)
     ckpt = None
@@ -148,6 +146,8 @@ def _open_run(cfg: TrainConfig, log, command, given):
         cfg, changed = merge_resumed(ckpt.meta["config"], cfg, given, partial)
         for name, saved, new in changed:
             log(f"override: {option_name(name)} {saved!r} -> {new!r} (saved in {ckpt_path.name})")
+    if cfg.cache_dir is not None:
+        check_writable(cfg.cache_dir, "--cache-dir")
     cfg = dataclasses.replace(cfg, out=str(out))
     write_config_json(out, cfg, command)
     return ckpt, cfg

@@ -58,3 +58,14 @@ def test_without_a_command_line_what_differs_from_the_defaults_counts_as_given()
     older = {k: v for k, v in SAVED.items() if k != "label_smoothing"}   # a field the checkpoint predates
     cfg, _ = merge_resumed(older, TrainConfig())
     assert cfg.label_smoothing == TrainConfig().label_smoothing
+
+
+def test_runtime_options_not_given_keep_the_saved_values():
+    saved = TrainConfig(epochs=2, data_dir="../shared/data/cifar10", device="cpu", progress=False, tta_crops=0,
+                        out="runs/a").to_dict()
+    cfg, _ = merge_resumed(saved, TrainConfig(resume="last"), {"resume"})   # --resume last, nothing else
+    assert (cfg.epochs, cfg.data_dir, cfg.device, cfg.tta_crops) == (2, "../shared/data/cifar10", "cpu", 0)
+    assert (cfg.resume, cfg.progress, cfg.out) == ("last", True, None)   # this invocation's own
+    cfg, _ = merge_resumed(saved, TrainConfig(resume="last", epochs=30, data_dir="/data"), {"resume", "epochs",
+                                                                                           "data_dir"})
+    assert (cfg.epochs, cfg.data_dir) == (30, "/data")

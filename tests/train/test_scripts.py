@@ -188,7 +188,7 @@ def test_the_readme_commands_one_after_another(tmp_path):
 
     changed = _run(TRAIN, *data, "--resume", "--epochs", "2", "--lr", "0.1", *TINY, cwd=tmp_path)
     assert "--lr (saved 0.05, given 0.1)" in _one_line_error(changed)
-    resumed = _run(TRAIN, *data, "--resume", "last", "--epochs", "2", *TINY, cwd=tmp_path)
+    resumed = _run(TRAIN, "--resume", "last", "--epochs", "2", cwd=tmp_path)   # the data, device... as saved
     assert resumed.returncode == 0, resumed.stderr
     assert _lines(resumed)[0] == f"run: {second.relative_to(tmp_path)}" and "epoch 2/2:" in resumed.stdout
     assert re.fullmatch(TEST_LINE, _lines(resumed)[-1]) and "epoch 2;" in _lines(resumed)[-1]
