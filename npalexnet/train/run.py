@@ -72,7 +72,7 @@ from .loop import EpochStats, train_one_epoch
 from .protocol import Protocol, score_line, weights_name
 from .resume import merge_resumed, option_name
 from .runlog import RunLog, write_config_json
-from .runs import resolve_run
+from .runs import mark_latest, resolve_run
 from .step import NonFiniteLossError
 
 
@@ -386,6 +386,8 @@ class _Run:
             raise NonFiniteLossError(f"the weights became NaN or infinite during epoch {epoch + 1}")
         if self.comm.is_root:
             save_checkpoint(path, self.model, self.optimizer, self._meta(epoch, stats))
+            if path.name == LAST:
+                mark_latest(self.out, self.cfg.dataset)   # runs/<dataset>/latest: the run saved last
         if path.name == LAST:
             self.saved = (path, epoch)
 

@@ -3,7 +3,8 @@
 * A new run without ``--out`` gets ``runs/<dataset>/<YYYY-mm-dd_HHMMSS>``
   (``_2``, ``_3``... when two start in the same second), created
   exclusively, so runs never collide; ``runs/<dataset>/latest`` points at
-  the newest one (a symbolic link, where the file system has them).
+  the run that wrote a checkpoint most recently (a symbolic link, where the
+  file system has them), so it never leads to a run that failed at the start.
   ``--out DIR`` is used exactly as given, and a run already in it is never
   overwritten without ``--overwrite``.
 * ``--resume`` takes a run folder (its ``last.npz``), a checkpoint file, or
@@ -32,7 +33,7 @@ def runs_base(dataset: str, root=RUNS_ROOT) -> Path:
 
 
 def new_run_folder(base, now: float | None = None) -> Path:
-    """Create and return a new, empty ``base/<YYYY-mm-dd_HHMMSS>[_N]`` and point ``base/latest`` at it."""
+    """Create and return a new, empty ``base/<YYYY-mm-dd_HHMMSS>[_N]``."""
     base = Path(base)
     stamp = time.strftime("%Y-%m-%d_%H%M%S", time.localtime(now))
     base.mkdir(parents=True, exist_ok=True)
@@ -42,13 +43,16 @@ def new_run_folder(base, now: float | None = None) -> Path:
             folder.mkdir()   # exclusive: two runs started in the same second get different folders
         except FileExistsError:
             continue
-        _point_latest(base, folder)
         return folder
     raise CheckpointError(f"{base} has 10,000 runs started at {stamp}")   # pragma: no cover
 
 
-def _point_latest(base: Path, folder: Path) -> None:
-    """Replace ``base/latest`` by a relative link to ``folder`` (atomically; skipped where links are not allowed)."""
+def mark_latest(folder, dataset: str) -> None:
+    """Point ``runs/<dataset>/latest`` at ``folder`` when it is one of that dataset's run folders (an ``--out``
+    elsewhere is left alone). Atomic; skipped where the file system has no symbolic links."""
+    folder, base = Path(folder), runs_base(dataset)
+    if folder.parent.resolve() != base.resolve() or folder.name == LATEST:
+        return
     tmp = base / f".{LATEST}.{os.getpid()}.tmp"
     with contextlib.suppress(OSError):
         with contextlib.suppress(FileNotFoundError):

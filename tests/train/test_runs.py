@@ -8,7 +8,7 @@ import time
 import pytest
 
 from npalexnet.train import CheckpointError
-from npalexnet.train.runs import LATEST, latest_run, new_run_folder, resolve_run, runs_base
+from npalexnet.train.runs import LATEST, latest_run, mark_latest, new_run_folder, resolve_run, runs_base
 
 
 def test_new_runs_get_new_folders_even_in_the_same_second(tmp_path):
@@ -17,7 +17,19 @@ def test_new_runs_get_new_folders_even_in_the_same_second(tmp_path):
     assert [p.name for p in (first, second, third)] == ["2026-12-02_041233", "2026-12-02_041233_2",
                                                         "2026-12-02_041233_3"]
     assert all(p.is_dir() and not any(p.iterdir()) for p in (first, second, third))
-    assert (tmp_path / LATEST).resolve() == third.resolve()
+
+
+def test_latest_points_at_the_run_marked_last(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    base = runs_base("cifar10")
+    first, second = new_run_folder(base), new_run_folder(base, time.time() + 1)
+    assert not (base / LATEST).exists()   # nothing saved yet: nothing to point at
+    mark_latest(second, "cifar10")
+    assert (base / LATEST).resolve() == second.resolve()
+    mark_latest(first, "cifar10")
+    assert (base / LATEST).resolve() == first.resolve() and os.readlink(base / LATEST) == first.name
+    mark_latest(tmp_path / "elsewhere", "cifar10")   # an --out outside runs/<dataset>: left alone
+    assert (base / LATEST).resolve() == first.resolve()
 
 
 def _run_with_checkpoint(folder, age=0.0):

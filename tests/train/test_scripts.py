@@ -186,6 +186,9 @@ def test_the_readme_commands_one_after_another(tmp_path):
     assert first.parent == second.parent == tmp_path / "runs" / "cifar10" and first != second
     assert "20 train" in quick.stdout and "48 train" in default.stdout
 
+    failed = _run(TRAIN, "--data-dir", tmp_path / "nowhere", cwd=tmp_path)   # a run that fails at the start...
+    assert "no such directory" in _one_line_error(failed)
+    assert (tmp_path / "runs" / "cifar10" / "latest").resolve() == second.resolve()   # ...is never the latest
     changed = _run(TRAIN, *data, "--resume", "--epochs", "2", "--lr", "0.1", *TINY, cwd=tmp_path)
     assert "--lr (saved 0.05, given 0.1)" in _one_line_error(changed)
     resumed = _run(TRAIN, "--resume", "last", "--epochs", "2", cwd=tmp_path)   # the data, device... as saved
