@@ -8,7 +8,7 @@ checkpoint's normalisation and input size), and feeds the same tensors to
 * onnxruntime (the ``.onnx`` file, CPU),
 * PyTorch: ``torchvision.models.alexnet`` for the ``torchvision`` variant,
   else a torch module of the same layers
-  (:func:`npalexnet.inspect.torch_twin.to_torch` of a freshly initialised
+  (:func:`npalexnet.gradcheck.torch_twin.to_torch` of a freshly initialised
   model), loaded with ``load_state_dict`` from the ``.safetensors`` file.
 
 Prints, for each runtime, the largest absolute and relative logit difference
@@ -43,7 +43,7 @@ def torch_logits(meta, safetensors_path, images):
         import torchvision
         module = torchvision.models.alexnet(num_classes=kwargs["num_classes"], dropout=kwargs.get("dropout", 0.5))
     else:
-        from npalexnet.inspect.torch_twin import to_torch
+        from npalexnet.gradcheck.torch_twin import to_torch
         manual_seed(12345)   # other weights than the checkpoint's, until the file is loaded
         module = to_torch(build_model(kwargs), replay_dropout=False)
     module.load_state_dict(load_file(str(safetensors_path)))

@@ -6,8 +6,11 @@ Both networks start from identical weights (the torch twin is built from the
 npalexnet model and loads its state_dict), see identical batches in the same
 order, and take SGD steps with the same momentum and weight decay; dropout
 is off (its random masks are the one thing the two libraries would draw
-differently). If every forward and backward pass is right, the two loss
-curves lie on top of each other for hundreds of steps.
+differently). Before the first step, the output and every gradient on the
+first batch are held to the library's tolerance table
+(:func:`npalexnet.gradcheck.torch_compare.check_against_torch`, with a random
+upstream gradient). If every forward and backward pass is right, the two loss
+curves then lie on top of each other for hundreds of steps.
 
 The default is float64: the two libraries then differ only by the rounding
 of their summation orders (1e-16), and after 300 steps at lr 0.05 the losses
@@ -20,8 +23,11 @@ the loss over 300 steps, at lr 0.05 the two curves visibly part after about
 checks each one).
 
 The PNG shows both curves and, below, their absolute difference; the title
-gives the largest difference. The exit status is 1 when the largest
-difference exceeds ``--tolerance`` (relative to the loss).
+gives the largest difference. The exit status is 1 when the first-step check
+fails or the largest difference of the losses exceeds ``--tolerance``
+(relative to the loss: a bound on the whole run, which accumulates every
+step's rounding, so it is an option of its own and not an entry of the
+per-operation table), 2 for unreadable data.
 
 ``--width`` scales the CIFAR AlexNet (0.25 takes about 0.13 s per step for
 both libraries together on two cores at batch 32 in float64; 1.0 is the full
@@ -38,7 +44,8 @@ import numpy
 
 import npalexnet
 from npalexnet import nn, optim
-from npalexnet.inspect.batch import load_batch, random_batch
+from npalexnet.gradcheck import relative_error
+from npalexnet.inspect.batch import study_batch_for_script
 from npalexnet.models import alexnet
 
 
@@ -55,21 +62,29 @@ def batches(x, y, batch_size, steps, seed):
 
 def train_both(x, y, *, steps, batch_size, width, lr, momentum, weight_decay, label_smoothing, seed,
                dtype="float32", lrn=False):
-    """Train the npalexnet model and its torch twin; returns (npalexnet losses, torch losses, final weight error)."""
+    """Train the npalexnet model and its torch twin.
+
+    Returns:
+        ``(npalexnet losses, torch losses, final weight error, first-step Comparison)``: the
+        Comparison (:mod:`npalexnet.gradcheck.torch_compare`) holds the output and every gradient
+        of both nets on the first batch, before any step.
+    """
     import torch
 
-    from npalexnet.gradcheck import relative_error
-    from npalexnet.inspect.torch_twin import to_tensor, to_torch
+    from npalexnet.gradcheck.torch_compare import check_against_torch
+    from npalexnet.gradcheck.torch_twin import to_tensor, to_torch
 
     npalexnet.manual_seed(seed)
     model = alexnet("cifar", width=width, dropout=0.0, lrn=lrn).astype(dtype)
     twin = to_torch(model)
+    all_batches = list(batches(x.astype(dtype), y, batch_size, steps, seed))
+    first_step = check_against_torch(model, twin, all_batches[0][0], dtype=dtype, seed=seed, check=False)
     criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     opt = optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     topt = torch.optim.SGD(twin.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     tcrit = torch.nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     ours, theirs = [], []
-    for xb, yb in batches(x.astype(dtype), y, batch_size, steps, seed):
+    for xb, yb in all_batches:
         opt.zero_grad()
         loss = criterion(model(xb), yb)
         model.backward(criterion.backward())
@@ -82,8 +97,8 @@ def train_both(x, y, *, steps, batch_size, width, lr, momentum, weight_decay, la
         topt.step()
         theirs.append(float(tloss.detach()))
     tparams = dict(twin.named_parameters())
-    weight_error = max(relative_error(p.data, tparams[n].detach().numpy()) for n, p in model.named_parameters())
-    return numpy.array(ours), numpy.array(theirs), weight_error
+    weight_error = max(relative_error(p.data, tparams[n]) for n, p in model.named_parameters())
+    return numpy.array(ours), numpy.array(theirs), weight_error, first_step
 
 
 def plot(ours, theirs, path, title_extra=""):
@@ -134,19 +149,20 @@ def main(argv=None) -> int:
     if args.tolerance is None:
         args.tolerance = 1e-8 if args.dtype == "float64" else 1e-3
 
-    data = load_batch(args.data_dir, args.images, "train", args.seed)
-    if data is None:
-        print("NOTE: no CIFAR-10 data found: training on random Gaussian images with random labels "
-              "(pass --data-dir DIR)")
-        data = random_batch(args.images, args.seed)
-    x, y, _, source = data
-    print(f"{len(y)} images from {source}; {args.steps} steps of {args.batch_size}, CIFAR AlexNet width "
+    data = study_batch_for_script(args.data_dir, args.images, "train", args.seed)
+    x, y = data.x, data.y
+    print(f"{len(y)} images from {data.source}; {args.steps} steps of {args.batch_size}, CIFAR AlexNet width "
           f"{args.width}, {args.dtype}, SGD lr {args.lr} momentum {args.momentum} wd {args.weight_decay}")
     t0 = time.perf_counter()
-    ours, theirs, weight_error = train_both(
+    ours, theirs, weight_error, first_step = train_both(
         x, y, steps=args.steps, batch_size=args.batch_size, width=args.width, lr=args.lr,
         momentum=args.momentum, weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
         seed=args.seed, dtype=args.dtype, lrn=args.lrn)
+    worst_array, worst_error = first_step.worst
+    tol_value, tol_grad = first_step.tolerances["output"], first_step.tolerances["input"]
+    print(f"first batch against PyTorch autograd ({args.dtype} table: outputs {tol_value:g}, gradients "
+          f"{tol_grad:g}): {len(first_step.errors)} arrays, largest error {worst_error:.2e} ({worst_array})"
+          + ("" if first_step.passed else f": FAILED ({first_step.describe_failures()})"))
     diff = numpy.abs(ours - theirs)
     worst = float(diff.max() / max(numpy.abs(theirs).max(), 1e-12))
     plot(ours, theirs, args.out, f" ({args.dtype}, width {args.width})")
@@ -155,6 +171,9 @@ def main(argv=None) -> int:
     print(f"largest |loss difference| {diff.max():.3e} at step {int(diff.argmax()) + 1} "
           f"({worst:.2e} of the largest loss); weights after training differ by {weight_error:.2e} (relative)")
     print(f"plot: {args.out}")
+    if not first_step.passed:
+        print("FAILED: the first step's gradients disagree with PyTorch's beyond the tolerance table")
+        return 1
     if not worst <= args.tolerance:
         print(f"FAILED: the curves separate by more than {args.tolerance:g} of the loss")
         return 1

@@ -9,7 +9,7 @@ The same as ``python -m npalexnet.gradcheck``; exits non-zero if any check fails
 
 import sys
 
-from npalexnet.gradcheck import main
+from npalexnet.gradcheck.report import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -11,19 +11,21 @@ Prints, for every layer of the CIFAR AlexNet (forward order):
 2. the relative error of every array against PyTorch (same weights, same
    batch, same dropout masks, float32): each layer's output, the upstream
    gradient it received, the gradient it passed down and its parameter
-   gradients;
+   gradients, held to the library's float32 tolerance table
+   (:func:`npalexnet.gradcheck.torch_compare.compare`);
 3. the relative error of every gradient against finite differences in
-   float64, along random directions: parameter gradients by perturbing the
-   parameter, each layer's upstream gradient dL/dy by perturbing that layer's
-   *output* with a forward hook that returns ``y + h v``. The float64 batch
-   is dithered by 1e-3 so that flat image regions do not produce exact ties
-   in max-pool windows, and a direction whose segment crosses a kink (a ReLU
-   or a max-pool switching within h, detected by repeating the difference
-   with h/2) is drawn again.
+   float64, along directions (:func:`npalexnet.gradcheck.along_directions`):
+   parameter gradients by perturbing the parameter, each layer's upstream
+   gradient dL/dy by perturbing that layer's *output* with a forward hook
+   that returns ``y + h v``. The float64 batch is dithered by 1e-3 so that
+   flat image regions do not produce exact ties in max-pool windows, and a
+   direction whose segment crosses a kink (a ReLU or a max-pool switching
+   within h) is drawn again.
 
-It then applies one SGD step. The exit status is 1 if any check fails.
-With no CIFAR-10 data found (``--data-dir``, then ``data/cifar10``, ``data``)
-it runs on a random batch and says so.
+It then applies one SGD step. The exit status is 1 if any check fails, 2 for
+unreadable data. The batch is read through :mod:`npalexnet.data`
+(``--data-dir``, else ``data/cifar10``, ``data``); only when no CIFAR-10 data
+is found does it run on a random batch, and says so.
 """
 
 from __future__ import annotations
@@ -35,80 +37,15 @@ import numpy
 
 import npalexnet
 from npalexnet import backend, nn, optim
-from npalexnet.gradcheck import relative_error
+from npalexnet.gradcheck import TOLERANCE_NETWORK, along_directions, shifted
 from npalexnet.inspect import trace_step
-from npalexnet.inspect.batch import load_batch, random_batch
-from npalexnet.inspect.gradcheck_report import TORCH_TOLERANCES
+from npalexnet.inspect.batch import study_batch_for_script
 from npalexnet.models import alexnet
 
-#: Whole-network finite differences: a few of the thousands of ReLU/max-pool
-#: kinks fall within h along a direction, so errors sit near 1e-7..1e-6.
-FD_TOLERANCE = 1e-5
 
-
-KINKS = {"redrawn": 0}
-
-
-def along_directions(evaluate, analytic, rng, live=None, directions=2, h=1e-6, retries=5):
-    """Largest relative error of <g, v> against the central difference (L(+hv) - L(-hv)) / 2h.
-
-    ``evaluate(delta)`` returns the loss with the checked array shifted by
-    ``delta`` (a float64 host array of its shape). ``v`` mixes the analytic
-    gradient's direction with a random one (both unit length): a random
-    direction alone would see only |g|/sqrt(size) of a gradient with millions
-    of entries, below the rounding error of the loss. A gradient wrong in
-    direction or scale still disagrees. ``live`` masks entries left still.
-
-    Kinks: along a segment of length 2h a ReLU input or a max-pool pair may
-    cross over, and the loss is not differentiable there. When a direction
-    disagrees, the difference is taken again with h/2: along a smooth
-    segment both agree to ~h^2 (so the disagreement with ``g`` is real and
-    is reported), across a kink they do not, and a new direction is drawn.
-    """
-    g = backend.asnumpy(analytic).astype(numpy.float64)
-    live = numpy.ones(g.shape, dtype=bool) if live is None else live
-    g_live = g * live
-    g_unit = g_live / max(numpy.linalg.norm(g_live), 1e-300)
-
-    def rel(a, b):
-        return abs(a - b) / max(abs(a) + abs(b), 1e-300)
-
-    worst = 0.0
-    for _ in range(directions):
-        for _attempt in range(retries + 1):
-            r = rng.standard_normal(g.shape) * live
-            v = g_unit + r / numpy.linalg.norm(r)
-            v /= numpy.linalg.norm(v)
-            exact = float(numpy.sum(g * v))
-            numeric = (evaluate(h * v) - evaluate(-h * v)) / (2 * h)
-            err = rel(numeric, exact)
-            if err <= FD_TOLERANCE:
-                break
-            half = (evaluate(0.5 * h * v) - evaluate(-0.5 * h * v)) / h
-            if rel(half, numeric) < 0.1 * err:
-                break            # smooth along v: the disagreement is the gradient's
-            KINKS["redrawn"] += 1
-        worst = max(worst, err)
-    return worst
-
-
-def directional_error(loss, array, analytic, rng, directions=2, h=1e-6):
-    """:func:`along_directions` for an array the loss reads (a parameter, the input)."""
-    xp = backend.get_array_module(array)
-    original = array.copy()
-
-    def evaluate(delta):
-        array[...] = original + xp.asarray(delta)
-        try:
-            return loss()
-        finally:
-            array[...] = original
-
-    return along_directions(evaluate, analytic, rng, directions=directions, h=h)
-
-
-def output_directional_error(model, criterion, x, y, rec, rng, seed, directions=2, h=1e-6):
-    """The same check for dL/d(output of a layer): a forward hook adds delta to the output.
+def output_directional_check(model, criterion, x, y, rec, rng, seed, directions=2):
+    """:func:`~npalexnet.gradcheck.along_directions` for dL/d(output of a layer): a forward hook adds
+    the shift to the output.
 
     Outputs that are exactly 0 (dead ReLU units, and what LRN or dropout make
     of them) are left still: where several share a max-pool window they tie
@@ -124,14 +61,15 @@ def output_directional_error(model, criterion, x, y, rec, rng, seed, directions=
             return float(criterion(model(x), y))
 
     live = backend.asnumpy(rec.output) != 0
-    return along_directions(evaluate, rec.grad_output, rng, live, directions, h)
+    return along_directions(evaluate, rec.grad_output, rng, live=live, directions=directions,
+                            tolerance=TOLERANCE_NETWORK)
 
 
 def torch_step(model, x, y, label_smoothing):
     """The same step in PyTorch; per-layer output, grad_output, grad_input and parameter grads."""
     import torch
 
-    from npalexnet.inspect.torch_twin import to_tensor, to_torch
+    from npalexnet.gradcheck.torch_twin import to_tensor, to_torch
     twin = to_torch(model)         # built from the npalexnet weights; dropout replays our masks
     seen = {}
     for name, m in twin.named_modules():
@@ -159,17 +97,11 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     args = parser.parse_args(argv)
-    KINKS["redrawn"] = 0
 
-    batch = load_batch(args.data_dir, args.batch_size, "train", args.seed)
-    if batch is None:
-        where = args.data_dir or "data/cifar10, data"
-        print(f"NOTE: no CIFAR-10 data found in {where}: using a random batch instead "
-              f"(pass --data-dir DIR with the image folders or cifar-10-batches-py)")
-        batch = random_batch(args.batch_size, args.seed)
-    x, y, classes, source = batch
-    print(f"batch: {x.shape[0]} images {tuple(x.shape[1:])} from {source}; labels "
-          f"{', '.join(classes[int(t)] for t in y[:8])}{', ...' if len(y) > 8 else ''}")
+    batch = study_batch_for_script(args.data_dir, args.batch_size, "train", args.seed)
+    x, y = batch.x, batch.y
+    print(f"batch: {x.shape[0]} images {tuple(x.shape[1:])} from {batch.source}; labels "
+          f"{', '.join(batch.classes[int(t)] for t in y[:8])}{', ...' if len(y) > 8 else ''}")
 
     npalexnet.manual_seed(args.seed)
     model = alexnet("cifar", width=args.width, lrn=args.lrn)
@@ -193,38 +125,38 @@ def main(argv=None) -> int:
             print("\nPyTorch is not installed: comparison skipped (pip install -e \".[test]\")")
             args.no_torch = True
     if not args.no_torch:
+        from npalexnet.gradcheck.torch_compare import compare, sum_bound, tolerances
+
         # Re-run our forward so each dropout layer holds this step's mask for the twin to replay.
-        (tol_value, tol_grad), floor = TORCH_TOLERANCES["float32"]
+        tol_value, tol_grad = tolerances(numpy.float32)
         model.zero_grad()
         npalexnet.manual_seed(args.seed)
         model(x)
         seen, torch_grads, torch_loss = torch_step(model, x, y, args.label_smoothing)
         model.zero_grad()   # drop that forward's caches' gradients; the trace holds the step's
-        print(f"\n== Against PyTorch autograd (float32; pass: error <= {tol_value:g} for outputs, "
-              f"{tol_grad:g} for gradients, or every |difference| < {floor:g}) ==")
+        print(f"\n== Against PyTorch autograd (float32 tolerance table: error <= {tol_value:g} for outputs, "
+              f"{tol_grad:g} for gradients; * a bias gradient within the bound of a sum) ==")
         print(f"loss: npalexnet {trace.loss:.7f}, torch {torch_loss:.7f}")
         header = f"{'Layer':<14}{'Type':<19}{'output':>10}{'dL/dy':>10}{'dL/dx':>10}{'dL/dW':>10}{'dL/db':>10}"
         print(header + "\n" + "-" * len(header))
         for rec in trace:
             t = seen[rec.name]
+            gradients = {"dL/dy": (rec.grad_output, t["grad_output"]), "dL/dx": (rec.grad_input, t["grad_input"])}
+            bounds = {}
+            if "weight" in rec.param_grads:
+                gradients["dL/dW"] = (rec.param_grads["weight"], torch_grads[f"{rec.name}.weight"])
+            if "bias" in rec.param_grads:
+                gradients["dL/db"] = (rec.param_grads["bias"], torch_grads[f"{rec.name}.bias"])
+                bounds["dL/db"] = sum_bound(rec.grad_output, t["grad_output"], numpy.float32)
+            comparison = compare({"output": (rec.output, t["output"])}, gradients, numpy.float32,
+                                 sum_bounds=bounds, subject=rec.name)
             cells = []
-            pairs = [("output", rec.output, t["output"], tol_value),
-                     ("dL/dy", rec.grad_output, t["grad_output"], tol_grad),
-                     ("dL/dx", rec.grad_input, t["grad_input"], tol_grad)]
-            for pname in ("weight", "bias"):
-                if pname in rec.param_grads:
-                    pairs.append((f"dL/d{pname[0].upper() if pname == 'weight' else 'b'}",
-                                  rec.param_grads[pname], torch_grads[f"{rec.name}.{pname}"], tol_grad))
-            for label, ours, theirs, tol in pairs:
-                ours = backend.asnumpy(ours).astype(numpy.float64)
-                theirs = theirs.detach().double().numpy()
-                err = relative_error(ours, theirs)
-                ok = err <= tol or float(numpy.max(numpy.abs(ours - theirs))) < floor
-                cells.append(f"{err:.1e}" + ("" if ok else "!"))
-                if not ok:
-                    failures.append(f"torch: {rec.name} {label} error {err:.2e}")
-            while len(cells) < 5:
-                cells.append("-")
+            for label, err in comparison.errors.items():
+                mark = ("!" if label in comparison.failures else "*" if label in comparison.within_sum_bound
+                        else "")
+                cells.append(f"{err:.1e}{mark}")
+            failures += [f"torch: {rec.name} {label} error {err:.2e}" for label, err in comparison.failures.items()]
+            cells += ["-"] * (5 - len(cells))
             print(f"{rec.name:<14}{rec.kind:<19}" + "".join(f"{c:>10}" for c in cells))
 
     # ---- 3. against finite differences (float64, directional) ---------------------------------
@@ -242,33 +174,38 @@ def main(argv=None) -> int:
         npalexnet.manual_seed(args.seed)     # the same dropout masks on every evaluation
         return float(criterion(model64(x64), y))
 
+    def check_array(array, analytic):
+        return along_directions(shifted(loss64, array), analytic, rng, directions=args.directions,
+                                tolerance=TOLERANCE_NETWORK)
+
     print(f"\n== Against finite differences (float64, {args.directions} directions each, h=1e-6, "
-          f"batch dithered by 1e-3 to break exact ties; pass: error <= {FD_TOLERANCE:g}) ==")
+          f"batch dithered by 1e-3 to break exact ties; pass: error <= {TOLERANCE_NETWORK:g}) ==")
     header = f"{'Layer':<14}{'Type':<19}{'dL/dy':>10}{'dL/dW':>10}{'dL/db':>10}"
     print(header + "\n" + "-" * len(header))
+    redrawn = 0
     for rec in trace64:
-        cells = []
-        err = output_directional_error(model64, criterion, x64, y, rec, rng, args.seed, args.directions)
-        checks = [("dL/dy", err)]
+        checks = [("dL/dy", output_directional_check(model64, criterion, x64, y, rec, rng, args.seed,
+                                                     args.directions))]
         for pname in ("weight", "bias"):
             if pname in rec.param_grads:
-                p = getattr(rec.module, pname)
-                checks.append((f"dL/d{pname}", directional_error(loss64, p.data, rec.param_grads[pname], rng,
-                                                                 args.directions)))
-        for label, err in checks:
-            ok = err <= FD_TOLERANCE
-            cells.append(f"{err:.1e}" + ("" if ok else "!"))
+                checks.append((f"dL/d{pname}", check_array(getattr(rec.module, pname).data,
+                                                           rec.param_grads[pname])))
+        cells = []
+        for label, result in checks:
+            redrawn += result.redrawn
+            ok = result.error <= TOLERANCE_NETWORK
+            cells.append(f"{result.error:.1e}" + ("" if ok else "!"))
             if not ok:
-                failures.append(f"finite differences: {rec.name} {label} error {err:.2e}")
-        while len(cells) < 3:
-            cells.append("-")
+                failures.append(f"finite differences: {rec.name} {label} error {result.error:.2e}")
+        cells += ["-"] * (3 - len(cells))
         print(f"{rec.name:<14}{rec.kind:<19}" + "".join(f"{c:>10}" for c in cells))
-    err = directional_error(loss64, x64, trace64.records[0].grad_input, rng, args.directions)
-    print(f"{'input':<14}{'(the images)':<19}{err:>9.1e}" + ("" if err <= FD_TOLERANCE else "!"))
-    if err > FD_TOLERANCE:
-        failures.append(f"finite differences: input gradient error {err:.2e}")
-    if KINKS["redrawn"]:
-        print(f"({KINKS['redrawn']} direction(s) crossed a kink, a ReLU or max-pool switching within h, "
+    result = check_array(x64, trace64.records[0].grad_input)
+    redrawn += result.redrawn
+    print(f"{'input':<14}{'(the images)':<19}{result.error:>9.1e}" + ("" if result.error <= TOLERANCE_NETWORK else "!"))
+    if result.error > TOLERANCE_NETWORK:
+        failures.append(f"finite differences: input gradient error {result.error:.2e}")
+    if redrawn:
+        print(f"({redrawn} direction(s) crossed a kink, a ReLU or max-pool switching within h, "
               f"and were drawn again)")
 
     # ---- 4. the update ------------------------------------------------------------------------

@@ -58,11 +58,17 @@ DROPOUT_STREAM_BASE = 1 << 20
 
 
 def _mix(z, xp):
-    """The splitmix64 finaliser on a uint64 array (wrapping arithmetic)."""
+    """The splitmix64 finaliser on a uint64 array (wrapping arithmetic), in place: ``z`` is overwritten
+    and returned. (Large draws, a dropout mask of a million numbers, are memory-bound: writing into one
+    scratch array instead of a new one per operation keeps them a few passes over the data.)"""
     u = xp.uint64
-    z = (z ^ (z >> u(30))) * u(_M1)
-    z = (z ^ (z >> u(27))) * u(_M2)
-    return z ^ (z >> u(31))
+    scratch = xp.empty_like(z)
+    for shift, multiplier in ((30, _M1), (27, _M2), (31, None)):   # z ^= z >> s; z *= m
+        xp.right_shift(z, u(shift), out=scratch)
+        xp.bitwise_xor(z, scratch, out=z)
+        if multiplier is not None:
+            xp.multiply(z, u(multiplier), out=z)
+    return z
 
 
 def _mix_int(z: int) -> int:
@@ -91,7 +97,8 @@ def row_keys(seed: int, epoch: int, indices, stream: int, xp=None):
         xp = get_array_module(indices) if hasattr(indices, "dtype") else numpy
     scalar = _fold(_fold(_mix_int(int(seed)), int(epoch)), int(stream))
     idx = xp.asarray(indices).astype(xp.int64).astype(xp.uint64)
-    return _mix(_mix(idx + xp.uint64(_GAMMA), xp) ^ xp.uint64(scalar), xp)
+    first = _mix(idx + xp.uint64(_GAMMA), xp)
+    return _mix(xp.bitwise_xor(first, xp.uint64(scalar), out=first), xp)
 
 
 def bits(keys, count: int):
@@ -113,9 +120,11 @@ def uniform_from_keys(keys, shape, dtype=numpy.float64):
     words = bits(keys, count)
     dtype = numpy.dtype(dtype)
     if dtype == numpy.float32:
-        u = (words >> xp.uint64(40)).astype(xp.float32) * xp.float32(2.0 ** -24)
+        u = xp.right_shift(words, xp.uint64(40), out=words).astype(xp.float32)
+        u *= xp.float32(2.0 ** -24)
     else:
-        u = (words >> xp.uint64(11)).astype(xp.float64) * (2.0 ** -53)
+        u = xp.right_shift(words, xp.uint64(11), out=words).astype(xp.float64)
+        u *= 2.0 ** -53
         u = u.astype(dtype, copy=False)
     return u.reshape((keys.shape[0],) + shape)
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy
 
 from . import backend
+from .data import CIFAR10_MEAN, CIFAR10_STD
 
 
 # ----------------------------------------------------------------------------- conv1 filters
@@ -67,7 +68,7 @@ def filter_grid(weight, cols: int = 16, scale: int = 4, pad: int = 1, per_filter
     ``ceil(OC/cols)*(KH*scale + pad) + pad`` high. Channels beyond 3 show
     the first 3.
     """
-    w = numpy.asarray(weight, dtype=numpy.float64)
+    w = backend.asnumpy(weight).astype(numpy.float64)   # NumPy or CuPy (a device array is copied)
     oc, c, kh, kw = w.shape
     w = w[:, :3] if c >= 3 else w[:, :1]
     axes = (1, 2, 3)
@@ -213,9 +214,8 @@ def save_misclassified(images, y_true, y_pred, classes, path, max_images: int = 
     if images.dtype == numpy.uint8:
         pictures = images.astype(numpy.float32) / 255.0
     else:
-        from .inspect.batch import MEAN, STD
-        m = numpy.asarray(MEAN if mean is None else mean, dtype=numpy.float32).reshape(1, -1, 1, 1)
-        s = numpy.asarray(STD if std is None else std, dtype=numpy.float32).reshape(1, -1, 1, 1)
+        m = numpy.asarray(CIFAR10_MEAN if mean is None else mean, dtype=numpy.float32).reshape(1, -1, 1, 1)
+        s = numpy.asarray(CIFAR10_STD if std is None else std, dtype=numpy.float32).reshape(1, -1, 1, 1)
         pictures = numpy.clip(images * s + m, 0.0, 1.0)
     for ax, i in zip(axes.flat, wrong):
         img = pictures[i].transpose(1, 2, 0)

@@ -11,24 +11,24 @@ def test_get_array_module_is_numpy_for_host_arrays():
     assert backend.get_array_module(numpy.zeros(2), None) is numpy
 
 
-def test_resolve_device_names_and_env(monkeypatch):
+def test_resolve_device_names_and_the_device_setting():
     assert backend.resolve_device("cpu") == "cpu"
     assert backend.resolve_device(" CPU ") == "cpu"
-    monkeypatch.setenv("NPALEXNET_DEVICE", "cpu")
-    assert backend.get_device() == "cpu"
-    monkeypatch.setenv("NPALEXNET_DEVICE", "auto")
-    assert backend.get_device() == ("cuda" if backend.cupy_available() else "cpu")
+    with npalexnet.config.using(device="cpu"):
+        assert backend.get_device() == "cpu"
+    with npalexnet.config.using(device="auto"):
+        assert backend.get_device() == ("cuda" if backend.cupy_available() else "cpu")
     with pytest.raises(ValueError, match="expected 'cpu', 'cuda', 'cuda:N' or 'auto'"):
         backend.resolve_device("tpu")
 
 
-def test_set_device_overrides_env_and_resets(monkeypatch):
-    monkeypatch.setenv("NPALEXNET_DEVICE", "auto")
+def test_set_device_changes_the_default_and_none_goes_back_to_the_environment():
     try:
         assert npalexnet.set_device("cpu") == "cpu"
-        assert backend.get_device() == "cpu"
+        assert backend.get_device() == "cpu" and npalexnet.config.defaults().device == "cpu"
     finally:
         npalexnet.set_device(None)
+    assert npalexnet.config.defaults().device == npalexnet.config.environment_defaults().device
 
 
 @pytest.mark.skipif(backend.cupy_available(), reason="a GPU is present")

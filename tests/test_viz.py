@@ -6,6 +6,7 @@ from PIL import Image
 
 from npalexnet import nn, viz
 from npalexnet.models import alexnet
+from tests.devicearray import FakeDeviceArray
 
 
 def test_conv1_filter_grid_of_the_paper_net(tmp_path):
@@ -18,6 +19,11 @@ def test_conv1_filter_grid_of_the_paper_net(tmp_path):
     # Each tile is scaled to the full range on its own (the paper's figure).
     tile = pixels[1:45, 1:45]
     assert tile.min() == 0 and tile.max() == 255
+
+
+def test_filter_grid_of_weights_on_the_device():
+    weight = numpy.random.default_rng(0).standard_normal((8, 3, 5, 5)).astype(numpy.float32)
+    numpy.testing.assert_array_equal(viz.filter_grid(FakeDeviceArray(weight), cols=4), viz.filter_grid(weight, cols=4))
 
 
 def test_filters_from_a_checkpoint_file_and_a_state_dict(tmp_path):

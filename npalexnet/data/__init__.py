@@ -2,7 +2,7 @@
 uint8 array on the device, and augment batches there in array code.
 
 * :mod:`.sources`: ``load_dataset`` (local copies in several layouts, or the published files downloaded)
-* :mod:`.cifar_pickle`, :mod:`.fashionmnist`, :mod:`.imagefolder`: the readers
+* :mod:`.cifar_pickle`, :mod:`.fashionmnist`, :mod:`.imagefolder`, :mod:`.arrays`: the readers
 * :mod:`.download`: published files fetched with urllib, MD5-checked, unpacked whole or not at all
 * :mod:`.split`: seeded stratified validation split and subsets
 * :mod:`.augment`: crop/flip/normalise/resize on NumPy or CuPy
@@ -12,6 +12,7 @@ uint8 array on the device, and augment batches there in array code.
 """
 
 from .augment import CIFAR10_MEAN, CIFAR10_STD, Preprocess, channel_stats, crop_flip, hflip, normalize, resize
+from .cifar_pickle import CLASSES as CIFAR10_CLASSES
 from .dataset import Dataset, Split
 from .download import DownloadError
 from .errors import DataError, DataNotFoundError
@@ -21,6 +22,7 @@ from .sources import DATASETS, load_dataset
 from .split import stratified_sample, stratified_split
 
 __all__ = [
+    "CIFAR10_CLASSES",
     "CIFAR10_MEAN",
     "CIFAR10_STD",
     "DATASETS",

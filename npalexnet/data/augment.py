@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy
 
 from .. import random_streams
-from ..backend import get_array_module
+from ..backend import asnumpy, get_array_module
 
 #: Per-channel mean and standard deviation of CIFAR-10's training images (pixels in [0, 1]).
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -137,13 +137,12 @@ def channel_stats(images, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[f
     """Per-channel mean and std of (N, C, H, W) uint8 images, pixels scaled to [0, 1].
 
     Summed in float64 chunk by chunk (a float64 copy of the whole split would
-    be 8x its size).
+    be 8x its size), on the host (images on a GPU are copied a chunk at a time).
     """
-    images = numpy.asarray(images)
     c = images.shape[1]
     total, total_sq, count = numpy.zeros(c), numpy.zeros(c), 0
     for start in range(0, images.shape[0], chunk):
-        part = images[start:start + chunk].astype(numpy.float64) / 255.0
+        part = asnumpy(images[start:start + chunk]).astype(numpy.float64) / 255.0
         total += part.sum(axis=(0, 2, 3))
         total_sq += (part * part).sum(axis=(0, 2, 3))
         count += part.shape[0] * part.shape[2] * part.shape[3]

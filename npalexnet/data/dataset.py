@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy
 
+from .errors import DataError
+
 
 @dataclass
 class Split:
@@ -44,7 +46,8 @@ class Dataset:
     """A training split, the official test split, and the class names.
 
     ``source`` says where the arrays came from (a path or a torchvision name),
-    for the log line and the error messages.
+    for the log line and the error messages. Every label must index a class
+    (a :class:`~npalexnet.data.DataError` otherwise).
     """
 
     name: str
@@ -52,6 +55,16 @@ class Dataset:
     test: Split
     classes: list[str]
     source: str = ""
+
+    def __post_init__(self):
+        # Checked once here, on the host, so that a training step needs no per-batch check of its
+        # labels (on a GPU, each such check is a device-to-host synchronisation).
+        for which, split in (("training", self.train), ("test", self.test)):
+            bad = (split.labels < 0) | (split.labels >= len(self.classes))
+            if bad.any():
+                raise DataError(f"{self.name} {which} split ({self.source or 'in memory'}): label "
+                                f"{int(split.labels[bad][0])} is outside [0, {len(self.classes)}), "
+                                f"the {len(self.classes)} classes {_preview(self.classes)}")
 
     @property
     def in_channels(self) -> int:
@@ -68,3 +81,9 @@ def nhwc_to_nchw(images) -> numpy.ndarray:
     if images.ndim == 3:
         images = images[:, :, :, None]
     return numpy.ascontiguousarray(images.transpose(0, 3, 1, 2))
+
+
+def _preview(names, count: int = 4) -> str:
+    """The first few class names, for messages."""
+    shown = ", ".join(str(n) for n in names[:count])
+    return f"({shown}{', ...' if len(names) > count else ''})"

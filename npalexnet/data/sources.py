@@ -3,8 +3,9 @@
 ``load_dataset`` is the one entry point the training program calls. Where it
 looks, in order:
 
-* ``--data-dir DIR`` given: ``DIR`` (or ``DIR/cifar-10-batches-py``) with
-  CIFAR-10's pickled batches; an ImageFolder tree
+* ``--data-dir DIR`` given: ``DIR/train.npz`` + ``DIR/test.npz``, decoded
+  uint8 arrays (:mod:`.arrays`, any dataset); ``DIR`` (or
+  ``DIR/cifar-10-batches-py``) with CIFAR-10's pickled batches; an ImageFolder tree
   ``DIR/train/<class>/*`` + ``DIR/test/<class>/*`` or ``DIR/<class>/*``;
   for FashionMNIST, the four idx files in ``DIR`` or ``DIR/FashionMNIST/raw``.
   Never downloads.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .arrays import TEST_FILE, TRAIN_FILE, find_arrays_dir, load_arrays
 from .cifar_pickle import download_cifar10, find_batches_dir, load_cifar_batches
 from .dataset import Dataset
 from .errors import DataNotFoundError
@@ -29,7 +31,8 @@ DATASETS = ("cifar10", "fashionmnist", "imagefolder")
 DEFAULT_ROOT = "./data"
 
 HINT = ("point --data-dir at a local copy: a folder holding cifar-10-batches-py/ (the official archive, "
-        "unpacked), or an ImageFolder tree DIR/train/<class>/*.jpg and DIR/test/<class>/*.jpg")
+        "unpacked), an ImageFolder tree DIR/train/<class>/*.jpg and DIR/test/<class>/*.jpg, or decoded "
+        "arrays DIR/train.npz and DIR/test.npz")
 
 #: name -> (find a local copy under a folder, download into a folder, read the copy found)
 PUBLISHED = {
@@ -81,6 +84,8 @@ def load_dataset(name: str = "cifar10", data_dir=None, *, root=DEFAULT_ROOT, dow
     data_dir = Path(data_dir).expanduser()
     if not data_dir.is_dir():
         raise DataNotFoundError(f"--data-dir {data_dir}: no such directory; {HINT}")
+    if find_arrays_dir(data_dir) is not None:
+        return load_arrays(data_dir, name)
     if name in PUBLISHED:
         find, _, read = PUBLISHED[name]
         local = find(data_dir)
@@ -89,7 +94,8 @@ def load_dataset(name: str = "cifar10", data_dir=None, *, root=DEFAULT_ROOT, dow
     if is_imagefolder(data_dir / "train") or is_imagefolder(data_dir):
         return load_imagefolder(data_dir, image_size, channels, name=name, seed=seed,
                                 cache_dir=cache_dir, workers=workers, log=log)
-    looked = [f"{data_dir}/train/<class>/*{{{','.join(EXTENSIONS[:2])},...}}", f"{data_dir}/<class>/*"]
+    looked = [f"{data_dir}/{TRAIN_FILE} + {TEST_FILE}",
+              f"{data_dir}/train/<class>/*{{{','.join(EXTENSIONS[:2])},...}}", f"{data_dir}/<class>/*"]
     if name == "cifar10":
         looked.insert(0, f"{data_dir}/cifar-10-batches-py/data_batch_1..5 + test_batch")
     if name == "fashionmnist":

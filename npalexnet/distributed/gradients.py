@@ -26,7 +26,7 @@ import time
 
 import numpy
 
-from ..backend import get_array_module
+from ..backend import get_array_module, is_cupy_array
 from ..nn.module import Module, Parameter
 from .communicator import Communicator
 
@@ -73,7 +73,10 @@ class GradientAverager:
     Attributes:
         buffer: the :class:`FusedBuffer` (allocated on first use, on the
             parameters' device, in their dtype).
-        last_seconds: wall time of the last allreduce (benchmarks read it).
+        last_seconds: how long the last allreduce took (benchmarks read it): wall time for host
+            buffers; for device buffers the time between two CUDA events recorded around it on the
+            stream (NCCL returns once the reduction is queued, so a host clock would measure the
+            queueing). Reading it then waits for the reduction to finish; training never reads it.
     """
 
     def __init__(self, params, comm: Communicator):
@@ -88,7 +91,8 @@ class GradientAverager:
                             "cast the model with .astype() first")
         self.comm = comm
         self.buffer: FusedBuffer | None = None
-        self.last_seconds = 0.0
+        self._seconds = 0.0
+        self._events = None   # (start, stop) CUDA events of the last allreduce of a device buffer
 
     def _ensure_buffer(self) -> FusedBuffer:
         xp = get_array_module(self.params[0].data)
@@ -129,7 +133,25 @@ class GradientAverager:
                                  f"{global_count} samples")
             return
         self.pack(local_count / global_count)
-        start = time.perf_counter()
-        self.comm.allreduce(self.buffer.flat)
-        self.last_seconds = time.perf_counter() - start
+        flat = self.buffer.flat
+        if is_cupy_array(flat):
+            cuda = get_array_module(flat).cuda
+            self._events = (cuda.Event(), cuda.Event())
+            self._events[0].record()
+            self.comm.allreduce(flat)
+            self._events[1].record()
+        else:
+            start = time.perf_counter()
+            self.comm.allreduce(flat)
+            self._seconds, self._events = time.perf_counter() - start, None
         self.unpack()
+
+    @property
+    def last_seconds(self) -> float:
+        """Seconds the last allreduce took (see the class docstring)."""
+        if self._events is not None:
+            start, stop = self._events
+            stop.synchronize()
+            self._seconds = get_array_module(self.buffer.flat).cuda.get_elapsed_time(start, stop) / 1000.0
+            self._events = None
+        return self._seconds

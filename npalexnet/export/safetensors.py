@@ -5,7 +5,7 @@ BatchNorm's running statistics), whose names are torch's for the same
 architecture, so the file loads with ``torch_module.load_state_dict(
 safetensors.torch.load_file(path))`` into ``torchvision.models.alexnet``
 (the ``torchvision`` variant) or a torch module of the same layers (the
-others; :func:`npalexnet.inspect.torch_twin.to_torch` builds one). The
+others; :func:`npalexnet.gradcheck.torch_twin.to_torch` builds one). The
 header's ``__metadata__`` holds the table of :mod:`.metadata` (model
 arguments, class names, normalisation, the npalexnet version).
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy
 
 from . import memory, numba_kernels
+from .im2col_conv import Im2colConv
 from .seam import Implementation, Probe, on_cpu_float, register
 
 
@@ -25,48 +26,17 @@ def _cn_contiguous(x) -> bool:
     return isinstance(x, Probe) or (x.ndim >= 2 and x.swapaxes(0, 1).flags.c_contiguous)
 
 
-class NumbaIm2colConv(Implementation):
-    """Conv2d as im2col + one GEMM per group, with numba im2col/col2im; the im2col matrix is reused
-    as the gradient with respect to it once the weight gradient has consumed it."""
+def _numba_unfold(x, layer, out_hw, out):
+    numba_kernels.im2col(x, layer.kernel_size, layer.stride, layer.padding, out_hw, out=out)
 
-    seam, name = "conv2d", "im2col + GEMM, numba im2col"
 
-    def applies(self, layer, x, settings) -> bool:
-        return _numba_applies(x, settings)
+def _numba_fold(dcol, x_shape, layer, out_hw):
+    return numba_kernels.col2im(dcol, x_shape, layer.kernel_size, layer.stride, layer.padding, out_hw,
+                                out=memory.empty_cn(x_shape, dcol.dtype, dcol))
 
-    def forward(self, layer, x):
-        n, oc, oh, ow = layer.output_shape(x.shape)
-        g = layer.groups
-        kh, kw = layer.kernel_size
-        col = memory.empty((layer.in_channels * kh * kw, n * oh * ow), x.dtype, x)
-        numba_kernels.im2col(x, layer.kernel_size, layer.stride, layer.padding, (oh, ow), out=col)
-        w = layer.weight.data.reshape(g, oc // g, -1)
-        y = memory.empty((oc, n, oh, ow), x.dtype, x)
-        numpy.matmul(w, col.reshape(g, -1, col.shape[1]), out=y.reshape(g, oc // g, -1))
-        if layer.bias is not None:
-            y += layer.bias.data.reshape(oc, 1, 1, 1)
-        return y.transpose(1, 0, 2, 3), (col, x.shape)
 
-    def backward(self, layer, state, grad_out, input_grad):
-        col, x_shape = state
-        n, oc, oh, ow = grad_out.shape
-        g = layer.groups
-        # (OC, N*L): free when grad_out arrives in the (OC, N, OH, OW) memory layout.
-        dy = numpy.ascontiguousarray(grad_out.transpose(1, 0, 2, 3)).reshape(g, oc // g, n * oh * ow)
-        if layer.bias is not None:
-            layer.bias.accumulate_grad(dy.reshape(oc, -1).sum(axis=1))
-        col_g = col.reshape(g, -1, col.shape[1])
-        dw = memory.empty(layer.weight.shape, grad_out.dtype, grad_out)
-        for i in range(g):   # one 2-D product per group: a batched one would copy col_g[i].T
-            numpy.matmul(dy[i], col_g[i].T, out=dw.reshape(g, oc // g, -1)[i])
-        layer.weight.accumulate_grad(dw)
-        if not input_grad:
-            return None
-        dcol = col   # col has given its last use (dw): the gradient with respect to it overwrites it
-        w = layer.weight.data.reshape(g, oc // g, -1)
-        numpy.matmul(w.transpose(0, 2, 1), dy, out=dcol.reshape(g, -1, col.shape[1]))
-        return numba_kernels.col2im(dcol, x_shape, layer.kernel_size, layer.stride, layer.padding,
-                                    (oh, ow), out=memory.empty_cn(x_shape, dcol.dtype, dcol))
+#: Conv2d as im2col + GEMM with the numba im2col/col2im (:mod:`.im2col_conv`).
+NUMBA_IM2COL_CONV = Im2colConv("im2col + GEMM, numba im2col", _numba_applies, _numba_unfold, _numba_fold)
 
 
 class NumbaMaxPool(Implementation):
@@ -176,5 +146,5 @@ class NumbaSGD(Implementation):
                                  group["nesterov"], first)
 
 
-for _implementation in (NumbaIm2colConv(), NumbaMaxPool(), NumbaLRN(), NumbaReLU(), TransposedLinear(), NumbaSGD()):
+for _implementation in (NUMBA_IM2COL_CONV, NumbaMaxPool(), NumbaLRN(), NumbaReLU(), TransposedLinear(), NumbaSGD()):
     register(_implementation)

@@ -370,8 +370,11 @@ def _geometry(x_shape, kernel, stride, padding):
 # ----------------------------------------------------------------------------
 
 
-def im2col(x, kernel, stride, padding):
-    """As :func:`npalexnet.nn.im2col.im2col`: (N, C, H, W) -> (C*KH*KW, N*OH*OW)."""
+def im2col(x, kernel, stride, padding, out=None):
+    """As :func:`npalexnet.nn.im2col.im2col`: (N, C, H, W) -> (C*KH*KW, N*OH*OW).
+
+    ``out``: a C-contiguous array of that shape and x's dtype to write into (a workspace), else a new one.
+    """
     xp = _array_module(x)
     scalar = _scalar_name(x)
     n, c, _, _ = x.shape
@@ -379,7 +382,13 @@ def im2col(x, kernel, stride, padding):
     oh, ow, dims = _geometry(x.shape, kernel, stride, padding)
     rows, cols = c * kh * kw, n * oh * ow
     _i32(rows, cols)
-    col = xp.empty((rows, cols), dtype=x.dtype)
+    if out is None:
+        col = xp.empty((rows, cols), dtype=x.dtype)
+    elif tuple(out.shape) != (rows, cols) or out.dtype != x.dtype or not out.flags.c_contiguous:
+        raise ValueError(f"im2col: out must be a C-contiguous {(rows, cols)} {x.dtype} array, got "
+                         f"{tuple(out.shape)} {out.dtype}{'' if out.flags.c_contiguous else ' (not contiguous)'}")
+    else:
+        col = out
     launcher.launch("npa_im2col", scalar, "uint8", col.size,
                     (x, col, numpy.int64(col.size), numpy.int64(cols)) + dims + _estrides(x))
     return col
@@ -452,19 +461,19 @@ def maxpool2d_backward(grad_out, argmax, x_shape, kernel, stride, padding):
     return dx.transpose(1, 0, 2, 3)
 
 
-def _lrn_layout(x):
-    """Thread order and output allocation: (C, N, H, W) memory when x is laid out so."""
-    cn_order = abs(x.strides[1]) > abs(x.strides[0]) and x.shape[0] > 1
-    return cn_order
+def _cn_order(x) -> bool:
+    """Whether ``x`` (N, C, ...) is laid out as (C, N, ...) memory (its channel stride is the larger):
+    the thread order and output layout the kernels then use."""
+    return x.ndim >= 2 and abs(x.strides[1]) > abs(x.strides[0]) and x.shape[0] > 1
 
 
 def _empty_in_order(xp, shape, dtype, cn_order):
-    """``(buffer, view)``: a C-contiguous buffer in thread order, and its (N, C, H, W) view."""
-    n, c, h, w = shape
+    """``(buffer, view)``: a C-contiguous buffer in thread order ((C, N, ...) or (N, C, ...)), and its
+    view of the logical shape."""
     if cn_order:
-        buffer = xp.empty((c, n, h, w), dtype=dtype)
-        return buffer, buffer.transpose(1, 0, 2, 3)
-    buffer = xp.empty(shape, dtype=dtype)
+        buffer = xp.empty((shape[1], shape[0]) + tuple(shape[2:]), dtype=dtype)
+        return buffer, buffer.swapaxes(0, 1)
+    buffer = xp.empty(tuple(shape), dtype=dtype)
     return buffer, buffer
 
 
@@ -478,7 +487,7 @@ def lrn_forward(x, size, alpha, beta, k):
     scalar = _scalar_name(x)
     if x.ndim != 4:
         raise ValueError(f"lrn_forward: expected a 4-D input, got shape {tuple(x.shape)}")
-    cn_order = _lrn_layout(x)
+    cn_order = _cn_order(x)
     (y_buf, y), (s_buf, scale), (p_buf, scale_pow) = (
         _empty_in_order(xp, x.shape, x.dtype, cn_order) for _ in range(3))
     t = x.dtype.type
@@ -496,7 +505,7 @@ def lrn_backward(grad_out, x, scale, scale_pow, size, alpha, beta):
     shapes = {tuple(a.shape) for a in (grad_out, x, scale, scale_pow)}
     if len(shapes) != 1 or grad_out.ndim != 4:
         raise ValueError(f"lrn_backward: expected four 4-D arrays of one shape, got {shapes}")
-    cn_order = _lrn_layout(x)
+    cn_order = _cn_order(x)
     dx_buf, dx = _empty_in_order(xp, x.shape, grad_out.dtype, cn_order)
     launcher.launch("npa_lrn_bwd", scalar, "uint8", x.size,
                     (grad_out, x, scale, scale_pow, dx_buf, numpy.int64(x.size)) + _i32(*x.shape, int(cn_order))
@@ -507,12 +516,24 @@ def lrn_backward(grad_out, x, scale, scale_pow, size, alpha, beta):
 
 
 def relu_forward(x):
-    """``(x * (x > 0), x > 0)`` in one pass: the ReLU output and its mask."""
+    """``(x * (x > 0), x > 0)`` in one pass: the ReLU output and its mask, in x's memory layout.
+
+    The outputs are allocated here and passed to the kernel: CuPy would allocate them C-ordered,
+    turning the (C, N, H, W) memory a convolution writes into (N, C, H, W) memory, which the next
+    layer then reads with strides.
+    """
     _scalar_name(x)
-    return launcher.elementwise("npa_relu_fwd", x)
+    cn_order = _cn_order(x)
+    xp = _array_module(x)
+    (_, y), (_, mask) = (_empty_in_order(xp, x.shape, dtype, cn_order) for dtype in (x.dtype, numpy.bool_))
+    launcher.elementwise("npa_relu_fwd", x, y, mask)
+    return y, mask
 
 
 def mask_scale(a, mask, scale):
-    """``a * mask * scale`` in one pass (dropout forward and backward)."""
+    """``a * mask * scale`` in one pass (dropout forward and backward; ReLU backward with scale 1),
+    in a's memory layout (see :func:`relu_forward`)."""
     _scalar_name(a)
-    return launcher.elementwise("npa_mask_scale", a, mask, a.dtype.type(scale))
+    _, out = _empty_in_order(_array_module(a), a.shape, a.dtype, _cn_order(a))
+    launcher.elementwise("npa_mask_scale", a, mask, a.dtype.type(scale), out)
+    return out

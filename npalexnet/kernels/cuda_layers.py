@@ -12,8 +12,8 @@ checked without a GPU.
 
 from __future__ import annotations
 
-from ..backend import get_array_module
 from . import cuda_kernels
+from .im2col_conv import Im2colConv
 from .seam import Implementation, on_gpu, register
 
 
@@ -25,49 +25,27 @@ def _on_gpu_float(x) -> bool:
 
 class _CudaImplementation(Implementation):
     name = "CUDA kernels"
+    devices = ("cuda",)
 
     def applies(self, layer, x, settings) -> bool:
-        return settings.cuda_kernels and _on_gpu_float(x)
+        return _cuda_applies(x, settings)
 
 
-class CudaIm2colConv(_CudaImplementation):
-    """Conv2d as im2col + one GEMM per group (cuBLAS), with the CUDA im2col and gather col2im."""
+def _cuda_applies(x, settings) -> bool:
+    return settings.cuda_kernels and _on_gpu_float(x)
 
-    seam, name = "conv2d", "im2col + GEMM, CUDA im2col"
 
-    def forward(self, layer, x):
-        xp = get_array_module(x)
-        n, oc, oh, ow = layer.output_shape(x.shape)
-        g = layer.groups
-        col = cuda_kernels.im2col(x, layer.kernel_size, layer.stride, layer.padding)   # (C*KH*KW, N*L)
-        w = layer.weight.data.reshape(g, oc // g, -1)
-        y = xp.empty((oc, n, oh, ow), dtype=x.dtype)
-        col_g, y_g = col.reshape(g, -1, col.shape[1]), y.reshape(g, oc // g, -1)
-        for i in range(g):
-            xp.matmul(w[i], col_g[i], out=y_g[i])
-        if layer.bias is not None:
-            y += layer.bias.data.reshape(oc, 1, 1, 1)
-        return y.transpose(1, 0, 2, 3), (col, x.shape)
+def _cuda_unfold(x, layer, out_hw, out):
+    cuda_kernels.im2col(x, layer.kernel_size, layer.stride, layer.padding, out=out)   # straight into the workspace
 
-    def backward(self, layer, state, grad_out, input_grad):
-        xp = get_array_module(grad_out)
-        col, x_shape = state
-        n, oc, oh, ow = grad_out.shape
-        g = layer.groups
-        dy = xp.ascontiguousarray(grad_out.transpose(1, 0, 2, 3)).reshape(g, oc // g, n * oh * ow)
-        if layer.bias is not None:
-            layer.bias.accumulate_grad(dy.reshape(oc, -1).sum(axis=1))
-        col_g = col.reshape(g, -1, col.shape[1])
-        dw = xp.empty(layer.weight.shape, dtype=grad_out.dtype)
-        for i in range(g):   # one 2-D product per group: a batched one would copy col_g[i].T
-            xp.matmul(dy[i], col_g[i].T, out=dw.reshape(g, oc // g, -1)[i])
-        layer.weight.accumulate_grad(dw)
-        if not input_grad:
-            return None
-        w = layer.weight.data.reshape(g, oc // g, -1)
-        for i in range(g):   # col has given its last use: dcol overwrites it
-            xp.matmul(w[i].T, dy[i], out=col_g[i])
-        return cuda_kernels.col2im(col, x_shape, layer.kernel_size, layer.stride, layer.padding)
+
+def _cuda_fold(dcol, x_shape, layer, out_hw):
+    return cuda_kernels.col2im(dcol, x_shape, layer.kernel_size, layer.stride, layer.padding)
+
+
+#: Conv2d as im2col + GEMM (cuBLAS) with the CUDA im2col and gather col2im (:mod:`.im2col_conv`).
+CUDA_IM2COL_CONV = Im2colConv("im2col + GEMM, CUDA im2col", _cuda_applies, _cuda_unfold, _cuda_fold,
+                              devices=("cuda",))
 
 
 class CudaMaxPool(_CudaImplementation):
@@ -107,7 +85,8 @@ class CudaReLU(_CudaImplementation):
         return cuda_kernels.relu_forward(x)   # (y, mask) in one pass
 
     def backward(self, layer, state, grad_out, input_grad):
-        return grad_out * state
+        # grad_out * mask, in grad_out's memory layout (a CuPy product would come back C-ordered)
+        return cuda_kernels.mask_scale(grad_out, state, 1.0)
 
 
 class CudaDropout(_CudaImplementation):
@@ -127,5 +106,5 @@ class CudaDropout(_CudaImplementation):
         return cuda_kernels.mask_scale(grad_out, state, 1.0 / (1.0 - layer.p))
 
 
-for _implementation in (CudaIm2colConv(), CudaMaxPool(), CudaLRN(), CudaReLU(), CudaDropout()):
+for _implementation in (CUDA_IM2COL_CONV, CudaMaxPool(), CudaLRN(), CudaReLU(), CudaDropout()):
     register(_implementation)

@@ -22,6 +22,7 @@ class Implementation:
 
     seam = ""
     name = ""
+    devices = ("cpu",)   # where it can run: "cpu" (NumPy arrays), "cuda" (CuPy arrays)
 
     def applies(self, layer, x, settings) -> bool:
         raise NotImplementedError

@@ -400,6 +400,7 @@ class WinogradConv(Implementation):
     """The ``"conv2d"`` seam's Winograd implementation (see the module docstring)."""
 
     seam, name = "conv2d", "Winograd"
+    devices = ("cpu", "cuda")
 
     def applies(self, layer, x, settings) -> bool:
         fits = applies(layer.kernel_size, layer.stride)

@@ -31,6 +31,14 @@ def check_array(module, x, ndim: int, layout: str, channels: int | None = None,
         raise TypeError(f"{module!r}: expected a floating-point input, got dtype {x.dtype}")
 
 
+def check_window_fits(module, x, kernel, padding) -> None:
+    """The (padded) spatial size of ``x`` (N, C, H, W) must hold one window of ``kernel``."""
+    (kh, kw), (ph, pw) = kernel, padding
+    if x.shape[2] + 2 * ph < kh or x.shape[3] + 2 * pw < kw:
+        raise ValueError(f"{module!r}: input of spatial size {tuple(x.shape[2:])} (padding {tuple(padding)}) "
+                         f"is smaller than the kernel {tuple(kernel)}")
+
+
 def check_matches_params(module, x, param) -> None:
     """The input must have the parameters' dtype and live on their device."""
     if backend.get_array_module(x) is not backend.get_array_module(param.data):

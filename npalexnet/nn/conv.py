@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from ..backend import get_array_module
 from . import init
-from ._utils import check_array, check_matches_params, pair
-from .im2col import col2im, conv_output_size, im2col
+from ._utils import check_array, check_matches_params, check_window_fits, pair
+from .im2col import col2im, im2col, output_shape
 from .module import Module, Parameter
 
 #: The values of ``Conv2d(algorithm=...)``.
@@ -103,16 +103,11 @@ class Conv2d(Module):
     def check_input(self, x):
         check_array(self, x, 4, "(N, C, H, W)", self.in_channels)
         check_matches_params(self, x, self.weight)
-        (kh, kw), (ph, pw) = self.kernel_size, self.padding
-        if x.shape[2] + 2 * ph < kh or x.shape[3] + 2 * pw < kw:
-            raise ValueError(f"{self!r}: input of spatial size {tuple(x.shape[2:])} (padding "
-                             f"{self.padding}) is smaller than the kernel {self.kernel_size}")
+        check_window_fits(self, x, self.kernel_size, self.padding)
 
     def output_shape(self, input_shape):
         """(N, OC, OH, OW) for an input of shape (N, C, H, W)."""
-        n, _, h, w = input_shape
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        return (n, self.out_channels, conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw))
+        return output_shape(input_shape, self.out_channels, self.kernel_size, self.stride, self.padding)
 
     def multiply_adds(self, input_shape) -> int:
         n, oc, oh, ow = self.output_shape(input_shape)

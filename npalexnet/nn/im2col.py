@@ -45,6 +45,13 @@ def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
     return (size + 2 * padding - kernel) // stride + 1
 
 
+def output_shape(input_shape, channels: int, kernel, stride, padding) -> tuple:
+    """(N, channels, OH, OW) of a window operation (convolution, pooling) on (N, C, H, W)."""
+    n, _, h, w = input_shape
+    return (n, channels) + tuple(conv_output_size(size, k, s, p)
+                                 for size, k, s, p in zip((h, w), kernel, stride, padding))
+
+
 def im2col(x, kernel, stride, padding):
     """Unfold windows of ``x`` into columns, in plain array code.
 

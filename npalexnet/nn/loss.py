@@ -24,21 +24,30 @@ class CrossEntropyLoss(Module):
     :math:`\partial z = (p - q) / N`, for the sum :math:`\partial z = p - q`,
     times the upstream scalar gradient. Finite for logits of any magnitude
     (log-sum-exp never exponentiates a positive number).
+
+    Every call checks that the targets lie in [0, K) (an index outside would
+    read another row's value: CuPy wraps indices around instead of raising).
+    ``check_targets=False`` leaves that to the caller, who must have checked
+    the labels once (the training program: :class:`npalexnet.data.Dataset`
+    checks each split when it is loaded); on a GPU the per-call check is a
+    device-to-host synchronisation in every step.
     """
 
     saved_for_backward = ("log_p", "targets")
 
-    def __init__(self, label_smoothing: float = 0.0, reduction: str = "mean"):
+    def __init__(self, label_smoothing: float = 0.0, reduction: str = "mean", check_targets: bool = True):
         super().__init__()
         if not 0.0 <= label_smoothing <= 1.0:
             raise ValueError(f"CrossEntropyLoss: label_smoothing must be in [0, 1], got {label_smoothing}")
         if reduction not in ("mean", "sum"):
             raise ValueError(f"CrossEntropyLoss: reduction must be 'mean' or 'sum', got {reduction!r}")
         self.label_smoothing, self.reduction = float(label_smoothing), reduction
+        self.check_targets = bool(check_targets)
         self.log_p = self.targets = None
 
     def extra_repr(self) -> str:
-        return f"label_smoothing={self.label_smoothing}, reduction={self.reduction!r}"
+        s = f"label_smoothing={self.label_smoothing}, reduction={self.reduction!r}"
+        return s if self.check_targets else s + ", check_targets=False"
 
     def forward(self, logits, targets):
         xp = get_array_module(logits, targets)
@@ -72,7 +81,7 @@ class CrossEntropyLoss(Module):
         if targets.shape != (n,):
             raise ValueError(f"{self!r}: expected targets of shape ({n},) for logits of shape "
                              f"{tuple(logits.shape)}, got {tuple(targets.shape)}")
-        if n and bool(((targets < 0) | (targets >= k)).any()):
+        if self.check_targets and n and bool(((targets < 0) | (targets >= k)).any()):
             bad = targets[(targets < 0) | (targets >= k)]
             raise ValueError(f"{self!r}: targets must be in [0, {k}), got value {int(bad[0])}")
 

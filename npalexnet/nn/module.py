@@ -309,7 +309,7 @@ class Module:
 
     def torch_equivalent(self):
         """``(name, args, kwargs)`` of the ``torch.nn`` module computing the same function, or None
-        (the torch twin, :mod:`npalexnet.inspect.torch_twin`, builds ``torch.nn.<name>(*args, **kwargs)``)."""
+        (the torch twin, :mod:`npalexnet.gradcheck.torch_twin`, builds ``torch.nn.<name>(*args, **kwargs)``)."""
         return None
 
     # ------------------------------------------------------------------ state

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy
 
 from ..backend import get_array_module
-from ._utils import check_array, pair
-from .im2col import conv_output_size
+from ._utils import check_array, check_window_fits, pair
+from .im2col import output_shape
 from .module import Module
 
 
@@ -84,15 +84,10 @@ class MaxPool2d(Module):
 
     def check_input(self, x):
         check_array(self, x, 4, "(N, C, H, W)")
-        (kh, kw), (ph, pw) = self.kernel_size, self.padding
-        if x.shape[2] + 2 * ph < kh or x.shape[3] + 2 * pw < kw:
-            raise ValueError(f"{self!r}: input of spatial size {tuple(x.shape[2:])} is smaller than the "
-                             f"kernel {self.kernel_size}")
+        check_window_fits(self, x, self.kernel_size, self.padding)
 
     def output_shape(self, input_shape):
-        n, c, h, w = input_shape
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        return (n, c, conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw))
+        return output_shape(input_shape, input_shape[1], self.kernel_size, self.stride, self.padding)
 
     def torch_equivalent(self):
         return ("MaxPool2d", (self.kernel_size, self.stride, self.padding), {})

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy
-
 from .. import backend, config, kernels
 from ..nn.module import Parameter
 
@@ -99,8 +97,8 @@ class Optimizer:
                                          f"parameter {index} has shape {value.shape}, expected "
                                          f"{target.shape}")
                     value = xp.array(value, dtype=target.dtype)
-                else:
-                    value = numpy.asarray(value).item()
+                else:   # a Python number, or a 0-d array (NumPy or on the device: asnumpy copies it)
+                    value = backend.asnumpy(value).item()
                 loaded[name] = value
             new_state[index] = loaded
         for group, saved in zip(self.param_groups, groups):

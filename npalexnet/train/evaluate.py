@@ -83,15 +83,18 @@ def evaluate(model, loader: BatchLoader, criterion, tta: bool = False, comm=None
     for _, x, y in batches:
         if not y.shape[0]:   # this rank's slice of a small last batch
             continue
+        xp = get_array_module(x)
         with no_grad():
             if tta or crops:
-                xp = get_array_module(x)
                 logits = xp.log(xp.maximum(predict_proba(model, x, tta=tta, crops=crops), 1e-30))
             else:
                 logits = model(x)
-            loss_sum += float(criterion(logits, y)) * int(y.shape[0])
-        correct += int((logits.argmax(axis=1) == y).sum())
+            # Summed on the device, in float64, and read once at the end: on a GPU each read waits
+            # for the queued work.
+            loss_sum = loss_sum + criterion(logits, y).astype(xp.float64) * int(y.shape[0])
+        correct = correct + (logits.argmax(axis=1) == y).sum()
         seen += int(y.shape[0])
+    loss_sum, correct = float(loss_sum), int(correct)
     if comm is not None:
         loss_sum, correct, seen = allreduce_sums(comm, loss_sum, correct, seen)
     return loss_sum / max(seen, 1), correct / max(seen, 1)

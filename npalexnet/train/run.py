@@ -268,9 +268,11 @@ class _Run:
                       if val_split is not None else None)
         optimizer = build_optimizer(cfg, model)
         scheduler, per_step = build_scheduler(cfg, optimizer, len(train_loader))
+        # The labels were checked once, when the dataset was loaded (Dataset): no check (on a GPU, no
+        # wait for the device) in every step.
+        criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing, check_targets=False)
         run = cls(cfg, log, comm, out, dataset, kwargs, mean, std, preprocess, model, None, optimizer, scheduler,
-                  per_step, nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing), train_loader, val_loader, [],
-                  partial=EpochStats())
+                  per_step, criterion, train_loader, val_loader, [], partial=EpochStats())
         if ckpt is not None:
             run._resume_from(ckpt)
         model.to(device)

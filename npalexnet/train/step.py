@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 
 from .. import random_streams
-from ..backend import get_array_module
+from ..backend import asnumpy, get_array_module
 from ..distributed import DataParallel, allreduce_sums
 
 
@@ -58,8 +58,11 @@ def train_step(model, criterion, optimizer, images, labels, indices, *, seed: in
         with random_streams.sample_keys(indices, seed, epoch):
             logits = model(images)
             loss = criterion(logits, labels)
-        loss_sum = float(loss) * n_local
-        correct = int((get_array_module(logits).argmax(logits, axis=1) == labels).sum())
+        xp = get_array_module(logits)
+        hits = (xp.argmax(logits, axis=1) == labels).sum()
+        # Both numbers in one transfer: on a GPU each transfer waits for the queued work to finish.
+        loss_mean, hits = asnumpy(xp.stack([loss.astype(xp.float64), hits.astype(xp.float64)])).tolist()
+        loss_sum, correct = loss_mean * n_local, int(hits)
     loss_sum, correct, count = allreduce_sums(parallel.comm, loss_sum, correct, n_local)
     if int(count) != global_count:
         raise ValueError(f"train_step: the ranks hold {int(count)} images of a global batch of {global_count}")

@@ -7,6 +7,7 @@ import numpy
 import pytest
 
 from npalexnet import asnumpy
+from tests.devicearray import FakeDeviceArray
 from npalexnet.data.augment import (
     Preprocess,
     channel_stats,
@@ -123,3 +124,9 @@ def test_channel_stats():
     scaled = x / 255.0
     numpy.testing.assert_allclose(mean, scaled.mean(axis=(0, 2, 3)))
     numpy.testing.assert_allclose(std, scaled.std(axis=(0, 2, 3)))
+
+
+def test_channel_stats_of_images_on_the_device():
+    """Images already on a GPU are copied a chunk at a time (numpy.asarray would refuse a CuPy array)."""
+    x = _images(b=20, c=3)
+    assert channel_stats(FakeDeviceArray(x), chunk=6) == channel_stats(x, chunk=6)

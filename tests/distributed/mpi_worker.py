@@ -23,6 +23,7 @@ import numpy
 
 import npalexnet
 from npalexnet import distributed, nn, optim
+from npalexnet.gradcheck import relative_error
 from npalexnet.models import alexnet
 from npalexnet.train import train_step
 
@@ -75,10 +76,6 @@ def evaluate(model, images, labels, comm):
     return distributed.allreduce_sums(comm, loss * len(mine), correct, len(mine))
 
 
-def rel_error(a, b) -> float:
-    return float(numpy.abs(a - b).max() / max(float(numpy.abs(a).max() + numpy.abs(b).max()), 1e-300))
-
-
 def equivalence(comm, out):
     images, labels = data()
     # Rank r > 0 starts from other weights: the broadcast must fix that.
@@ -92,8 +89,8 @@ def equivalence(comm, out):
     train(reference, ref_opt, images, labels,
           distributed.DataParallel(reference, distributed.SingleProcessCommunicator()))
 
-    errors = {k: rel_error(v, reference.state_dict()[k]) for k, v in model.state_dict().items()}
-    moved = max(rel_error(v, initial[k]) for k, v in reference.state_dict().items())
+    errors = {k: relative_error(v, reference.state_dict()[k]) for k, v in model.state_dict().items()}
+    moved = max(relative_error(v, initial[k]) for k, v in reference.state_dict().items())
     digest = hashlib.sha256(b"".join(p.data.tobytes() for p in model.parameters())).hexdigest()
     digests = comm.allgather_object(digest)
 
@@ -118,7 +115,7 @@ def equivalence(comm, out):
     bn(bn_images[mine])
     distributed.average_buffers(bn, comm, len(mine), 7)
     bn_ref(bn_images)
-    bn_mean_error = rel_error(bn.running_mean, bn_ref.running_mean)
+    bn_mean_error = relative_error(bn.running_mean, bn_ref.running_mean)
 
     if comm.rank == 0:
         with open(out, "w") as fh:
@@ -163,7 +160,7 @@ def nccl(comm, out):
     train_step_host = train_step(reference, nn.CrossEntropyLoss(), ref_opt, images[batch], labels[batch], batch,
                                  seed=SEED, epoch=0,
                                  parallel=distributed.DataParallel(reference, distributed.SingleProcessCommunicator()))
-    errors = [rel_error(npalexnet.asnumpy(a.data), b.data)
+    errors = [relative_error(npalexnet.asnumpy(a.data), b.data)
               for a, b in zip(model.parameters(), reference.parameters())]
     if comm.rank == 0:
         with open(out, "w") as fh:

@@ -6,9 +6,9 @@ import pytest
 import npalexnet
 from npalexnet import nn
 from npalexnet.distributed import FusedBuffer, GradientAverager, local_slice, shares
+from npalexnet.gradcheck import relative_error
 from npalexnet.models import alexnet
 
-from ..conftest import rel_error
 from .helpers import RecordingCommunicator
 
 
@@ -43,7 +43,7 @@ def test_weighted_sum_of_rank_gradients_is_the_global_gradient(size):
     got = FusedBuffer([p.shape for p in model.parameters()], numpy.float64, numpy)
     got.flat[...] = total
     for e, g in zip(expected, got.views):
-        assert rel_error(g, e) < 1e-13
+        assert relative_error(g, e) < 1e-13
 
 
 def test_a_plain_average_would_be_wrong_for_uneven_shares():
@@ -52,8 +52,8 @@ def test_a_plain_average_would_be_wrong_for_uneven_shares():
     model = _model()
     expected = _gradients(model, x, y)
     g0, g1 = _gradients(model, x[:3], y[:3]), _gradients(model, x[3:], y[3:])
-    assert max(rel_error((a + b) / 2, e) for a, b, e in zip(g0, g1, expected)) > 1e-3
-    assert max(rel_error(0.6 * a + 0.4 * b, e) for a, b, e in zip(g0, g1, expected)) < 1e-13
+    assert max(relative_error((a + b) / 2, e) for a, b, e in zip(g0, g1, expected)) > 1e-3
+    assert max(relative_error(0.6 * a + 0.4 * b, e) for a, b, e in zip(g0, g1, expected)) < 1e-13
 
 
 def test_unpack_points_grads_at_the_buffer_and_missing_grads_count_as_zero():
@@ -105,3 +105,44 @@ def test_fused_buffer_lays_arrays_back_to_back(xp):
     assert buf.flat.shape == (11,) and len(buf) == 3 and buf.offsets == [0, 6, 10, 11]
     buf.views[1][...] = 7
     assert npalexnet.asnumpy(buf.flat)[6:10].tolist() == [7, 7, 7, 7]
+
+
+class _QueueingCommunicator(RecordingCommunicator):
+    """Rank 0 of 2 whose allreduce, like NCCL's, only queues device work on the stream and returns
+    (matrix products of some milliseconds, so that the work is still queued when average() returns)."""
+
+    def allreduce(self, buffer):
+        import cupy
+
+        work = cupy.full((4096, 4096), 1e-4)
+        for _ in range(8):
+            work = work @ work
+        buffer *= 1.0
+        return buffer
+
+
+def test_allreduce_time_of_host_buffers():
+    model = _model()
+    for p in model.parameters():
+        p.grad = numpy.ones(p.shape)
+    averager = GradientAverager(model, RecordingCommunicator(0, 2))
+    assert averager.last_seconds == 0.0
+    averager.average(1, 2)
+    assert averager.last_seconds > 0.0
+
+
+@pytest.mark.gpu
+def test_allreduce_time_of_device_buffers_waits_for_the_stream():
+    """For a device buffer the time is read from events on the stream: reading it waits for the reduction
+    (a host clock around NCCL's call would have returned at once, the work still queued)."""
+    import cupy
+
+    model = _model().to("cuda")
+    for p in model.parameters():
+        p.grad = cupy.ones(p.shape)
+    averager = GradientAverager(model, _QueueingCommunicator(0, 2))
+    averager.average(1, 2)
+    seconds = averager.last_seconds
+    assert cupy.cuda.get_current_stream().done
+    assert isinstance(seconds, float) and seconds > 0.0
+    assert averager.last_seconds == seconds   # read once, kept

@@ -15,9 +15,9 @@ import pytest
 
 from npalexnet.data import BatchLoader, Preprocess
 from npalexnet.data.dataset import Split
+from npalexnet.gradcheck import relative_error
 from tests.fakedata import fake_images, write_cifar_batches
 
-from ..conftest import rel_error
 from .helpers import ROOT, mpirun
 
 TRAIN = ROOT / "examples" / "train_cifar10.py"
@@ -92,7 +92,7 @@ def runs(tmp_path_factory):
 def test_two_ranks_train_the_model_one_rank_does(runs):
     tmp_path, one, two, _ = runs
     a, b = _weights(tmp_path / "one" / "last.npz"), _weights(tmp_path / "two" / "last.npz")
-    assert max(rel_error(a[k], b[k]) for k in a) < 1e-5     # float32: sums in another order
+    assert max(relative_error(a[k], b[k]) for k in a) < 1e-5     # float32: sums in another order
     accuracy = [p.stdout.splitlines()[-1].split(" (")[0] for p in (one, two)]
     assert accuracy[0] == accuracy[1] and accuracy[0].startswith("test accuracy: ")   # the same test accuracy
 
@@ -112,7 +112,7 @@ def test_a_distributed_resume_continues_the_same_run(runs):
     tmp_path, _, _, resumed = runs
     assert "resumed from" in resumed.stdout
     a, b = _weights(tmp_path / "straight" / "last.npz"), _weights(tmp_path / "resumed" / "last.npz")
-    assert max(rel_error(a[k], b[k]) for k in a) == 0.0   # bit-identical
+    assert max(relative_error(a[k], b[k]) for k in a) == 0.0   # bit-identical
 
 
 @pytest.mark.slow

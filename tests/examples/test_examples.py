@@ -45,9 +45,37 @@ def test_compare_with_pytorch_float32_and_a_broken_gradient_is_seen(tmp_path, mo
     common = ["--steps", "3", "--width", "0.0625", "--images", "16", "--batch-size", "8", "--data-dir",
               str(tmp_path / "none"), "--out", str(tmp_path / "c.png")]
     assert example.main(common + ["--dtype", "float32"]) == 0
+    assert "first batch against PyTorch autograd (float32 table: outputs 1e-05, gradients 5e-05)" in \
+        capsys.readouterr().out
     break_gradients(monkeypatch, 1.5)
     assert example.main(common) == 1
     assert "FAILED" in capsys.readouterr().out
+
+
+def test_compare_with_pytorch_holds_the_first_step_to_the_table(tmp_path, monkeypatch, capsys):
+    """A 0.1% error in float32 leaves three steps' loss curves within --tolerance (1e-3); the first-step
+    check against the tolerance table still sees it."""
+    example = load("compare_with_pytorch")
+    args = ["--steps", "3", "--width", "0.0625", "--images", "16", "--batch-size", "8", "--data-dir",
+            str(tmp_path / "none"), "--out", str(tmp_path / "c.png"), "--dtype", "float32"]
+    break_gradients(monkeypatch, 1.001)
+    assert example.main(args) == 1
+    text = capsys.readouterr().out
+    assert "FAILED: the first step's gradients disagree" in text and "features.0.weight" in text
+    assert "curves separate" not in text
+
+
+@pytest.mark.parametrize("name", ["compare_with_pytorch", "inspect_backprop"])
+def test_unreadable_data_is_one_line_and_exit_status_two(name, tmp_path, capsys):
+    from tests.fakedata import write_cifar_batches
+
+    (write_cifar_batches(tmp_path) / "test_batch").write_bytes(b"truncated")
+    with pytest.raises(SystemExit) as stop:
+        load(name).main(["--data-dir", str(tmp_path), "--width", "0.0625"])
+    assert stop.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: ") and "test_batch" in captured.err
+    assert len(captured.err.strip().splitlines()) == 1 and "NOTE" not in captured.out
 
 
 def test_inspect_backprop_tiny_random_batch(tmp_path, capsys):
@@ -69,18 +97,35 @@ def test_inspect_backprop_catches_a_wrong_gradient(tmp_path, monkeypatch, capsys
     assert "finite differences: features.0 dL/dweight" in text
 
 
+def test_inspect_backprop_uses_the_one_tolerance_table(tmp_path, monkeypatch, capsys):
+    from npalexnet.gradcheck.torch_compare import TOLERANCES
+
+    monkeypatch.setitem(TOLERANCES, numpy.float32, (1e-12, 1e-12))      # tighter than float32 can meet
+    rc = load("inspect_backprop").main(["--data-dir", str(tmp_path / "none"), "--width", "0.0625",
+                                        "--batch-size", "2", "--directions", "1"])
+    text = capsys.readouterr().out
+    assert rc == 1 and "error <= 1e-12 for outputs" in text and "torch: features.0 output" in text
+    assert "finite differences:" not in text
+
+
 def test_inspect_backprop_reads_an_image_folder(tmp_path, capsys):
-    rng = numpy.random.default_rng(0)
-    for c in ("airplane", "cat"):
-        (tmp_path / "train" / c).mkdir(parents=True)
-        for i in range(2):
-            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=numpy.uint8)).save(
-                tmp_path / "train" / c / f"{i}.png")
-    rc = load("inspect_backprop").main(["--data-dir", str(tmp_path), "--width", "0.0625", "--batch-size", "3",
-                                        "--directions", "1", "--no-torch"])
+    """The layouts the training program reads, and its one-line error for one it refuses."""
+    from tests.fakedata import write_imagefolder
+
+    write_imagefolder(tmp_path / "tree", classes=("airplane", "cat"), per_class=2)
+    args = ["--width", "0.0625", "--batch-size", "3", "--directions", "1", "--no-torch"]
+    rc = load("inspect_backprop").main(["--data-dir", str(tmp_path / "tree")] + args)
     text = capsys.readouterr().out
     assert rc == 0, text
-    assert "batch: 3 images" in text and "NOTE" not in text
+    assert "batch: 3 images" in text and "NOTE" not in text and "npalexnet.data" in text
+    assert "labels " in text and set(text.split("labels ")[1].split("\n")[0].split(", ")) <= {"airplane", "cat"}
+    write_imagefolder(tmp_path / "train_only", classes=("airplane", "cat"), per_class=2)
+    (tmp_path / "train_only" / "test").rename(tmp_path / "elsewhere")
+    with pytest.raises(SystemExit) as stop:
+        load("inspect_backprop").main(["--data-dir", str(tmp_path / "train_only")] + args)
+    assert stop.value.code == 2
+    captured = capsys.readouterr()
+    assert "test/ has none" in captured.err and "NOTE" not in captured.out
 
 
 def test_visualize_a_checkpoint(tmp_path, capsys):

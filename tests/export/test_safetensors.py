@@ -7,7 +7,7 @@ import pytest
 
 import npalexnet
 from npalexnet.export import export_metadata, export_safetensors, read_metadata
-from npalexnet.inspect.torch_twin import to_torch
+from npalexnet.gradcheck.torch_twin import to_torch
 from npalexnet.models import INPUT_SIZE, alexnet
 from tests.export.common import TOLERANCE, relative_error
 from tests.export.common import images as _images

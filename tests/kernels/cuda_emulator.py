@@ -253,12 +253,15 @@ class EmulatedLauncher:
         run_kernel(source, name, scalar, index, blocks, self.block, args, self.reverse)
 
     def elementwise(self, name, *args):
-        """cupy.ElementwiseKernel for same-shape arrays and scalars, from the same spec."""
+        """cupy.ElementwiseKernel for same-shape arrays and scalars, from the same spec; the outputs
+        given after the inputs (any memory layout) are written, as CuPy writes them."""
         self.calls.append(name)
         in_params, out_params, _ = ck.ELEMENTWISE[name]
         ins = [p.split() for p in in_params.split(",")]
         outs = [p.split() for p in out_params.split(",")]
-        assert len(args) == len(ins), f"{name}: {len(args)} arguments for {len(ins)} inputs"
+        assert len(args) in (len(ins), len(ins) + len(outs)), \
+            f"{name}: {len(args)} arguments for {len(ins)} inputs and {len(outs)} outputs"
+        args, given = args[:len(ins)], args[len(ins):]
         shape = numpy.broadcast_shapes(*(a.shape for a in args if isinstance(a, numpy.ndarray)))
         scalar = next(a.dtype.name for (t, _), a in zip(ins, args) if t == "T")
         c_args = []
@@ -280,6 +283,10 @@ class EmulatedLauncher:
         fn.restype = None
         lib.npa_emu_config(1, 1, 0, 0)       # one thread: the grid-stride loop covers every i
         fn(ctypes.c_int64(int(numpy.prod(shape))), *(c for _, c in c_args))
+        for out, result in zip(given, results):
+            assert out.shape == result.shape and out.dtype == result.dtype, f"{name}: output {out.shape} {out.dtype}"
+            out[...] = result
+        results = list(given) or results
         return results[0] if len(results) == 1 else tuple(results)
 
 

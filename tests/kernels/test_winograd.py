@@ -11,11 +11,11 @@ import torch
 import npalexnet
 from npalexnet import config, kernels, nn
 from npalexnet.gradcheck import gamma
+from npalexnet.gradcheck.torch_compare import check_against_torch
 from npalexnet.kernels import numba_kernels as NK
 from npalexnet.kernels import winograd as W
 from npalexnet.models import alexnet
 from npalexnet.nn import conv as conv_module
-from tests.conftest import check_against_torch
 from tests.kernels import rounding
 from tests.kernels.test_numba_kernels import layouts
 

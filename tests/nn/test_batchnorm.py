@@ -6,7 +6,9 @@ import torch
 
 import npalexnet
 from npalexnet import nn
-from tests.conftest import check_against_torch, copy_weights_to_torch, rel_error
+from npalexnet.gradcheck import relative_error
+from npalexnet.gradcheck.torch_compare import check_against_torch
+from npalexnet.gradcheck.torch_twin import copy_weights
 
 
 def _randomised(module, seed=0):
@@ -27,7 +29,7 @@ def test_batchnorm_matches_torch(training, dtype, xp):
     check_against_torch(module, ref, x, xp=xp, dtype=dtype)
     # Running statistics and the batch counter move exactly as torch's.
     for name, value in ref.state_dict().items():
-        assert rel_error(npalexnet.asnumpy(module.state_dict()[name]), value.numpy()) < 1e-6, name
+        assert relative_error(npalexnet.asnumpy(module.state_dict()[name]), value.numpy()) < 1e-6, name
 
 
 @pytest.mark.parametrize("momentum", [0.1, None])
@@ -64,5 +66,5 @@ def test_batchnorm_rejects_one_value_per_channel_and_wrong_channels():
 def test_copy_weights_helper_round_trip():
     module = _randomised(nn.BatchNorm2d(2))
     ref = torch.nn.BatchNorm2d(2)
-    copy_weights_to_torch(module, ref)
+    copy_weights(module, ref)
     numpy.testing.assert_array_equal(ref.running_var.numpy(), module.running_var)

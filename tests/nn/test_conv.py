@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from npalexnet import nn
-from tests.conftest import check_against_torch
+from npalexnet.gradcheck.torch_compare import check_against_torch
 
 CASES = [
     # (in, out, kernel, stride, padding, groups, bias, input H, W)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from npalexnet import nn
-from tests.conftest import check_against_torch
+from npalexnet.gradcheck.torch_compare import check_against_torch
 
 
 @pytest.mark.parametrize("start, end", [(1, -1), (0, -1), (1, 2), (2, 3)])

@@ -3,7 +3,7 @@
 import numpy
 
 from npalexnet import nn
-from npalexnet.inspect.torch_twin import to_tensor, to_torch
+from npalexnet.gradcheck.torch_twin import to_tensor, to_torch
 from npalexnet.models import alexnet
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from npalexnet import nn
-from tests.conftest import check_against_torch
+from npalexnet.gradcheck.torch_compare import check_against_torch
 
 
 @pytest.mark.parametrize("dtype", [numpy.float64, numpy.float32])

@@ -6,7 +6,8 @@ import torch
 
 import npalexnet
 from npalexnet import nn
-from tests.conftest import TOLERANCES, rel_error
+from npalexnet.gradcheck import relative_error
+from npalexnet.gradcheck.torch_compare import check_against_torch
 
 
 def run_both(logits, targets, smoothing=0.0, reduction="mean", xp=numpy):
@@ -25,13 +26,14 @@ def run_both(logits, targets, smoothing=0.0, reduction="mean", xp=numpy):
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 def test_cross_entropy_matches_torch(smoothing, reduction, dtype, xp):
     rng = numpy.random.default_rng(0)
-    logits = (3 * rng.standard_normal((6, 10))).astype(dtype)
+    logits = 3 * rng.standard_normal((6, 10))
     targets = rng.integers(0, 10, 6)
-    loss, grad, tloss, tgrad = run_both(logits, targets, smoothing, reduction, xp)
-    tol_value, tol_grad = TOLERANCES[dtype]
+    comparison = check_against_torch(nn.CrossEntropyLoss(label_smoothing=smoothing, reduction=reduction),
+                                     torch.nn.CrossEntropyLoss(label_smoothing=smoothing, reduction=reduction),
+                                     logits, xp=xp, dtype=dtype, targets=targets)   # a random scalar upstream
+    assert list(comparison.errors) == ["output", "input"]
+    loss = nn.CrossEntropyLoss(reduction=reduction)(xp.asarray(logits.astype(dtype)), xp.asarray(targets))
     assert loss.shape == () and loss.dtype == dtype
-    assert rel_error(loss, tloss) < tol_value
-    assert rel_error(grad, tgrad) < tol_grad
 
 
 @pytest.mark.parametrize("scale", [1e4, -1e4])
@@ -41,8 +43,8 @@ def test_cross_entropy_is_finite_for_huge_logits(scale, xp):
     targets = numpy.array([0, 1, 2, 3])
     loss, grad, tloss, tgrad = run_both(logits, targets, 0.1, xp=xp)
     assert numpy.isfinite(float(loss)) and numpy.isfinite(npalexnet.asnumpy(grad)).all()
-    assert rel_error(loss, tloss) < 1e-5
-    assert rel_error(grad, tgrad) < 1e-5
+    assert relative_error(loss, tloss) < 1e-5
+    assert relative_error(grad, tgrad) < 1e-5
 
 
 def test_cross_entropy_gradient_scales_with_upstream():
@@ -64,6 +66,22 @@ def test_cross_entropy_gradient_scales_with_upstream():
 def test_cross_entropy_rejects_bad_targets(targets, error, message):
     with pytest.raises(error, match=message):
         nn.CrossEntropyLoss()(numpy.zeros((3, 5)), targets)
+
+
+def test_unchecked_targets_skip_only_the_range_check(xp):
+    """check_targets=False (the training program, whose labels the dataset checked once): the same values
+    and gradients, no range check (on a GPU: no wait for the device), the other checks still made."""
+    logits = numpy.random.default_rng(3).standard_normal((4, 5))
+    targets = numpy.array([4, 0, 2, 2])
+    checked, unchecked = nn.CrossEntropyLoss(0.1), nn.CrossEntropyLoss(0.1, check_targets=False)
+    assert "check_targets=False" in repr(unchecked) and "check_targets" not in repr(checked)
+    numpy.testing.assert_array_equal(npalexnet.asnumpy(unchecked(xp.asarray(logits), xp.asarray(targets))),
+                                     npalexnet.asnumpy(checked(xp.asarray(logits), xp.asarray(targets))))
+    numpy.testing.assert_array_equal(npalexnet.asnumpy(unchecked.backward()), npalexnet.asnumpy(checked.backward()))
+    with pytest.raises(ValueError, match=r"in \[0, 5\)"):
+        checked(xp.asarray(logits), xp.asarray(numpy.array([0, 1, 2, 5])))
+    with pytest.raises(TypeError, match="integer class indices"):
+        unchecked(xp.asarray(logits), xp.asarray(numpy.zeros(4)))
 
 
 def test_cross_entropy_backward_before_forward():

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from npalexnet import nn
-from tests.conftest import check_against_torch
+from npalexnet.gradcheck.torch_compare import check_against_torch
 
 CASES = [
     (5, 1e-4, 0.75, 1.0, 8),     # torch defaults

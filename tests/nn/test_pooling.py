@@ -7,7 +7,7 @@ import torch
 import npalexnet
 
 from npalexnet import nn
-from tests.conftest import check_against_torch
+from npalexnet.gradcheck.torch_compare import check_against_torch
 
 
 def tie_free(shape, seed=0):

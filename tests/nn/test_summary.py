@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from npalexnet import nn
-from npalexnet.nn.summary import layer_rows, summary
-from npalexnet.inspect.torch_twin import to_torch
+from npalexnet.gradcheck.torch_twin import to_torch
 from npalexnet.models import INPUT_SIZE, alexnet
+from npalexnet.nn.summary import layer_rows, summary
 
 
 def total_line(text, label):

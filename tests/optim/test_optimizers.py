@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from npalexnet import nn, optim
-from tests.conftest import rel_error
+from npalexnet.gradcheck import relative_error
+from tests.devicearray import FakeDeviceArray
 
 
 def twin_parameters(seed=0):
@@ -48,7 +49,7 @@ def test_sgd_matches_torch(config):
     ours, theirs, _ = run_steps(lambda p: optim.SGD(p, **config), lambda p: torch.optim.SGD(p, **config),
                                 skip_grad_at=(2, 1))
     for p, tp in zip(ours, theirs):
-        assert rel_error(p.data, tp.detach().numpy()) < 1e-14
+        assert relative_error(p.data, tp.detach().numpy()) < 1e-14
 
 
 ADAM_CONFIGS = [dict(lr=1e-3), dict(lr=1e-2, betas=(0.8, 0.99), eps=1e-6), dict(lr=3e-3, weight_decay=1e-2)]
@@ -59,7 +60,7 @@ def test_adam_matches_torch(config):
     ours, theirs, _ = run_steps(lambda p: optim.Adam(p, **config), lambda p: torch.optim.Adam(p, **config),
                                 steps=8, skip_grad_at=(3, 0))
     for p, tp in zip(ours, theirs):
-        assert rel_error(p.data, tp.detach().numpy()) < 1e-13
+        assert relative_error(p.data, tp.detach().numpy()) < 1e-13
 
 
 @pytest.mark.parametrize("make", [
@@ -87,6 +88,24 @@ def test_state_dict_resume_gives_identical_updates(make):
         opt2.step()
     for p, q in zip(ours, resumed):
         numpy.testing.assert_array_equal(p.data, q.data)
+
+
+def test_load_state_dict_takes_state_saved_on_the_device():
+    """A state dict saved on a GPU holds CuPy arrays, scalar counters among them (0-d arrays)."""
+    ours, _ = twin_parameters()
+    opt = optim.Adam(ours, lr=1e-2)
+    for p in ours:
+        p.grad = numpy.ones(p.shape)
+    opt.step()
+    saved = opt.state_dict()
+    on_device = {"state": {i: {k: FakeDeviceArray(numpy.asarray(v)) for k, v in s.items()}
+                           for i, s in saved["state"].items()},
+                 "param_groups": saved["param_groups"]}
+    again = optim.Adam(ours, lr=1e-2)
+    again.load_state_dict(on_device)
+    for i, state in saved["state"].items():
+        assert again.state[i]["step"] == state["step"] == 1 and type(again.state[i]["step"]) is int
+        numpy.testing.assert_array_equal(again.state[i]["exp_avg"], state["exp_avg"])
 
 
 def test_optimizer_zero_grad_and_param_groups():

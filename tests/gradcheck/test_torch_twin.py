@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from npalexnet import nn
-from npalexnet.inspect.torch_twin import to_tensor, to_torch
+from npalexnet.gradcheck.torch_twin import to_tensor, to_torch
 from npalexnet.models import alexnet
 
 

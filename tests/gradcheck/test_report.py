@@ -1,4 +1,4 @@
-"""python -m npalexnet.gradcheck: exit status, table content, a broken layer is caught."""
+"""python -m npalexnet.gradcheck (npalexnet.gradcheck.report): exit status, table content, a broken layer is caught."""
 
 import os
 import subprocess
@@ -7,10 +7,11 @@ import sys
 import numpy
 
 from npalexnet import nn
-from npalexnet.inspect import gradcheck_report
-from npalexnet.inspect.gradcheck_report import CASES, Case, main
+from npalexnet.gradcheck import report as gradcheck_report
+from npalexnet.gradcheck.report import CASES, Case, main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LINEAR = next(c for c in CASES if c.layer == "Linear")
 
 
 def test_module_entry_point_exits_zero_with_a_table():
@@ -71,3 +72,15 @@ def test_gpu_rows_only_with_a_gpu():
     else:
         assert devices == ["cpu"]
         assert main(["--device", "cuda"]) == 2
+
+
+def test_the_report_holds_torch_rows_to_the_one_table(monkeypatch):
+    from npalexnet.gradcheck import TOLERANCE
+    from npalexnet.gradcheck.torch_compare import TOLERANCES
+
+    fd, f64, f32 = gradcheck_report.run(["cpu"], ["finite-diff f64", "torch f64", "torch f32"], [LINEAR])
+    assert (fd.tolerance, f64.tolerance, f32.tolerance) == (f"{TOLERANCE:.0e}", "1e-10", "1e-05/5e-05")
+    assert f32.passed and f32.error > 1e-9        # float32 rounding, within the table
+    monkeypatch.setitem(TOLERANCES, numpy.float32, (1e-12, 1e-12))
+    _, f64, f32 = gradcheck_report.run(["cpu"], ["finite-diff f64", "torch f64", "torch f32"], [LINEAR])
+    assert f64.passed and not f32.passed and f32.tolerance == "1e-12"

@@ -7,8 +7,11 @@ is in torch in its own file), under the same attribute name, then loads the
 npalexnet weights into it. The twin computes the same function from the same
 numbers, and its ``named_parameters()`` carry the same dotted names. The
 study tools use it to compare every gradient with autograd
-(``examples/inspect_backprop.py``, ``examples/compare_with_pytorch.py``,
-``python -m npalexnet.gradcheck``), and the exporter to check its files.
+(:mod:`npalexnet.gradcheck.torch_compare`, ``python -m npalexnet.gradcheck``,
+``examples/inspect_backprop.py``, ``examples/compare_with_pytorch.py``), and
+the exporter to check its files. It lives in :mod:`npalexnet.gradcheck`
+because the comparison and the report (that floor) build twins, and a floor
+never imports a higher one (``inspect``).
 
 Dropout: by default the twin's dropout layers replay the mask that the
 npalexnet layer drew in its last forward (run npalexnet forward first, then
@@ -70,6 +73,11 @@ class ReplayDropout(torch.nn.Module):
         return state
 
 
+def copy_weights(module, torch_module) -> None:
+    """Load ``module``'s ``state_dict`` (parameters and buffers, torch's names) into ``torch_module``."""
+    torch_module.load_state_dict({k: to_tensor(v) for k, v in module.state_dict().items()})
+
+
 def to_torch(module, *, replay_dropout: bool = True, dtype=None):
     """Build the torch twin of ``module`` and load its weights.
 
@@ -83,7 +91,7 @@ def to_torch(module, *, replay_dropout: bool = True, dtype=None):
     """
     twin = _build(module, replay_dropout)
     twin = twin.to(dtype or torch_dtype(module.dtype))
-    twin.load_state_dict({k: to_tensor(v) for k, v in module.state_dict().items()})
+    copy_weights(module, twin)
     twin.train(module.training)
     return twin
 
