@@ -14,7 +14,7 @@ checkpoint's normalisation and input size), and feeds the same tensors to
 Prints, for each runtime, the largest absolute and relative logit difference
 from npalexnet, the top-1 agreement with npalexnet and the accuracy.
 
-    python benchmarks/check_export.py runs/cifar10/last.npz --data-dir ../shared/data/cifar10 [--images 500]
+    python benchmarks/check_export.py runs/cifar10/latest/last.npz --data-dir ../shared/data/cifar10 [--images 500]
 """
 
 from __future__ import annotations

@@ -94,12 +94,15 @@ def save_conv1_filters(source, path, cols: int = 16, scale: int = 4, pad: int = 
 
     Returns the path. See :func:`filter_grid` for the layout and size.
     """
+    import io
+
     from PIL import Image
+
+    from .data.atomic import atomic_write_bytes
     grid = filter_grid(first_conv_weight(source), cols, scale, pad, per_filter)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid).save(path)
-    return path
+    png = io.BytesIO()
+    Image.fromarray(grid).save(png, format="PNG")
+    return atomic_write_bytes(path, png.getvalue())
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -138,13 +141,19 @@ def save_figure(fig, path) -> Path:
     """Write ``fig`` as a PNG atomically (temporary file, then rename) and close it.
 
     A crash or Ctrl-C while saving leaves the previous picture, never half a file.
+    The PNG is drawn in memory first, so a full disk is reported with its size
+    (:class:`npalexnet.data.atomic.NoSpaceError`).
     """
-    from .data.atomic import atomic_write  # here: npalexnet.data is not needed to import viz
+    import io
+
+    from .data.atomic import atomic_write_bytes  # here: npalexnet.data is not needed to import viz
 
     plt = pyplot()
     try:
         fig.tight_layout()
-        return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
+        png = io.BytesIO()
+        fig.savefig(png, format="png", dpi=100)
+        return atomic_write_bytes(path, png.getvalue())
     finally:
         plt.close(fig)
 

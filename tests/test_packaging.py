@@ -58,4 +58,15 @@ def test_fresh_venv_without_torch_downloads_and_trains(tmp_path):
     assert "data: cifar10 from data/cifar-10-batches-py: 36 train, 4 validation, 8 test images" in run.stdout
     assert "test accuracy: " in run.stdout and "torch imported: False" in run.stdout
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["cifar-10-batches-py"]
-    assert (tmp_path / "runs" / "cifar10" / "last.npz").is_file()
+    # the console entry points: an installed package needs no checkout
+    for program in ("npalexnet-train", "npalexnet-predict", "npalexnet-visualize", "npalexnet-export",
+                    "npalexnet-gradcheck"):
+        helped = subprocess.run([str(venv / "bin" / program), "--help"], cwd=tmp_path, capture_output=True,
+                                text=True, env=env, timeout=300, check=False)
+        assert helped.returncode == 0 and "usage:" in helped.stdout, program + helped.stderr[-2000:]
+    run_dir = next((tmp_path / "runs" / "cifar10").glob("20*"))
+    evaluated = subprocess.run([str(venv / "bin" / "npalexnet-train"), "--evaluate", str(run_dir / "last.npz")],
+                               cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert evaluated.stdout.splitlines()[-1] == run.stdout.splitlines()[-2], evaluated.stderr[-2000:]
+    assert sorted(p.name for p in run_dir.iterdir()) == ["best.npz", "config.json", "curves.png", "last.npz",
+                                                          "log.txt", "metrics.csv"]

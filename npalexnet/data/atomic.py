@@ -4,12 +4,20 @@ The data goes to a temporary file in the destination's directory (same file
 system, so the rename is atomic), is flushed and fsynced, then
 ``os.replace``-d over the destination; the directory is fsynced so the rename
 itself survives a power cut. A reader sees the old file or the new one.
+
+A write that fails because the disk is full (``ENOSPC``), a quota is
+exhausted (``EDQUOT``) or the process's file-size limit is reached
+(``EFBIG``, ``ulimit -f``) raises :class:`NoSpaceError`, which names the
+file, the space it needs and the space that is free; the temporary file is
+removed and the previous file is kept.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -17,35 +25,112 @@ from typing import IO
 
 import numpy
 
+#: The errno values of "the file does not fit": disk full, quota exceeded, file-size limit.
+NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
-def atomic_write(path, write: Callable[[IO[bytes]], None]) -> Path:
-    """Call ``write(f)`` on a temporary binary file, then move it to ``path``."""
+
+class NoSpaceError(OSError):
+    """A file that did not fit where it was written; the previous file (if any) is intact.
+
+    Attributes:
+        path: the destination.
+        needed: the bytes the file needs (exact or estimated), or None when unknown.
+        free: the bytes free on the destination's file system (None when it cannot be read).
+    """
+
+    def __init__(self, path, needed: int | None, cause: OSError, at_least: bool = False):
+        self.path, self.needed = Path(path), needed
+        self.free = free_bytes(self.path.parent)
+        reason = {errno.EDQUOT: "disk quota exceeded",
+                  errno.EFBIG: "file too large for this process's file-size limit (ulimit -f)"}.get(
+                      cause.errno, "no space left on device")
+        space = [f"needs {'at least ' if at_least else ''}{human_bytes(needed)}"] if needed is not None else []
+        if self.free is not None:
+            space.append(f"{human_bytes(self.free)} free")
+        super().__init__(cause.errno, f"{reason} writing {self.path}" + (f" ({', '.join(space)})" if space else ""))
+
+    def __str__(self) -> str:
+        return self.strerror
+
+    @property
+    def advice(self) -> str:
+        """What makes room: "free some space", or for the other two causes what they need."""
+        return {errno.EDQUOT: "free some space or raise your quota",
+                errno.EFBIG: "raise the file-size limit (ulimit -f)"}.get(self.errno, "free some space")
+
+
+def human_bytes(n: int) -> str:
+    """1234567 -> '1.2 MB' (decimal units, as disk sizes are sold and ``df -H`` shows them)."""
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n} bytes" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"   # pragma: no cover
+
+
+def free_bytes(folder) -> int | None:
+    """Bytes free for this user on ``folder``'s file system (None when it cannot be read)."""
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def atomic_write(path, write: Callable[[IO[bytes]], None], size: int | None = None) -> Path:
+    """Call ``write(f)`` on a temporary binary file, then move it to ``path``.
+
+    ``size``: the bytes ``write`` will write, when known (for the message of a full disk).
+
+    Raises:
+        NoSpaceError: the disk, a quota or the file-size limit is full (nothing was changed).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.chmod(tmp, 0o666 & ~_umask())   # mkstemp makes 0600 files; give the usual permissions
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         # Ctrl-C or a full disk while writing: remove the partial file, keep the old one.
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        written = _size(tmp)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS and not isinstance(exc, NoSpaceError):
+            raise NoSpaceError(path, size if size is not None else written, exc, at_least=size is None) from exc
         raise
     _fsync_dir(path.parent)
     return path
 
 
+def npz_size(arrays: dict) -> int:
+    """About the bytes ``numpy.savez`` writes for ``arrays`` (data, .npy headers, zip entries)."""
+    return sum(numpy.asarray(a).nbytes + 2 * len(name) + 200 for name, a in arrays.items()) + 22
+
+
 def atomic_savez(path, arrays: dict) -> Path:
     """``numpy.savez`` (uncompressed: checkpoints are mostly incompressible floats) atomically."""
-    return atomic_write(path, lambda f: numpy.savez(f, **arrays))
+    return atomic_write(path, lambda f: numpy.savez(f, **arrays), size=npz_size(arrays))
+
+
+def atomic_write_bytes(path, data: bytes) -> Path:
+    return atomic_write(path, lambda f: f.write(data), size=len(data))
 
 
 def atomic_write_text(path, text: str) -> Path:
-    return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _size(tmp) -> int | None:
+    try:
+        return os.path.getsize(tmp) if tmp is not None else None
+    except OSError:
+        return None
 
 
 def _umask() -> int:

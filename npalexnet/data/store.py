@@ -58,7 +58,7 @@ from pathlib import Path
 import numpy
 from tqdm import tqdm
 
-from .atomic import atomic_savez
+from .atomic import NO_SPACE_ERRNOS, NoSpaceError, atomic_savez, human_bytes
 from .decode import DEFAULT_RULE, RESIZE_RULES, decode_image
 from .errors import DataError
 from .tree import list_images
@@ -338,11 +338,14 @@ def open_store(folder, classes: list[str], split: str, size: int, channels: int 
         try:
             stem.parent.mkdir(parents=True, exist_ok=True)
             lock = _Lock(_paths(stem)["lock"], log)
-        except OSError as exc:                   # not writable: the next place
+        except OSError as exc:                   # not writable (or full): the next place, and say so
             errors.append(f"{stem.parent}: {exc.strerror or exc}")
+            log(f"cannot write the decoded images of {folder} to {stem.parent} ({exc.strerror or exc}): "
+                "trying the next cache folder")
             continue
         with lock:
-            found = _find_complete([stem], labels, log)      # another process may have finished it
+            # Another process may have finished it (a damaged store here was reported above).
+            found = _find_complete([stem], labels, lambda *a, **k: None)
             if found is not None:
                 return found
             meta = {"format": FORMAT, "version": VERSION, "split": split, "size": int(size),
@@ -435,11 +438,18 @@ def _build(stem: Path, files: list[str], folder: Path, labels, meta: dict, worke
         log(f"decode interrupted: the images done so far are kept in {p['partial']}; the next run continues")
         raise
     except OSError as exc:                        # a full disk, a vanished folder
+        if exc.errno in NO_SPACE_ERRNOS:
+            row_bytes = c * s * s + (sum_columns(c) + 1) * 8
+            raise _no_space(p["partial"], (len(pending) - done) * row_bytes, exc, n - len(pending) + done) from exc
         raise DataError(f"writing the decoded images of {folder} to {p['partial']} failed: {exc}") from exc
     finally:
         bar.close()
     seconds = time.perf_counter() - start_time
-    meta = _commit(p, files, labels, {**meta, "seconds": round(seconds, 1), "workers": workers}, failures, folder)
+    try:
+        meta = _commit(p, files, labels, {**meta, "seconds": round(seconds, 1), "workers": workers}, failures,
+                       folder)
+    except NoSpaceError as exc:                   # the index: every image is decoded, the commit waits for room
+        raise _no_space(exc.path, exc.needed, exc, n) from exc
     if len(pending):
         rate = len(pending) / max(seconds, 1e-9)
         log(f"decoded {len(pending)} images of {folder} in {seconds:.1f} s ({rate:.0f} images/s, {workers} "
@@ -450,6 +460,13 @@ def _build(stem: Path, files: list[str], folder: Path, labels, meta: dict, worke
         more = f"; and {len(skipped) - 10} more (listed in {p['index'].name})" if len(skipped) > 10 else ""
         log(f"warning: skipped {len(skipped)} unreadable image{'s' if len(skipped) > 1 else ''} of {folder}: "
             f"{shown}{more}")
+
+
+def _no_space(path: Path, needed: int | None, cause: OSError, done: int) -> DataError:
+    """A full disk while decoding, as one line: the file, the space, what is kept, what to do."""
+    full = cause if isinstance(cause, NoSpaceError) else NoSpaceError(path, needed, cause, at_least=True)
+    return DataError(f"{full}: the {done} images decoded so far are kept and the next run continues from them; "
+                     "free some space, or pass --cache-dir DIR (or set NPALEXNET_CACHE) to a folder with room")
 
 
 def _create_partial(p: dict, shape: tuple) -> None:
@@ -634,8 +651,8 @@ def _fsync(path: Path) -> None:
 def _check_space(folder: Path, needed: int) -> None:
     free = shutil.disk_usage(folder).free
     if free < needed * 1.02:
-        raise DataError(f"decoding needs {needed / 2**30:.1f} GiB in {folder}, which has {free / 2**30:.1f} GiB "
-                        "free: pass --cache-dir DIR (or set NPALEXNET_CACHE) to a folder with room")
+        raise DataError(f"decoding needs {human_bytes(needed)} in {folder}, which has {human_bytes(free)} free: "
+                        "pass --cache-dir DIR (or set NPALEXNET_CACHE) to a folder with room")
 
 
 # ----------------------------------------------------------------------------

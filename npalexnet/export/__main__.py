@@ -1,7 +1,7 @@
 """``python -m npalexnet.export CHECKPOINT OUT``: a training checkpoint as ONNX or safetensors.
 
-    python -m npalexnet.export runs/cifar10/best.npz alexnet.onnx          # ONNX opset 17, onnx.checker-checked
-    python -m npalexnet.export runs/cifar10/best.npz alexnet.safetensors   # torch-named weights
+    python -m npalexnet.export runs/cifar10/latest/best.npz alexnet.onnx          # ONNX opset 17, onnx.checker-checked
+    python -m npalexnet.export runs/cifar10/latest/best.npz alexnet.safetensors   # torch-named weights
     python -m npalexnet.export best.npz model.bin --format safetensors     # format not from the suffix
 
 Any error (missing checkpoint, unknown format, missing package) is one line
@@ -26,7 +26,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                                 description="Export an npalexnet training checkpoint as ONNX or safetensors.",
                                 epilog="examples:\n" + __doc__.split("\n\n")[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoint", help="a training checkpoint (.npz), e.g. runs/cifar10/best.npz")
+    p.add_argument("checkpoint", help="a training checkpoint (.npz), e.g. runs/cifar10/latest/best.npz")
     p.add_argument("out", help="the file to write: .onnx or .safetensors")
     p.add_argument("--format", choices=sorted(set(FORMATS.values())), default=None,
                    help="the format (default: from OUT's suffix)")

@@ -11,14 +11,15 @@ with the dataset's own class names.
 Only when no data is found (:class:`npalexnet.data.DataNotFoundError`) does
 :func:`study_batch` fall back to random images, and says so; any other
 problem with the data (a corrupted file, a wrong layout) is raised as the
-pipeline raises it.
+pipeline raises it. An ImageFolder image that does not decode is skipped by
+the pipeline with a warning naming it (:mod:`npalexnet.data.store`), which
+the study scripts print; a split with no readable image at all is an error.
 """
 
 from __future__ import annotations
 
-import sys
-
 import os
+import sys
 from dataclasses import dataclass
 
 import numpy
@@ -47,12 +48,13 @@ class Batch:
     source: str
 
 
-def load_batch(data_dir=None, n: int = 16, split: str = "train", seed: int = 0) -> Batch:
+def load_batch(data_dir=None, n: int = 16, split: str = "train", seed: int = 0, log=None) -> Batch:
     """A random batch of ``n`` CIFAR-10 images from ``data_dir`` (or the first of :data:`DEFAULT_DIRS` holding it).
 
     Inputs:
         data_dir: the dataset folder, any layout :func:`npalexnet.data.load_dataset` reads.
         n: batch size (fewer when the split is smaller). split: ``"train"`` or ``"test"``. seed: which images.
+        log: gets the lines the pipeline prints while it reads the data (a decode, skipped images); None: silent.
     Returns:
         :class:`Batch`.
     Raises:
@@ -65,7 +67,7 @@ def load_batch(data_dir=None, n: int = 16, split: str = "train", seed: int = 0) 
     looked = []
     for root in roots:
         try:
-            dataset = load_dataset("cifar10", root, download=False, log=lambda *a, **k: None)
+            dataset = load_dataset("cifar10", root, download=False, log=log or (lambda *a, **k: None))
         except DataNotFoundError as exc:
             looked.append(str(exc))
             continue
@@ -86,7 +88,8 @@ def random_batch(n: int = 16, seed: int = 0) -> Batch:
     return Batch(x, y, tuple(CIFAR10_CLASSES), "random Gaussian batch (no CIFAR-10 data found)")
 
 
-def study_batch(data_dir=None, n: int = 16, split: str = "train", seed: int = 0) -> tuple[Batch, str | None]:
+def study_batch(data_dir=None, n: int = 16, split: str = "train", seed: int = 0,
+                log=None) -> tuple[Batch, str | None]:
     """:func:`load_batch`, or :func:`random_batch` when no data is found.
 
     Returns:
@@ -94,17 +97,18 @@ def study_batch(data_dir=None, n: int = 16, split: str = "train", seed: int = 0)
         batch is random, why, and how to point the tool at the data.
     """
     try:
-        return load_batch(data_dir, n, split, seed), None
+        return load_batch(data_dir, n, split, seed, log), None
     except DataNotFoundError as exc:
         note = f"NOTE: {exc}. Using random Gaussian images with random labels instead."
         return random_batch(n, seed), note
 
 
 def study_batch_for_script(data_dir=None, n: int = 16, split: str = "train", seed: int = 0, log=print) -> Batch:
-    """:func:`study_batch` as the study scripts use it: the note logged; bad data (a
-    :class:`~npalexnet.data.DataError`) ends the script with its one line on stderr and exit status 2."""
+    """:func:`study_batch` as the study scripts use it: the note and the pipeline's lines (a decode, the
+    images it skipped) logged; bad data (a :class:`~npalexnet.data.DataError`) ends the script with its one
+    line on stderr and exit status 2."""
     try:
-        batch, note = study_batch(data_dir, n, split, seed)
+        batch, note = study_batch(data_dir, n, split, seed, log)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -79,9 +79,10 @@ class TrainConfig:
     # run
     seed: int = 0
     device: str = "auto"
-    out: str = "runs/cifar10"
-    resume: bool = False
+    out: str | None = None        # None: a new folder runs/<runs_name>/<date_time> (train.runs)
+    resume: bool | str | None = None   # a run folder, a checkpoint file, or "last" (True: the same)
     overwrite: bool = False
+    override: bool = False        # a resume takes the recipe options given instead of the saved ones
     progress: bool = True
     distributed: bool = False
     log_grad_norms: bool = False
@@ -93,6 +94,12 @@ class TrainConfig:
         if recipe not in RECIPES:
             raise ValueError(f"--recipe must be one of {', '.join(RECIPES)}, got {recipe!r}")
         return cls(**{**RECIPES[recipe], **options, "recipe": recipe})
+
+    @property
+    def runs_name(self) -> str:
+        """The folder under ``runs/`` where a run without ``--out`` gets its own: the dataset's
+        (``runs/cifar10``), or a recipe's other than the default (``runs/paper``)."""
+        return self.dataset if self.recipe == "default" else self.recipe
 
     @property
     def paper_mode(self) -> bool:
@@ -141,19 +148,20 @@ class TrainConfig:
 #: 0.0005, :class:`~npalexnet.optim.PaperSGD`), batch 128, lr 0.01 divided by 10 when the
 #: validation error stops improving (after 5 epochs without a gain here), three times at
 #: most, 90 epochs; validation on the centre patch and its reflection, the final test on the
-#: paper's ten patches; top-1 and top-5 errors reported.
+#: paper's ten patches; top-1 and top-5 errors reported. Its runs get their folders under
+#: ``runs/paper`` (:attr:`TrainConfig.runs_name`).
 RECIPES = {
     "default": {},
     "paper": dict(dataset="imagefolder", image_size=256, augment="paper", variant="paper", init="paper",
                   paper_bias=1.0, optimizer="sgd-paper", lr=0.01, momentum=0.9, nesterov=False, weight_decay=5e-4,
                   label_smoothing=0.0, schedule="plateau", gamma=0.1, patience=5, max_lr_drops=3, epochs=90,
-                  batch_size=128, eval_batch_size=128, tta=True, tta_crops=1, out="runs/paper"),
+                  batch_size=128, eval_batch_size=128, tta=True, tta_crops=1),
 }
 
-#: Fields a resumed run takes from the command line; the rest come from the checkpoint,
-#: so ``--resume`` continues the same run whatever else the command line says.
+#: Fields a resumed run takes from the command line; the rest come from the checkpoint
+#: (a command line that sets them differently stops the resume: train.resume).
 RUNTIME_FIELDS = ("tta_crops", "epochs", "data_dir", "root", "download", "download_url", "cache_dir", "workers",
-                  "device", "out", "resume", "overwrite", "progress", "eval_batch_size", "distributed",
+                  "device", "out", "resume", "overwrite", "override", "progress", "eval_batch_size", "distributed",
                   "log_grad_norms")
 
 

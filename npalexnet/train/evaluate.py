@@ -1,28 +1,22 @@
 """Evaluation: loss, top-1 and top-5 accuracy over a split, averaging the softmax over test-time views.
 
-Views (:class:`Views`): the image, its mirror image (``tta``), and the paper's
-five crops (Section 4.1: "the four corner patches and the center patch as
-well as their horizontal reflections (hence ten patches in all)"). Two
-geometries use the same code:
-
-* CIFAR (``crops`` = P): the crops are as large as the image and cut from
-  the image padded by P on every side (reflect), so every view has the input size;
-* paper mode (``window`` = W): W x W patches of the larger stored image (227
-  or 224 of 256), no padding, resized to the net's input when W differs from it.
-
-The softmax outputs of the views are averaged.
+Which views (the image, its mirror image, the paper's five crops or patches)
+is a :class:`~.protocol.Protocol`; ``tta``/``crops`` are the short form of
+CIFAR's (:meth:`Protocol.of_options`). The softmax outputs of the views are averaged.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tqdm import tqdm
+
 from ..backend import get_array_module
 from ..data.augment import crop_flip, hflip, resize
-from ..data.decode import centre_offset
 from ..data.loader import BatchLoader
 from ..distributed import allreduce_sums
 from ..nn import no_grad
+from .protocol import Protocol
 
 
 def softmax(logits):
@@ -32,90 +26,45 @@ def softmax(logits):
     return e / e.sum(axis=1, keepdims=True)
 
 
-@dataclass(frozen=True)
-class Views:
-    """Which views of a batch :func:`predict_proba` averages.
-
-    Attributes:
-        mirror: each view followed by its mirror image.
-        five: the centre and the four corner crops (Section 4.1), else the centre one only.
-        pad: P, reflect padding of the image before cropping (CIFAR's crops).
-        window: the crops' side W (default: the image's own side).
-        out_size: the net's input; each view is resized to it when W differs.
-    """
-
-    mirror: bool = False
-    five: bool = False
-    pad: int = 0
-    window: int | None = None
-    out_size: int | None = None
-
-    @classmethod
-    def from_options(cls, tta: bool = False, crops: int = 0) -> Views:
-        """The CIFAR views: flips (``tta``), and with ``crops`` = P the five crops of the image padded by P."""
-        return cls(mirror=bool(tta), five=int(crops) > 0, pad=int(crops))
-
-    @property
-    def count(self) -> int:
-        return (5 if self.five else 1) * (2 if self.mirror else 1)
-
-    def origins(self, size: int) -> list[tuple[int, int]]:
-        """Crop origins in the padded image of side ``size + 2P``: the centre, then (``five``) the
-        corners top-left, top-right, bottom-left, bottom-right."""
-        window = self.window or size
-        span = size + 2 * self.pad - window
-        if span < 0:
-            raise ValueError(f"views: a {window}-pixel window does not fit a {size}-pixel image padded by {self.pad}")
-        centre = centre_offset(size + 2 * self.pad, window)
-        return [(centre, centre)] + ([(0, 0), (0, span), (span, 0), (span, span)] if self.five else [])
-
-    def describe(self) -> str:
-        """For the log line, e.g. "10 views: 5 crops of 227 px and their mirror images"."""
-        if self.five:
-            what = f"5 crops at +-{self.pad} px" if self.pad else f"5 crops of {self.window} px"
-            return f"{self.count} views: {what}" + (" and their mirror images" if self.mirror else "")
-        base = "the centre crop" if self.window else "the image"
-        return f"{base} and its mirror image" if self.mirror else base
-
-
-def tta_views(x, tta: bool = False, crops: int = 0, views: Views | None = None):
+def tta_views(x, tta: bool = False, crops: int = 0, protocol: Protocol | None = None):
     """The views of a batch x (N, C, S, S) that :func:`predict_proba` averages (a generator).
 
-    ``views`` (default ``Views.from_options(tta, crops)``): with P > 0 the
-    centre and the four corner crops of x padded by P (reflect), in that
-    order; else x itself; with a ``window`` the W x W crops of x. Each
-    followed by its mirror image when ``mirror``.
+    ``protocol`` (default ``Protocol.of_options(tta, crops)``): with ``pad`` = P
+    > 0 the centre and the four corner crops of x padded by P (reflect), in
+    that order; else x itself; with a ``window`` the W x W crops of x (resized
+    to ``out_size``). Each followed by its mirror image when ``mirror``.
     """
-    views = views or Views.from_options(tta, crops)
+    protocol = protocol or Protocol.of_options(tta, crops)
     xp = get_array_module(x)
     n, size = x.shape[0], x.shape[2]
-    window = views.window or size
-    for oy, ox in views.origins(size):
-        if views.pad == 0 and window == size:
+    window = protocol.window or size
+    for oy, ox in protocol.origins(size):
+        if protocol.pad == 0 and window == size:
             view = x
         else:
-            view = crop_flip(x, xp.full(n, oy), xp.full(n, ox), xp.zeros(n, dtype=bool), views.pad, size=window)
-        if views.out_size and views.out_size != window:
-            view = resize(view, views.out_size)
+            view = crop_flip(x, xp.full(n, oy), xp.full(n, ox), xp.zeros(n, dtype=bool), protocol.pad, size=window)
+        if protocol.out_size and protocol.out_size != window:
+            view = resize(view, protocol.out_size)
         yield view
-        if views.mirror:
+        if protocol.mirror:
             yield hflip(view, xp.ones(n, dtype=bool))
 
 
-def predict_proba(model, x, tta: bool = False, crops: int = 0, views: Views | None = None):
+def predict_proba(model, x, tta: bool = False, crops: int = 0, protocol: Protocol | None = None):
     """Class probabilities (N, K) of a preprocessed batch x (N, C, S, S), model in eval mode.
 
     The softmax outputs of :func:`tta_views` are averaged: the image and, with
     ``tta``, its mirror image; with ``crops`` = P > 0 the paper's ten views;
-    or the ``views`` given. Runs under :func:`~npalexnet.nn.no_grad` (nothing
-    is kept for a backward pass).
+    or the views of the ``protocol`` given. Runs under
+    :func:`~npalexnet.nn.no_grad` (nothing is kept for a backward pass).
     """
-    views = views or Views.from_options(tta, crops)
-    if views.pad and 2 * views.pad >= min(x.shape[2:]):
-        raise ValueError(f"crops={views.pad}: the padding must be less than half the image size {tuple(x.shape[2:])}")
+    protocol = protocol or Protocol.of_options(tta, crops)
+    if protocol.pad and 2 * protocol.pad >= min(x.shape[2:]):
+        raise ValueError(f"crops={protocol.pad}: the padding must be less than half the image size "
+                         f"{tuple(x.shape[2:])}")
     with no_grad():
         total, count = None, 0
-        for view in tta_views(x, views=views):
+        for view in tta_views(x, protocol=protocol):
             probs = softmax(model(view))
             total = probs if total is None else total + probs
             count += 1
@@ -133,7 +82,7 @@ class Scores:
 
 
 def scores(model, loader: BatchLoader, criterion, tta: bool = False, comm=None, crops: int = 0,
-          views: Views | None = None) -> Scores:
+           protocol: Protocol | None = None, progress: bool = False, desc: str = "evaluation") -> Scores:
     """Loss, top-1 and top-5 accuracy of ``model`` over every image of ``loader``.
 
     With views beyond the image itself (:func:`predict_proba`) the loss is the
@@ -141,12 +90,17 @@ def scores(model, loader: BatchLoader, criterion, tta: bool = False, comm=None, 
     logits: softmax(log p) = p). The model is left in evaluation mode. In a
     distributed run (``comm`` given, ``loader`` sharded by rank) the sums
     (loss*count, correct, correct in the top 5, count) are added over ranks.
+    ``progress``: a tqdm bar over the batches (only when stderr is a terminal).
     """
-    views = views or Views.from_options(tta, crops)
-    plain = views == Views()
+    protocol = protocol or Protocol.of_options(tta, crops)
+    plain = protocol == Protocol()
     model.eval()
     loss_sum, correct, correct5, seen = 0.0, 0, 0, 0
-    for _, x, y in loader.epoch(0):
+    batches = loader.epoch(0)
+    if progress:   # tqdm switches itself off when stderr is not a terminal (disable=None)
+        batches = tqdm(batches, total=len(loader), desc=desc, unit="batch", leave=False, dynamic_ncols=True,
+                       disable=None)
+    for _, x, y in batches:
         if not y.shape[0]:   # this rank's slice of a small last batch
             continue
         xp = get_array_module(x)
@@ -154,7 +108,7 @@ def scores(model, loader: BatchLoader, criterion, tta: bool = False, comm=None, 
             if plain:
                 logits = model(x)
             else:
-                logits = xp.log(xp.maximum(predict_proba(model, x, views=views), 1e-30))
+                logits = xp.log(xp.maximum(predict_proba(model, x, protocol=protocol), 1e-30))
             # Summed on the device, in float64, and read once at the end: on a GPU each read waits
             # for the queued work.
             loss_sum = loss_sum + criterion(logits, y).astype(xp.float64) * int(y.shape[0])
@@ -168,8 +122,9 @@ def scores(model, loader: BatchLoader, criterion, tta: bool = False, comm=None, 
     return Scores(loss_sum / max(seen, 1), correct / max(seen, 1), correct5 / max(seen, 1), seen)
 
 
-def evaluate(model, loader: BatchLoader, criterion, tta: bool = False, comm=None,
-             crops: int = 0, views: Views | None = None) -> tuple[float, float]:
+def evaluate(model, loader: BatchLoader, criterion, tta: bool = False, comm=None, crops: int = 0,
+             protocol: Protocol | None = None, progress: bool = False,
+             desc: str = "evaluation") -> tuple[float, float]:
     """Mean loss and (top-1) accuracy of ``model`` over every image of ``loader`` (see :func:`scores`)."""
-    result = scores(model, loader, criterion, tta, comm, crops, views)
+    result = scores(model, loader, criterion, tta, comm, crops, protocol, progress, desc)
     return result.loss, result.top1

@@ -60,13 +60,13 @@ def train_one_epoch(model, loader: BatchLoader, criterion, optimizer, scheduler=
             (``stats.interrupted``), with the model, optimizer and scheduler
             in the consistent state after that step (in a distributed run it
             must give the same answer on every rank: :func:`npalexnet.distributed.any_rank`).
-        progress: show a tqdm bar with loss, accuracy and images/s.
+        progress: show a tqdm bar with loss, accuracy and images/s (only when stderr is a terminal).
     Raises:
         NonFiniteLossError: before the backward pass of a step whose loss is NaN/inf.
     """
     stats = stats or EpochStats()
     model.train()
-    bar = tqdm(total=len(loader), initial=stats.steps, desc=desc, disable=not progress, leave=False,
+    bar = tqdm(total=len(loader), initial=stats.steps, desc=desc, disable=None if progress else True, leave=False,
                unit="batch", dynamic_ncols=True)
     start, images_this_call = time.perf_counter(), 0
     try:

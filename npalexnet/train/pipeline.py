@@ -9,6 +9,10 @@
   (:class:`~npalexnet.data.paper_augment.PaperAugment`), the centre patch
   (validation) or the paper's ten patches (test).
 
+The test protocol (:class:`~.protocol.Protocol`) follows from the same choice
+(:func:`protocol`); a checkpoint's transforms are rebuilt from its meta
+(:func:`checkpoint_preprocess`) by ``--evaluate``, ``predict`` and ``visualize``.
+
 Both loaders have one interface (``len``, ``num_images``, ``batch_indices``,
 ``epoch``), so the loop and the evaluation do not know which one runs.
 """
@@ -19,7 +23,7 @@ from ..data import CIFAR10_MEAN, CIFAR10_STD, BatchLoader, Preprocess, channel_s
 from ..data.paper_augment import PaperAugment
 from ..data.store_loader import StoreLoader
 from .config import TrainConfig
-from .evaluate import Views
+from .protocol import Protocol
 
 #: The paper's inputs are grey levels minus the training mean, not divided by anything (Section 2).
 PAPER_STD = 1.0 / 255.0
@@ -58,8 +62,9 @@ def build_loader(cfg: TrainConfig, split, batch_size: int, preprocess, device: s
                   world_size=world_size)
 
 
-def views(cfg: TrainConfig, preprocess, final: bool) -> Views:
-    """The test-time views: validation after each epoch (``final=False``) or the final test.
+def protocol(cfg: TrainConfig, preprocess, final: bool) -> Protocol:
+    """The test-time views: validation after each epoch (``final=False``) or the final test (saved in
+    checkpoints as the run's test protocol).
 
     Paper mode: the centre patch (with its reflection when ``cfg.tta``), and
     for the final test the paper's ten patches (``cfg.tta_crops`` > 0). Else
@@ -67,6 +72,25 @@ def views(cfg: TrainConfig, preprocess, final: bool) -> Views:
     padded by ``cfg.tta_crops`` pixels.
     """
     if isinstance(preprocess, PaperAugment):
-        return Views(mirror=cfg.tta, five=final and cfg.tta_crops > 0, window=preprocess.crop,
-                     out_size=preprocess.out_size)
-    return Views.from_options(cfg.tta, cfg.tta_crops if final else 0)
+        return Protocol(mirror=cfg.tta, five=final and cfg.tta_crops > 0, window=preprocess.crop,
+                        out_size=preprocess.out_size)
+    return Protocol.of_options(cfg.tta, cfg.tta_crops if final else 0)
+
+
+#: The normalisation numbers a checkpoint keeps (:func:`normalisation`).
+NORMALISATION_KEYS = ("mean", "std", "eigvals", "eigvecs")
+
+
+def saved_normalisation(meta: dict) -> dict:
+    """The :func:`normalisation` a checkpoint was trained with."""
+    return {k: meta[k] for k in NORMALISATION_KEYS if k in meta}
+
+
+def checkpoint_preprocess(meta: dict):
+    """The test-time transforms of a checkpoint (its ``eval``): a paper-mode checkpoint (``crop_size``)
+    normalises the whole stored image (its protocol cuts the patches), any other one resizes to the input."""
+    resize_mode = meta.get("resize_mode", "bilinear")
+    if meta.get("crop_size"):
+        return PaperAugment(meta["mean"], meta["std"], meta["eigvals"], meta["eigvecs"], meta["input_size"],
+                            meta["image_size"], crop=meta["crop_size"], resize_mode=resize_mode)
+    return Preprocess(meta["mean"], meta["std"], meta["input_size"], pad=0, flip=False, resize_mode=resize_mode)

@@ -2,10 +2,12 @@
 
 The checkpoint carries what prediction needs: the variant and model
 arguments, the class names, the normalisation, the image size the model
-was trained at and the decode rule, so an image is prepared exactly as the
-evaluation split was (decoded by :func:`~npalexnet.data.decode.decode_image`,
-normalised, resized to the model's input; a paper-mode checkpoint cuts its
-centre patch, or the paper's ten, as the final test did).
+was trained at, the decode rule and its run's test protocol
+(:mod:`.protocol`: the views averaged), so an image is prepared and scored
+exactly as the run's test split was (decoded by
+:func:`~npalexnet.data.decode.decode_image`, normalised, its views averaged:
+flips and crops of the image, or a paper-mode checkpoint's centre patch or
+the paper's ten patches).
 """
 
 from __future__ import annotations
@@ -16,33 +18,36 @@ from pathlib import Path
 import numpy
 
 from .. import backend
-from ..data.augment import Preprocess
 from ..data.decode import decode_image
 from ..data.errors import DataError
-from ..data.paper_augment import PaperAugment
+from . import pipeline
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, load_model_state
 from .config import build_model
-from .evaluate import Views, predict_proba
+from .evaluate import predict_proba
+from .protocol import Protocol, weights_name
 
 
 @dataclass
 class Predictor:
-    """A model in evaluation mode with its checkpoint's preprocessing."""
+    """A model in evaluation mode with its checkpoint's preprocessing and test protocol."""
 
     model: object
-    preprocess: Preprocess
+    preprocess: object   # Preprocess, or PaperAugment for a paper-mode checkpoint (pipeline.checkpoint_preprocess)
     classes: list
     image_size: int
     in_channels: int
     device: str
-    tta: bool = True
-    crops: int = 0
+    protocol: Protocol = Protocol(mirror=True)
     rule: str = "squash"
-    views: Views | None = None
+    weights: str = ""   # which weights, e.g. "best.npz, epoch 28"
 
     @classmethod
-    def from_checkpoint(cls, path, device: str = "cpu", tta: bool = True, crops: int = 0) -> Predictor:
-        """Load ``path``; raises CheckpointError for a missing, corrupt or incomplete file."""
+    def from_checkpoint(cls, path, device: str = "cpu", tta: bool | None = None, crops: int | None = None
+                        ) -> Predictor:
+        """Load ``path``; ``tta``/``crops`` None: the views of the checkpoint's own test protocol
+        (:meth:`Protocol.replace` for what they change).
+
+        Raises CheckpointError for a missing, corrupt or incomplete file."""
         ckpt: Checkpoint = load_checkpoint(path)
         meta = ckpt.meta
         needed = ("model_kwargs", "classes", "mean", "std", "image_size", "input_size", "in_channels")
@@ -53,25 +58,17 @@ class Predictor:
         model = build_model(meta["model_kwargs"])
         load_model_state(model, ckpt)
         model.to(device).eval()
-        resize_mode = meta.get("resize_mode", "bilinear")
-        if meta.get("crop_size"):   # paper mode: patches of the stored image
-            preprocess = PaperAugment(meta["mean"], meta["std"], meta["eigvals"], meta["eigvecs"], meta["input_size"],
-                                      meta["image_size"], crop=meta["crop_size"], resize_mode=resize_mode)
-            views = Views(mirror=tta, five=crops > 0, window=preprocess.crop, out_size=preprocess.out_size)
-        else:
-            preprocess = Preprocess(meta["mean"], meta["std"], meta["input_size"], pad=0, flip=False,
-                                    resize_mode=resize_mode)
-            views = Views.from_options(tta, crops)
+        protocol = Protocol.of_checkpoint(meta).replace(tta, crops)
+        weights = weights_name(ckpt.path, int(meta.get("epoch", 0)), int((meta.get("partial") or {}).get("steps", 0)))
         # Checkpoints from before the decode rule was recorded were trained on squashed images.
-        return cls(model, preprocess, list(meta["classes"]), int(meta["image_size"]), int(meta["in_channels"]),
-                   device, tta, crops, meta.get("resize_rule", "squash"), views)
+        return cls(model, pipeline.checkpoint_preprocess(meta), list(meta["classes"]), int(meta["image_size"]),
+                   int(meta["in_channels"]), device, protocol, meta.get("resize_rule", "squash"), weights)
 
     def probabilities(self, images) -> numpy.ndarray:
         """(N, C, H, W) uint8 images at the training size -> (N, K) probabilities (host)."""
         xp = backend.xp_for(self.device)
         x = self.preprocess.eval(xp.asarray(images))
-        views = self.views or Views.from_options(self.tta, self.crops)
-        return backend.asnumpy(predict_proba(self.model, x, views=views))
+        return backend.asnumpy(predict_proba(self.model, x, protocol=self.protocol))
 
     def load_image(self, path) -> numpy.ndarray:
         """One image file -> (C, S, S) uint8; raises DataError when it cannot be read."""
@@ -79,10 +76,18 @@ class Predictor:
             raise DataError(f"cannot read image {path}: no such file")
         return decode_image(str(path), self.image_size, self.in_channels, self.rule)
 
-    def topk(self, paths, k: int = 5) -> list[list[tuple[str, float]]]:
+    def topk(self, paths, k: int = 5, batch_size: int = 64) -> list[list[tuple[str, float]]]:
         """For each image file, the ``k`` most probable ``(class name, probability)`` pairs."""
-        images = numpy.stack([self.load_image(p) for p in paths])
-        probs = self.probabilities(images)
-        k = min(k, probs.shape[1])
-        order = numpy.argsort(-probs, axis=1, kind="stable")[:, :k]
-        return [[(self.classes[j], float(row[j])) for j in idx] for row, idx in zip(probs, order)]
+        return [top for _, top in self.iter_topk(paths, k, batch_size)]
+
+    def iter_topk(self, paths, k: int = 5, batch_size: int = 64):
+        """``(path, top-k pairs)`` for each image file, decoded and scored ``batch_size`` at a time
+        (a generator: the first results come before the last files are read)."""
+        paths = list(paths)
+        for start in range(0, len(paths), batch_size):
+            chunk = paths[start:start + batch_size]
+            probs = self.probabilities(numpy.stack([self.load_image(p) for p in chunk]))
+            top = min(k, probs.shape[1])
+            order = numpy.argsort(-probs, axis=1, kind="stable")[:, :top]
+            for path, row, idx in zip(chunk, probs, order):
+                yield path, [(self.classes[j], float(row[j])) for j in idx]

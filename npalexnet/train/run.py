@@ -1,24 +1,34 @@
 """``fit``: a whole run from a :class:`TrainConfig`: data, model, epochs, checkpoints, test.
 
-Files in ``cfg.out``: ``last.npz`` (after every epoch, or at Ctrl-C),
-``best.npz`` (the epoch of best validation accuracy), ``metrics.csv`` and
-``curves.png``. ``cfg.resume`` continues from ``last.npz`` up to
-``cfg.epochs`` epochs in total.
+The run's folder (:mod:`.runs`: ``cfg.out``, or a new ``runs/<dataset>/<date_time>``;
+``runs/paper/<date_time>`` for ``--recipe paper``) is named first; files in it:
+``config.json`` and ``log.txt`` (:mod:`.runlog`), ``last.npz`` (after every
+epoch, or at Ctrl-C/SIGTERM), ``best.npz`` (the epoch of best validation
+accuracy), ``metrics.csv`` and ``curves.png``. ``cfg.resume`` (a run folder, a
+checkpoint, or "last") continues a run up to ``cfg.epochs`` epochs in total,
+with its saved recipe (:mod:`.resume`). The data pipeline (splits in memory
+or in stores on disk, the transforms, the test-time views) is chosen in
+:mod:`.pipeline`. The final test scores the last weights with the run's
+:class:`~.protocol.Protocol` (saved in every checkpoint) and names both. A
+full disk or too little memory stops the run with a :class:`~.faults.RunError`
+naming the checkpoint that is kept.
 
 Distributed (``fit(cfg, comm=...)`` with a communicator from
-:func:`npalexnet.distributed.init`): rank 0 opens the run (checkpoint, the
-overwrite guard) and broadcasts what it found; rank 0 prepares the data first
-(a download), then the others; the ranks check they agree on versions and
-data; every rank trains on its slice of each global batch of
-``cfg.batch_size``; only rank 0 logs, shows progress and writes checkpoints,
-metrics and plots. An error in any of these steps is raised on every rank.
+:func:`npalexnet.distributed.init`): rank 0 opens the run (its folder, the
+checkpoint, the overwrite guard) and broadcasts what it found; rank 0 prepares
+the data first (a download, a decode), then the others; the ranks check they
+agree on versions and data; every rank trains on its slice of each global
+batch of ``cfg.batch_size``; only rank 0 logs, shows progress and writes
+checkpoints, metrics and plots. An error in any of these steps is raised on every rank.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +37,10 @@ import numpy
 
 from .. import __version__, backend, config, distributed, models, nn, random_streams
 from ..data import load_dataset, stratified_sample, stratified_split
+from ..data.atomic import NoSpaceError
 from ..inspect import parameter_norms
 from ..viz import save_norm_curves
+from . import pipeline
 from .checkpoint import BEST, LAST, CheckpointError, load_checkpoint, load_model_state, save_checkpoint
 from .config import (
     TrainConfig,
@@ -36,11 +48,10 @@ from .config import (
     build_optimizer,
     build_scheduler,
     input_size,
-    merge_for_resume,
     model_kwargs,
 )
-from . import pipeline
 from .evaluate import scores
+from .faults import RunError, check_writable, is_out_of_memory, out_of_memory_message
 from .history import (
     CURVES_PNG,
     METRICS_CSV,
@@ -50,13 +61,25 @@ from .history import (
     plot_curves,
     write_metrics_csv,
 )
-from .interrupt import GracefulInterrupt
+from .interrupt import SIGNALS, GracefulInterrupt, exit_status
 from .loop import EpochStats, train_one_epoch
+from .protocol import Protocol, score_line, weights_name
+from .resume import merge_resumed, option_name
+from .runlog import RunLog, write_config_json
+from .runs import mark_latest, resolve_run
 from .step import NonFiniteLossError
 
 
 class TrainingInterrupted(Exception):
-    """Ctrl-C: a checkpoint was saved; ``--resume`` continues from it."""
+    """Ctrl-C or SIGTERM: a checkpoint was saved; ``--resume`` continues from it.
+
+    ``exit_status``: what the program exits with (128 + the signal's number: 130, 143).
+    """
+
+    def __init__(self, message: str, signum: int = signal.SIGINT):
+        super().__init__(message)
+        self.signum = signum
+        self.exit_status = exit_status(signum)
 
 
 @dataclass
@@ -69,6 +92,8 @@ class FitResult:
     test_accuracy: float
     out: Path
     config: TrainConfig
+    weights: str = ""                        # which weights the test scored, e.g. "last.npz, epoch 30"
+    protocol: Protocol = Protocol()          # the views it averaged
     test_top5: float | None = None
 
 
@@ -101,17 +126,30 @@ def _silent(*args, **kwargs) -> None:
     """The log of the ranks other than 0."""
 
 
-def _open_run(cfg: TrainConfig, out: Path, log):
-    """The checkpoint to resume from (or None) and the run's configuration."""
+def _open_run(cfg: TrainConfig, log, command, given):
+    """The run's folder (named first), the checkpoint to resume from (or None) and the run's configuration.
+
+    Everything that can fail without costing training time fails here: no checkpoint where
+    ``--resume`` points, a recipe changed on resume, an unwritable ``--out`` or ``--cache-dir``.
+    """
+    ckpt_path, out = resolve_run(cfg.resume, cfg.out, cfg.runs_name, cfg.overwrite)
+    log(f"run: {out}")
+    check_writable(out, "--out")
+    if isinstance(log, RunLog):
+        log.attach(out)
     ckpt = None
-    if cfg.resume and (out / LAST).exists():
-        ckpt = load_checkpoint(out / LAST)
-        cfg = merge_for_resume(ckpt.meta["config"], cfg)
-    elif cfg.resume:
-        log(f"resume: no checkpoint in {out}, starting a new run")
-    elif (out / LAST).exists() and not cfg.overwrite:
-        raise CheckpointError(f"{out} already holds a run ({out / LAST}): pass --resume to continue it, "
-                              "--overwrite to replace it, or choose another --out")
+    if ckpt_path is not None:
+        ckpt = load_checkpoint(ckpt_path)
+        if not isinstance(ckpt.meta.get("config"), dict):
+            raise CheckpointError(f"{ckpt_path} holds no run configuration: not a training checkpoint")
+        partial = int((ckpt.meta.get("partial") or {}).get("steps", 0))
+        cfg, changed = merge_resumed(ckpt.meta["config"], cfg, given, partial)
+        for name, saved, new in changed:
+            log(f"override: {option_name(name)} {saved!r} -> {new!r} (saved in {ckpt_path.name})")
+    if cfg.cache_dir is not None:
+        check_writable(cfg.cache_dir, "--cache-dir")
+    cfg = dataclasses.replace(cfg, out=str(out))
+    write_config_json(out, cfg, command)
     return ckpt, cfg
 
 
@@ -129,22 +167,43 @@ def _check_same_data(comm, dataset, train_split) -> None:
                                  train_images=len(train_split), train_digest=train_split.digest())
 
 
-def fit(cfg: TrainConfig, log=print, comm=None) -> FitResult:
+def fit(cfg: TrainConfig, log=print, comm=None, command: list[str] | None = None, given=None) -> FitResult:
     """Train (or resume), checkpoint every epoch, evaluate on the test split.
 
     ``comm`` (a distributed communicator) makes this rank one of a data-parallel
     run (see the module doc); None trains in this process alone (through the
-    same step, with a one-process communicator).
+    same step, with a one-process communicator). ``log`` gets every line the
+    run prints (they also go to the run's log.txt); ``command`` (the command
+    line, for config.json) and ``given`` (the options it set; None: those
+    that differ from the defaults) come from the training program.
 
     Raises:
-        DataError: no usable data. CheckpointError: a bad checkpoint, or one in
-        the way of a fresh run. NonFiniteLossError: the loss diverged (the last
-        good checkpoint is kept). TrainingInterrupted: Ctrl-C (a checkpoint was saved).
+        DataError: no usable data. CheckpointError: a bad checkpoint, nothing to
+        resume, a changed recipe on resume, or a run in the way of a new one.
+        NonFiniteLossError: the loss diverged (the last good checkpoint is kept).
+        RunError: a full disk, an unwritable folder, too little memory (the last
+        checkpoint is kept). TrainingInterrupted: Ctrl-C or SIGTERM (a checkpoint was saved).
     """
-    run = _Run.open(cfg.validate(), log, comm)
-    with config.using(buffer_pool=True):   # training recycles its large arrays (npalexnet.kernels.memory)
-        run.train()
-        return run.test()
+    record = RunLog(log)   # every line also into the run's log.txt (rank 0)
+    try:
+        run = _Run.open(cfg.validate(), record, comm, command, given)
+        with config.using(buffer_pool=True):   # training recycles its large arrays (npalexnet.kernels.memory)
+            try:
+                run.train()
+                return run.test()
+            except Exception as exc:   # noqa: BLE001 (re-raised, as the one-line error it stands for)
+                explained = run.explain(exc)
+                if explained is exc:
+                    raise
+                raise explained from exc
+    except Exception as exc:
+        record.record(str(exc) if isinstance(exc, TrainingInterrupted) else f"error: {exc}")
+        raise
+    except BaseException as exc:   # a second Ctrl-C or SIGTERM: the checkpoints on disk are whole
+        record.record(f"stopped at once ({type(exc).__name__})")
+        raise
+    finally:
+        record.close()
 
 
 @dataclass
@@ -171,18 +230,22 @@ class _Run:
     best_acc: float = -1.0
     start_epoch: int = 0
     partial: EpochStats = None
+    protocol: Protocol = None      # the final test's views (pipeline.protocol), saved in every checkpoint
+    saved: tuple | None = None     # (path, epoch) of the newest checkpoint on disk that this run can go on from
+    phase: str = "setting up"      # what the run is doing (for an out-of-memory message)
 
     # ------------------------------------------------------------------ opening
     @classmethod
-    def open(cls, cfg: TrainConfig, log, comm) -> "_Run":
-        """The checkpoint to resume (rank 0 reads it), the data (rank 0 first), the model and its optimizer."""
+    def open(cls, cfg: TrainConfig, log, comm, command=None, given=None) -> "_Run":
+        """The run's folder and the checkpoint to resume (rank 0), the data (rank 0 first), the model and
+        its optimizer."""
         parallel_run = comm is not None
         comm = comm if parallel_run else distributed.SingleProcessCommunicator()
         log = log if comm.is_root else _silent
         if parallel_run:
             _check_same_run(comm, cfg)
+        ckpt, cfg = distributed.on_root(comm, _open_run, cfg, log, command, given)
         out = Path(cfg.out)
-        ckpt, cfg = distributed.on_root(comm, _open_run, cfg, out, log)
         device = backend.resolve_device(cfg.device)
         # Paper mode: rank 0 decodes the stores, the others only open them (nothing is decoded twice).
         build = comm.is_root or not cfg.paper_mode
@@ -209,7 +272,8 @@ class _Run:
         # wait for the device) in every step.
         criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing, check_targets=False)
         run = cls(cfg, log, comm, out, dataset, kwargs, norm, preprocess, model, None, optimizer, scheduler,
-                  per_step, criterion, train_loader, val_loader, [], partial=EpochStats())
+                  per_step, criterion, train_loader, val_loader, [], partial=EpochStats(),
+                  protocol=pipeline.protocol(cfg, preprocess, final=True))
         if ckpt is not None:
             run._resume_from(ckpt)
         model.to(device)
@@ -223,7 +287,10 @@ class _Run:
         self.optimizer.load_state_dict(ckpt.optimizer_state())
         saved_schedule = ckpt.meta.get("scheduler") or {}
         if self.per_step:   # the schedule stays sized for the new --epochs; only the step count is restored
-            self.scheduler.set_step(int(saved_schedule.get("last_epoch", 0)))
+            step = int(saved_schedule.get("last_epoch", 0))
+            if ckpt.meta["config"].get("batch_size") != self.cfg.batch_size:   # an --override of the batch size:
+                step = int(ckpt.meta["epoch"]) * len(self.train_loader)         # the same epoch, in the new steps
+            self.scheduler.set_step(step)
         else:
             self.scheduler.load_state_dict(saved_schedule)
         random_streams.set_state(json.loads(ckpt.meta["rng_state"]))
@@ -231,6 +298,7 @@ class _Run:
         self.best_acc = float(ckpt.meta.get("best_val_acc", -1.0))
         self.start_epoch = int(ckpt.meta["epoch"])
         self.partial = EpochStats(**ckpt.meta.get("partial", {}))
+        self.saved = (ckpt.path, self.start_epoch)
         where = (f"epoch {self.start_epoch + 1}, step {self.partial.steps} of {len(self.train_loader)}"
                  if self.partial.steps else f"end of epoch {self.start_epoch}")
         self.log(f"resumed from {ckpt.path} ({where}), continuing to epoch {self.cfg.epochs}")
@@ -257,6 +325,7 @@ class _Run:
                 # A Ctrl-C seen by any rank stops all of them at the same step.
                 stop = (lambda: distributed.any_rank(self.comm, local_stop())) if self.comm.size > 1 else local_stop
                 for epoch in range(self.start_epoch, cfg.epochs):
+                    self.phase = "a training step"
                     stats = train_one_epoch(self.model, self.train_loader, self.criterion, self.optimizer,
                                             self.scheduler if self.per_step else None, epoch=epoch, seed=cfg.seed,
                                             parallel=self.parallel, stats=self.partial, should_stop=stop,
@@ -265,23 +334,30 @@ class _Run:
                     self.partial = EpochStats()
                     if stats.interrupted:
                         self._save(out / LAST, epoch, stats)
-                        raise TrainingInterrupted(f"interrupted at epoch {epoch + 1}, step {stats.steps}: saved "
-                                                  f"{out / LAST}; continue with --resume --out {out}")
+                        raise self._interrupted(local_stop, f"at epoch {epoch + 1}, step {stats.steps}")
                     self._end_of_epoch(epoch, stats)
                     if stop():
-                        raise TrainingInterrupted(f"interrupted after epoch {epoch + 1}: saved {out / LAST}; "
-                                                  f"continue with --resume --out {out}")
+                        raise self._interrupted(local_stop, f"after epoch {epoch + 1}")
+                self._log_best()
         except NonFiniteLossError as exc:
             kept = (f"the last good checkpoint {out / LAST} (epoch {self.history[-1]['epoch']}) is kept"
                     if (out / LAST).exists() and self.history else "no checkpoint was written")
             raise NonFiniteLossError(f"{exc}: training stopped; {kept}. Try a lower --lr or more --warmup") from exc
 
+    def _interrupted(self, local_stop, where: str) -> TrainingInterrupted:
+        """Ctrl-C or SIGTERM: the checkpoint is saved; the message says where and how to go on."""
+        signum = getattr(local_stop, "signum", signal.SIGINT)
+        return TrainingInterrupted(f"interrupted ({SIGNALS.get(signum, signum)}) {where}: saved {self.out / LAST}; "
+                                   f"continue with --resume {self.out}", signum)
+
     def _end_of_epoch(self, epoch: int, stats: EpochStats) -> None:
         """Validate, step a per-epoch schedule, record the epoch, save last (and best), plot, log."""
         cfg, out = self.cfg, self.out
         eval_start = time.perf_counter()
+        self.phase = "validation"
         val = (scores(self.model, self.val_loader, self.criterion, comm=self.comm,
-                      views=pipeline.views(cfg, self.preprocess, final=False)) if self.val_loader else None)
+                      protocol=pipeline.protocol(cfg, self.preprocess, final=False),
+                      progress=cfg.progress and self.comm.is_root, desc="validation") if self.val_loader else None)
         val_loss, val_acc, val_top5 = (val.loss, val.top1, val.top5) if val else (None, None, None)
         if not self.per_step:
             self.scheduler.step(val_acc if val_acc is not None else stats.accuracy)
@@ -312,8 +388,8 @@ class _Run:
         else:
             val_text = f"val loss {val_loss:.4f} acc {100 * val_acc:.2f}%"
         self.log(f"epoch {epoch + 1}/{cfg.epochs}: train loss {stats.loss:.4f} acc {100 * stats.accuracy:.2f}% | "
-                 f"{val_text} | lr {row['lr']:.5f} | {row['epoch_seconds']:.1f} s ({row['images_per_s']:.0f} img/s)"
-                 f"{' *best*' if improved else ''}")
+                 f"{val_text} | lr {row['lr']:.5f} | {row['epoch_seconds']:.1f} s ({row['images_per_s']:.0f} img/s) "
+                 f"| eta {self._eta(epoch)}{' *best*' if improved else ''}")
         if cfg.paper_mode:
             self.log(self.train_loader.timing.describe())
 
@@ -322,6 +398,10 @@ class _Run:
             raise NonFiniteLossError(f"the weights became NaN or infinite during epoch {epoch + 1}")
         if self.comm.is_root:
             save_checkpoint(path, self.model, self.optimizer, self._meta(epoch, stats))
+            if path.name == LAST:
+                mark_latest(self.out, self.cfg.runs_name)   # runs/<name>/latest: the run saved last
+        if path.name == LAST:
+            self.saved = (path, epoch)
 
     def _meta(self, epoch: int, stats: EpochStats) -> dict:
         return {"epoch": epoch, "partial": stats.to_dict(), "model_kwargs": self.kwargs,
@@ -331,28 +411,75 @@ class _Run:
                 "input_size": input_size(self.kwargs["variant"]), "in_channels": self.dataset.in_channels,
                 "resize_mode": self.cfg.resize_mode, "scheduler": self.scheduler.state_dict(),
                 "rng_state": json.dumps(random_streams.get_state()), "config": self.cfg.to_dict(),
-                "history": self.history, "best_val_acc": self.best_acc}
+                "history": self.history, "best_val_acc": self.best_acc, "test_protocol": self.protocol.to_dict()}
 
     # ------------------------------------------------------------------ the test
     def test(self) -> FitResult:
-        """The final test: the trained weights on the test split, with the run's test-time views."""
+        """The final test: the last weights on the test split, with the run's protocol; the line names both
+        (and, in paper mode, the top-1 and top-5 error rates)."""
         cfg = self.cfg
+        self.phase = "the test"
         loader = pipeline.build_loader(cfg, self.dataset.test, cfg.eval_batch_size, self.preprocess,
                                        self.train_loader.device, train=False, rank=self.comm.rank,
                                        world_size=self.comm.size)
-        views = pipeline.views(cfg, self.preprocess, final=True)
-        test = scores(self.model, loader, self.criterion, comm=self.comm, views=views)
-        self.log(f"test loss {test.loss:.4f} ({views.describe()})")
-        if cfg.paper_mode:
-            self.log(f"test top-1 error {100 * (1 - test.top1):.2f}%, top-5 error {100 * (1 - test.top5):.2f}%")
-        return FitResult(self.model, self.history, test.loss, test.top1, self.out, cfg, test.top5)
+        test = scores(self.model, loader, self.criterion, comm=self.comm, protocol=self.protocol,
+                      progress=cfg.progress and self.comm.is_root, desc="test")
+        epoch = self.history[-1]["epoch"] if self.history else self.start_epoch
+        weights = weights_name(self.out / LAST, epoch)
+        self.log(score_line(test.top1, test.loss, weights, self.protocol, test.count,
+                            top5=test.top5 if cfg.paper_mode else None))
+        return FitResult(self.model, self.history, test.loss, test.top1, self.out, cfg, weights, self.protocol,
+                         test.top5)
+
+    # ------------------------------------------------------------------ what the log says besides
+    def _eta(self, epoch: int) -> str:
+        """The time the remaining epochs take at the mean pace of the epochs so far (the test not included)."""
+        seconds = [row["epoch_seconds"] for row in self.history if row.get("epoch_seconds")]
+        remaining = (self.cfg.epochs - epoch - 1) * (sum(seconds) / max(len(seconds), 1))
+        return format_duration(remaining)
+
+    def _log_best(self) -> None:
+        """Which epoch ``best.npz`` holds (the test scores the last weights: ``--evaluate`` scores best.npz)."""
+        scored = [(row["val_acc"] if row.get("val_acc") is not None else row["train_acc"], row["epoch"])
+                  for row in self.history]
+        if scored:
+            best, epoch = max(scored, key=lambda pair: (pair[0], -pair[1]))
+            what = "validation" if self.val_loader is not None else "training"
+            self.log(f"best {what} accuracy {100 * best:.2f}% at epoch {epoch}: {self.out / BEST}")
+
+    def explain(self, exc: Exception) -> Exception:
+        """A full disk or an allocation that failed as a one-line :class:`RunError` naming what is kept."""
+        if self.saved is not None and Path(self.saved[0]).is_file():
+            kept = f"the checkpoint {self.saved[0]} (epoch {self.saved[1]}) is kept"
+            then = f"continue with --resume {self.saved[0] if Path(self.saved[0]).parent != self.out else self.out}"
+        else:
+            kept, then = "no checkpoint was written", "start again"
+        if isinstance(exc, NoSpaceError):
+            return RunError(f"{exc}: {kept}; {exc.advice}, then {then}")
+        if is_out_of_memory(exc):
+            option, size = (("--batch-size", self.cfg.batch_size) if self.phase == "a training step"
+                            else ("--eval-batch-size", self.cfg.eval_batch_size))
+            smaller = max(1, size // 2)
+            also = f" {option} {smaller}" + (" --override" if option == "--batch-size" else "")
+            return RunError(f"{out_of_memory_message(exc, self.phase, size, self.train_loader.device, option)}: "
+                            f"{kept}; {then}{also if self.saved is not None else ''}")
+        return exc
+
+
+def format_duration(seconds: float) -> str:
+    """3725 -> '1h02m', 754 -> '12m34s', 42 -> '42s'."""
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds}s"
 
 
 def _model_and_normalisation(cfg: TrainConfig, ckpt, dataset, train_split):
     """The model's keyword arguments and the input normalisation (:func:`pipeline.normalisation`):
     the checkpoint's, or new ones."""
     if ckpt is not None:
-        norm = {k: ckpt.meta[k] for k in ("mean", "std", "eigvals", "eigvecs") if k in ckpt.meta}
-        return ckpt.meta["model_kwargs"], norm
+        return ckpt.meta["model_kwargs"], pipeline.saved_normalisation(ckpt.meta)
     return model_kwargs(cfg, len(dataset.classes), dataset.in_channels), pipeline.normalisation(cfg, dataset,
                                                                                                  train_split)

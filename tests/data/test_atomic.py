@@ -25,3 +25,56 @@ def test_savez_round_trip(tmp_path):
     path = atomic_savez(tmp_path / "sub" / "a.npz", {"x": numpy.arange(3)})
     with numpy.load(path, allow_pickle=False) as z:
         assert z["x"].tolist() == [0, 1, 2]
+
+
+def test_a_full_disk_is_a_no_space_error_naming_the_file_and_the_sizes(tmp_path, monkeypatch):
+    import errno
+
+    from npalexnet.data import atomic
+    from tests.faults import fill_disk
+    path = atomic_savez(tmp_path / "a.npz", {"x": numpy.zeros(10)})
+    fill_disk(monkeypatch, names=["a.npz"], after_bytes=64)
+    with pytest.raises(atomic.NoSpaceError) as caught:
+        atomic_savez(path, {"x": numpy.zeros(250_000)})   # 2 MB of float64
+    error = caught.value
+    assert error.errno == errno.ENOSPC and error.path == path and error.needed > 2_000_000
+    assert str(error).startswith(f"no space left on device writing {path} (needs 2.0 MB, ")
+    assert error.advice == "free some space"
+    with numpy.load(path) as z:   # the old file is intact
+        assert z["x"].shape == (10,)
+    assert [p.name for p in tmp_path.iterdir()] == ["a.npz"]
+
+
+def test_ctrl_c_while_writing_leaves_no_temporary(tmp_path):
+    def interrupted(f):
+        f.write(b"half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(tmp_path / "cache.npz", interrupted)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_kernels_file_size_limit_is_reported_with_what_was_written(tmp_path):
+    """A real EFBIG: a child process limited to 1000-byte files writes 5000 bytes of unknown size."""
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    code = textwrap.dedent(f"""
+        import resource, signal
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))
+        from npalexnet.data.atomic import NoSpaceError, atomic_write
+        try:
+            atomic_write({str(tmp_path / "f.bin")!r}, lambda f: [f.write(b"x" * 500) for _ in range(10)])
+        except NoSpaceError as exc:
+            print(exc)
+    """)
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False,
+                          env={"PYTHONPATH": str(root), "PATH": ""})
+    assert proc.stdout.startswith(f"file too large for this process's file-size limit (ulimit -f) writing "
+                                  f"{tmp_path / 'f.bin'} (needs at least "), proc.stdout + proc.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -223,8 +223,45 @@ def test_a_place_that_cannot_be_written_is_passed_over(tree, tmp_path):
 
 def test_not_enough_disk_space_is_one_clear_error(tree, tmp_path, monkeypatch):
     monkeypatch.setattr(store_module.shutil, "disk_usage", lambda path: type("U", (), {"free": 1000})())
-    with pytest.raises(DataError, match=r"needs 0\.0 GiB in .* which has 0\.0 GiB free: pass --cache-dir"):
+    with pytest.raises(DataError, match=r"needs [\d.]+ kB in .* which has 1.0 kB free: pass --cache-dir"):
         build(tree, tmp_path / "cache")
+
+
+@pytest.mark.parametrize("where", ["rows", "index"])
+def test_a_disk_that_fills_up_while_decoding_is_one_line_and_the_decode_continues_later(tree, tmp_path,
+                                                                                        monkeypatch, where):
+    """ENOSPC in the middle of the rows (the third task's write) or in the index written last: one line naming the
+    file, the space, what is kept and what to do; a later run with room finishes the store from where it stopped."""
+    import errno
+
+    from tests.faults import fill_disk
+    monkeypatch.setattr(store_module, "CHUNK", 4)
+    with monkeypatch.context() as m:
+        if where == "rows":
+            real, calls = store_module._pwrite_all, {"n": 0}
+
+            def pwrite(path, array, offset):
+                calls["n"] += 1
+                if calls["n"] == 5:                          # task 3's rows (each task writes rows, then states)
+                    raise OSError(errno.ENOSPC, "No space left on device", path)
+                return real(path, array, offset)
+
+            m.setattr(store_module, "_pwrite_all", pwrite)
+            pattern = r"no space left on device writing .*\.npy\.partial \(needs at least [\d.]+ kB, .* free\): the 8 "
+        else:
+            fingerprint = list_images(tree, list_classes(tree))[2]
+            fill_disk(m, names=[store_module.store_name("train", 20, 3, "crop", fingerprint) + ".index.npz"])
+            pattern = r"no space left on device writing .*\.index\.npz \(needs [\d.]+ kB, .* free\): the 15 "
+        with pytest.raises(DataError, match=pattern + r"images decoded so far are kept and the next run continues "
+                                                      r"from them; free some space, or pass --cache-dir DIR") as caught:
+            build(tree, tmp_path / "cache", workers=1)
+    assert "\n" not in str(caught.value) and not list((tmp_path / "cache").glob("*.index.npz"))
+    lines = []
+    store = build(tree, tmp_path / "cache", workers=1, log=lines.append)
+    fresh = build(tree, tmp_path / "fresh", workers=1)
+    numpy.testing.assert_array_equal(store.read(numpy.arange(15)), fresh.read(numpy.arange(15)))
+    done = 8 if where == "rows" else 15
+    assert any(f"{done} of 15 images already done" in line for line in lines), lines
 
 
 def test_without_build_a_missing_store_is_an_error_never_a_decode(tree, tmp_path):

@@ -128,6 +128,28 @@ def test_inspect_backprop_reads_an_image_folder(tmp_path, capsys):
     assert "test/ has none" in captured.err and "NOTE" not in captured.out
 
 
+def test_a_corrupt_image_is_skipped_and_named_and_no_readable_image_is_one_line(tmp_path, capsys):
+    """The pipeline's decision (npalexnet/data/store.py): a file that does not decode is skipped with a warning
+    naming it, which the study script prints; a split without one readable image ends it with one line."""
+    from tests.fakedata import write_imagefolder
+
+    tree = write_imagefolder(tmp_path / "tree", classes=("airplane", "cat"), per_class=3)
+    broken = tree / "train" / "cat" / "broken.png"
+    broken.write_bytes(b"\x89PNG not the rest of a PNG")
+    args = ["--width", "0.0625", "--batch-size", "3", "--directions", "1", "--no-torch"]
+    assert load("inspect_backprop").main(["--data-dir", str(tree)] + args) == 0
+    text = capsys.readouterr().out
+    assert f"warning: skipped 1 unreadable image of {tree / 'train'}: cat/broken.png (" in text
+    assert "batch: 3 images" in text
+    for image in (tree / "train").rglob("*.png"):
+        image.write_bytes(b"not an image")
+    with pytest.raises(SystemExit) as stop:
+        load("inspect_backprop").main(["--data-dir", str(tree)] + args)
+    captured = capsys.readouterr()
+    assert stop.value.code == 2 and "Traceback" not in captured.err
+    assert captured.err.startswith("error: none of the") and len(captured.err.strip().splitlines()) == 1
+
+
 def test_visualize_a_checkpoint(tmp_path, capsys):
     pytest.importorskip("npalexnet.train.predict", reason="the training pipeline is not on this branch")
     from npalexnet.models import alexnet
@@ -155,3 +177,21 @@ def test_visualize_a_checkpoint(tmp_path, capsys):
         with Image.open(tmp_path / "run" / name) as im:
             im.load()
             assert im.format == "PNG" and min(im.size) > 10
+
+
+def test_visualize_scores_as_the_run_tested(tmp_path, capsys):
+    """Default protocol and batch size from the checkpoint: the accuracy is the run's own test accuracy."""
+    from npalexnet.train import TrainConfig, fit
+    from tests.fakedata import write_cifar_batches
+
+    write_cifar_batches(tmp_path / "data", per_batch=12, test=10)
+    cfg = TrainConfig(data_dir=str(tmp_path / "data"), out=str(tmp_path / "run"), width=0.125, batch_size=16,
+                      eval_batch_size=4, device="cpu", progress=False, val_fraction=0.2, epochs=1)
+    result = fit(cfg, log=lambda *a: None)
+    assert load("visualize").main(["--checkpoint", str(tmp_path / "run" / "last.npz"), "--device", "cpu"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("test accuracy"))
+    assert line == (f"test accuracy: {100 * result.test_accuracy:.2f}% (on 10 images; weights last.npz, epoch 1; "
+                    "10 views: 5 crops at +-2 px and their mirror images)")
+    assert load("visualize").main(["--checkpoint", str(tmp_path / "run" / "last.npz"), "--no-tta",
+                                   "--tta-crops", "0"]) == 0
+    assert "weights last.npz, epoch 1; the image)" in capsys.readouterr().out

@@ -6,7 +6,8 @@ import pytest
 from npalexnet import nn
 from npalexnet.train.config import TrainConfig
 from npalexnet.data.augment import resize
-from npalexnet.train.evaluate import Views, evaluate, predict_proba, scores, softmax, tta_views
+from npalexnet.train.evaluate import evaluate, predict_proba, scores, softmax, tta_views
+from npalexnet.train.protocol import Protocol
 
 
 def batch(seed=0, shape=(3, 2, 6, 6)):
@@ -56,34 +57,24 @@ def test_paper_views_are_the_corner_and_centre_patches_of_the_stored_image_and_t
     """Section 4.1: "extracting five 224x224 patches (the four corner patches and the center patch)
     as well as their horizontal reflections" of the 256x256 image, here 7 of 10."""
     x = batch(2, (2, 3, 10, 10))
-    views = list(tta_views(x, views=Views(mirror=True, five=True, window=7)))
+    views = list(tta_views(x, protocol=Protocol(mirror=True, five=True, window=7)))
     assert len(views) == 10 and all(v.shape == (2, 3, 7, 7) for v in views)
     for k, (oy, ox) in enumerate([(2, 2), (0, 0), (0, 3), (3, 0), (3, 3)]):   # centre: int(round(1.5)) = 2
         numpy.testing.assert_array_equal(views[2 * k], x[:, :, oy:oy + 7, ox:ox + 7])
         numpy.testing.assert_array_equal(views[2 * k + 1], x[:, :, oy:oy + 7, ox:ox + 7][..., ::-1])
-    centre, = tta_views(x, views=Views(window=7))
+    centre, = tta_views(x, protocol=Protocol(window=7))
     numpy.testing.assert_array_equal(centre, x[:, :, 2:9, 2:9])
 
 
 def test_paper_views_are_resized_to_the_input_and_their_softmax_averaged():
     model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 9 * 9, 4)).astype("float64")
     x = batch(3, (2, 3, 10, 10))
-    spec = Views(mirror=True, five=True, window=7, out_size=9)
-    views = list(tta_views(x, views=spec))
+    spec = Protocol(mirror=True, five=True, window=7, out_size=9)
+    views = list(tta_views(x, protocol=spec))
     assert all(v.shape == (2, 3, 9, 9) for v in views)
     numpy.testing.assert_allclose(views[2], resize(x[:, :, 0:7, 0:7], 9), rtol=1e-12)
     expected = sum(softmax(model(v)) for v in views) / 10
-    numpy.testing.assert_allclose(predict_proba(model, x, views=spec), expected, rtol=1e-14)
-
-
-def test_views_describe_themselves():
-    assert Views.from_options(True, 2).describe() == "10 views: 5 crops at +-2 px and their mirror images"
-    assert Views(mirror=True, five=True, window=227).describe() == \
-        "10 views: 5 crops of 227 px and their mirror images"
-    assert Views(window=227).describe() == "the centre crop" and Views().describe() == "the image"
-    assert Views(mirror=True).count == 2 and Views(five=True).count == 5
-    with pytest.raises(ValueError, match="does not fit"):
-        Views(window=12).origins(10)
+    numpy.testing.assert_allclose(predict_proba(model, x, protocol=spec), expected, rtol=1e-14)
 
 
 class FixedLogits:

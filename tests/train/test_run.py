@@ -18,19 +18,13 @@ from npalexnet.train import (
 )
 from npalexnet.train import run as run_module
 from npalexnet.train.history import read_metrics_csv
-from tests.fakedata import cifar_archive, write_cifar_batches, write_fashionmnist_raw, write_imagefolder
+from tests.fakedata import cifar_archive, write_fashionmnist_raw, write_imagefolder
 from tests.fileserver import FileServer, md5, publish_cifar10
 
 
-@pytest.fixture(scope="module")
-def cifar_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cifar")
-    write_cifar_batches(root, per_batch=12, test=10)
-    return root
-
-
 def _config(data_dir, out, **kwargs) -> TrainConfig:
-    base = {"data_dir": None if data_dir is None else str(data_dir), "out": str(out), "width": 0.125,
+    base = {"data_dir": None if data_dir is None else str(data_dir), "out": None if out is None else str(out),
+            "width": 0.125,
             "batch_size": 16, "eval_batch_size": 32, "device": "cpu", "progress": False, "val_fraction": 0.2,
             "epochs": 2}
     return TrainConfig(**{**base, **kwargs})
@@ -65,7 +59,7 @@ class _StopAfter:
 
 def test_outputs_of_a_run(cifar_dir, tmp_path):
     result = fit(_config(cifar_dir, tmp_path, schedule="cosine"), log=lambda *a: None)
-    assert {p.name for p in tmp_path.iterdir()} == {LAST, BEST, "metrics.csv", "curves.png"}
+    assert {p.name for p in tmp_path.iterdir()} == {LAST, BEST, "metrics.csv", "curves.png", "config.json", "log.txt"}
     rows = read_metrics_csv(tmp_path / "metrics.csv")
     assert [r["epoch"] for r in rows] == [1, 2]
     assert all(0 <= r["val_acc"] <= 1 and r["train_loss"] > 0 for r in rows)
@@ -117,8 +111,10 @@ def test_interrupted_and_resumed_equals_uninterrupted(cifar_dir, tmp_path, monke
             fit(_config(cifar_dir, tmp_path / "cut"), log=lambda *a: None)
     meta = load_checkpoint(tmp_path / "cut" / LAST).meta
     assert (meta["epoch"], meta["partial"]["steps"]) == ((0, 2) if stop_after == 2 else (1, 0))
-    # the resumed run takes its recipe from the checkpoint, whatever the command line says
-    result = fit(_config(cifar_dir, tmp_path / "cut", resume=True, lr=99.0), log=lambda *a: None)
+    # a resume that sets another recipe stops and names it; without it the saved recipe continues
+    with pytest.raises(CheckpointError, match=r"--lr \(saved 0.05, given 99.0\).*--override"):
+        fit(_config(cifar_dir, tmp_path / "cut", resume=True, lr=99.0), log=lambda *a: None)
+    result = fit(_config(cifar_dir, tmp_path / "cut", resume=True), log=lambda *a: None)
     _assert_same_weights(_weights(tmp_path / "full" / LAST), _weights(tmp_path / "cut" / LAST))
     assert [r["epoch"] for r in result.history] == [1, 2]
 

@@ -1,0 +1,102 @@
+"""``--evaluate CHECKPOINT``: the test of a saved run, without training (torchvision's ``--test-only``,
+timm's validate.py).
+
+Everything comes from the checkpoint: the model, the class names, the
+normalisation, the run's data options (and with them its pipeline: splits
+in memory, or read from their stores on disk in paper mode), the evaluation
+batch size, the label smoothing of the loss and the test protocol
+(:mod:`.protocol`), so scoring a
+run's ``last.npz`` on the device it trained on reproduces the test line the
+run printed, to the last digit. The data's location, the device, the batch
+size and the views can be given instead (:data:`OPTIONS`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+
+from .. import backend, config, nn
+from ..data import load_dataset
+from . import pipeline
+from .checkpoint import CheckpointError, load_checkpoint, load_model_state
+from .config import TrainConfig, build_model
+from .evaluate import scores
+from .protocol import Protocol, score_line, weights_name
+from .resume import option_name
+
+#: What ``--evaluate`` takes from the command line; every other option belongs to a run's recipe.
+OPTIONS = ("data_dir", "root", "download", "download_url", "cache_dir", "workers", "device", "eval_batch_size",
+           "tta", "tta_crops", "progress")
+
+
+class EvaluateOptionsError(ValueError):
+    """An option given with ``--evaluate`` that belongs to a run's recipe (it would change nothing)."""
+
+
+@dataclass
+class TestResult:
+    """A checkpoint's score: mean loss, top-1 and top-5 accuracy over ``count`` images, the weights and the views."""
+
+    loss: float
+    accuracy: float
+    count: int
+    weights: str
+    protocol: Protocol
+    top5: float | None = None
+
+
+def evaluate_checkpoint(path, options: TrainConfig | None = None, given=(), log=print) -> TestResult:
+    """Score the checkpoint at ``path`` on its run's test split with its run's protocol.
+
+    Args:
+        options: this invocation's configuration; its fields named in ``given``
+            (any of :data:`OPTIONS`) replace the run's.
+    Raises:
+        CheckpointError: a missing, corrupt or non-training checkpoint. DataError: no test data.
+        EvaluateOptionsError: an option in ``given`` that a test cannot use (a recipe option).
+    """
+    unusable = sorted(set(given) - set(OPTIONS) - {"evaluate", "config"})
+    if unusable:
+        names = ", ".join(map(option_name, unusable))
+        raise EvaluateOptionsError(f"--evaluate scores a saved run: {names} cannot apply "
+                                   f"(it takes {', '.join(map(option_name, OPTIONS))})")
+    ckpt = load_checkpoint(path)
+    meta = ckpt.meta
+    if not isinstance(meta.get("config"), dict) or "model_kwargs" not in meta:
+        raise CheckpointError(f"{ckpt.path} holds no run configuration: not a checkpoint of the training program")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    cfg = TrainConfig(**{k: v for k, v in meta["config"].items() if k in known})
+    if options is not None:
+        cfg = dataclasses.replace(cfg, **{k: getattr(options, k) for k in given if k in OPTIONS})
+    protocol = Protocol.of_checkpoint(meta).replace(tta=cfg.tta if "tta" in given else None,
+                                                    crops=cfg.tta_crops if "tta_crops" in given else None)
+    partial = int((meta.get("partial") or {}).get("steps", 0))
+    weights = weights_name(ckpt.path, int(meta["epoch"]), partial)
+    device = backend.resolve_device(cfg.device)
+    log(f"evaluate: {ckpt.path} ({weights}; AlexNet {meta['variant']}, {len(meta['classes'])} classes), "
+        f"device {device}")
+
+    start = time.perf_counter()
+    dataset = load_dataset(cfg.dataset, cfg.data_dir, root=cfg.root, download=cfg.download,
+                           download_url=cfg.download_url, image_size=meta.get("image_size") or cfg.image_size,
+                           channels=meta.get("in_channels"), cache_dir=cfg.cache_dir, workers=cfg.workers,
+                           seed=cfg.seed, log=log, progress=cfg.progress, rule=meta.get("resize_rule", "squash"),
+                           in_memory=not cfg.paper_mode)
+    if list(dataset.classes) != list(meta["classes"]):
+        raise CheckpointError(f"{ckpt.path} was trained on the classes {meta['classes']}, the data in "
+                              f"{dataset.source} has {list(dataset.classes)}")
+    log(f"data: {dataset.name} from {dataset.source}: {len(dataset.test)} test images "
+        f"({time.perf_counter() - start:.1f} s)")
+    model = build_model(meta["model_kwargs"])
+    load_model_state(model, ckpt)
+    model.to(device)
+    loader = pipeline.build_loader(cfg, dataset.test, cfg.eval_batch_size, pipeline.checkpoint_preprocess(meta),
+                                   device, train=False)
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)   # the loss the run's test reported
+    with config.using(buffer_pool=True):   # the settings the run's own test ran under
+        test = scores(model, loader, criterion, protocol=protocol, progress=cfg.progress, desc="test")
+    top5 = test.top5 if cfg.paper_mode else None
+    log(score_line(test.top1, test.loss, weights, protocol, test.count, top5=top5))
+    return TestResult(test.loss, test.top1, test.count, weights, protocol, top5)

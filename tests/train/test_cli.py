@@ -1,0 +1,186 @@
+"""The training program's command line, in-process: options given, --config, --evaluate, progress, the log."""
+
+from __future__ import annotations
+
+import io
+import re
+import subprocess
+import sys
+from importlib import import_module
+from pathlib import Path
+
+import pytest
+
+from npalexnet.train import TrainConfig, fit
+from npalexnet.train.cli import main, parse_args
+from npalexnet.train.evaluate_only import evaluate_checkpoint
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ["--width", "0.125", "--batch-size", "16", "--eval-batch-size", "8", "--device", "cpu", "--val-fraction",
+        "0.2", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def finished_run(cifar_dir, tmp_path_factory):
+    """A 2-epoch run through the program; its printed lines."""
+    out = tmp_path_factory.mktemp("run")
+    lines = []
+    cfg, given, _ = parse_args(["--data-dir", str(cifar_dir), "--out", str(out), "--epochs", "2", *TINY])
+    result = fit(cfg, log=lines.append, command=["npalexnet-train"], given=given)
+    return out, lines, result
+
+
+def test_the_options_the_command_line_names_are_known(tmp_path):
+    cfg, given, evaluate = parse_args(["--lr", "0.1", "--no-tta", "--resume"])
+    assert given == {"lr", "tta", "resume"} and evaluate is None
+    assert (cfg.lr, cfg.tta, cfg.resume, cfg.batch_size) == (0.1, False, "last", 128)
+    assert parse_args(["--resume", "runs/x"])[0].resume == "runs/x"
+    assert parse_args([])[0] == TrainConfig() and parse_args([])[1] == set()
+
+
+def test_a_config_file_gives_defaults_the_command_line_overrides(tmp_path):
+    (tmp_path / "c.json").write_text('{"lr": 0.02, "epochs": 7, "variant": "bn"}')
+    cfg, given, _ = parse_args(["--config", str(tmp_path / "c.json"), "--epochs", "3"])
+    assert (cfg.lr, cfg.epochs, cfg.variant) == (0.02, 3, "bn")
+    assert given == {"lr", "epochs", "variant"}
+
+
+def test_help_shows_the_defaults(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert done.value.code == 0
+    assert "training images per step (default: 128)" in re.sub(r"\s+", " ", text)
+    assert "--resume [RUN]" in text and "--evaluate CHECKPOINT" in text and "--config FILE" in text
+
+
+def test_the_run_names_its_folder_first_and_logs_eta_best_and_the_test(finished_run):
+    out, lines, result = finished_run
+    text = [str(line) for line in lines]
+    assert text[0] == f"run: {out}"
+    epochs = [line for line in text if line.startswith("epoch ")]
+    assert len(epochs) == 2 and re.search(r"\| eta \d+s", epochs[0]) and " | eta 0s" in epochs[1]
+    assert re.fullmatch(rf"best validation accuracy \d+\.\d\d% at epoch [12]: {re.escape(str(out / 'best.npz'))}",
+                        text[-2])
+    assert re.fullmatch(r"test accuracy: \d+\.\d\d% \(loss \d\.\d{4} on 10 images; weights last\.npz, epoch 2; "
+                        r"10 views: 5 crops at \+-2 px and their mirror images\)", text[-1])
+    assert result.weights == "last.npz, epoch 2"
+    logged = [line[21:] for line in (out / "log.txt").read_text().splitlines()]
+    assert logged[0] == f"run: {out}" and logged[-1] == text[-1]
+
+
+def test_evaluate_reproduces_the_runs_own_test_exactly(finished_run, capsys):
+    out, lines, result = finished_run
+    scored = evaluate_checkpoint(out / "last.npz", log=lambda *a: None)
+    assert (scored.loss, scored.accuracy) == (result.test_loss, result.test_accuracy)   # bit for bit
+    assert main(["--evaluate", str(out / "last.npz"), "--no-progress"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-1] == str(lines[-1])   # the very line the run printed
+
+
+def test_evaluate_names_best_and_takes_other_views(finished_run, capsys):
+    out, _, _ = finished_run
+    assert main(["--evaluate", str(out / "best.npz"), "--no-tta", "--tta-crops", "0"]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert re.fullmatch(r"test accuracy: .* weights best\.npz, epoch [12]; the image\)", last), last
+
+
+def test_evaluate_refuses_recipe_options(finished_run, capsys):
+    out, _, _ = finished_run
+    assert main(["--evaluate", str(out / "last.npz"), "--lr", "0.1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --evaluate scores a saved run: --lr cannot apply") and "\n" not in err
+
+
+def test_evaluate_errors_are_one_line(tmp_path, capsys):
+    assert main(["--evaluate", str(tmp_path / "none.npz")]) == 1
+    assert capsys.readouterr().err.strip() == f"error: no checkpoint at {tmp_path / 'none.npz'}"
+    (tmp_path / "cut.npz").write_bytes(b"PK\x03\x04 cut short")
+    assert main(["--evaluate", str(tmp_path / "cut.npz")]) == 1
+    assert "corrupt or truncated" in capsys.readouterr().err
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.mark.parametrize("terminal, progress", [(True, True), (False, True), (True, False)])
+def test_progress_bars_only_on_a_terminal_and_never_with_no_progress(cifar_dir, tmp_path, monkeypatch, terminal,
+                                                                     progress):
+    err = _Terminal() if terminal else io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    cfg = TrainConfig(data_dir=str(cifar_dir), out=str(tmp_path), width=0.125, batch_size=16, eval_batch_size=8,
+                      device="cpu", val_fraction=0.2, epochs=1, progress=progress)
+    fit(cfg, log=lambda *a: None)
+    bars = err.getvalue()
+    if terminal and progress:   # training, validation and the final test each show a bar
+        assert "epoch 1/1" in bars and "validation" in bars and "test" in bars
+    else:
+        assert bars == ""
+
+
+def test_the_console_entry_points_are_the_programs():
+    tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Python 3.11's tomllib")
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert set(scripts) == {"npalexnet-train", "npalexnet-predict", "npalexnet-visualize", "npalexnet-export",
+                            "npalexnet-gradcheck"}
+    for target in scripts.values():
+        module, name = target.split(":")
+        assert callable(getattr(import_module(module), name))
+
+
+def test_python_dash_m_npalexnet_train(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "npalexnet.train", "--help"], capture_output=True, text=True,
+                          cwd=tmp_path, env={"PYTHONPATH": str(ROOT), "PATH": ""}, timeout=120, check=False)
+    assert proc.returncode == 0 and "usage: npalexnet-train" in proc.stdout, proc.stderr
+
+
+def _forged(finished_run, tmp_path):
+    """The run's last.npz with its meta claiming a wider net than its weights: a checkpoint of another model."""
+    import json
+
+    import numpy
+    out, _, _ = finished_run
+    with numpy.load(out / "last.npz") as z:
+        entries = {k: z[k] for k in z.files}
+    meta = json.loads(str(entries["meta"]))
+    meta["model_kwargs"]["width"] = 0.25
+    entries["meta"] = numpy.array(json.dumps(meta))
+    numpy.savez(tmp_path / "other.npz", **entries)
+    return tmp_path / "other.npz"
+
+
+def test_a_checkpoint_of_another_model_is_one_line_everywhere(finished_run, tmp_path, capsys):
+    from npalexnet.train.predict_cli import main as predict_main
+    from tests.fakedata import write_imagefolder
+
+    forged = _forged(finished_run, tmp_path)
+    image = next(write_imagefolder(tmp_path / "img", per_class=1, classes=("a",), split=False).rglob("*.png"))
+    for program, args in ((main, ["--evaluate", str(forged)]),
+                          (predict_main, ["--checkpoint", str(forged), str(image)])):
+        status = program(args)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert status == 1 and len(err) == 1 and err[0].startswith(f"error: {forged} does not fit this model"), err
+
+
+def test_init_from_another_variant_is_one_line(finished_run, cifar_dir, tmp_path, capsys):
+    import npalexnet
+    from npalexnet.models import alexnet
+    from npalexnet.train import save_checkpoint
+
+    npalexnet.manual_seed(0)
+    save_checkpoint(tmp_path / "bn.npz", alexnet("bn", num_classes=10, width=0.0625))
+    status = main(["--data-dir", str(cifar_dir), "--out", str(tmp_path / "run"), "--init-from",
+                   str(tmp_path / "bn.npz"), "--epochs", "1", *TINY])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 1 and len(err) == 1 and err[0].startswith("error: ") and "bn.npz" in err[0], err
+
+
+def test_error_lines():
+    import errno
+
+    from npalexnet.train.cli_common import error_line
+    assert error_line(MemoryError()) == "out of memory (MemoryError); try a smaller --batch-size"
+    assert error_line(PermissionError(errno.EACCES, "Permission denied", "/data/x")) == "Permission denied: /data/x"
+    assert error_line(ValueError("a bug")) is None   # a bug keeps its traceback
