@@ -131,9 +131,11 @@ def temporary_files(folder: Path) -> list[str]:
 
 
 #: Python code that makes this process's files stop at ``NPALEXNET_TEST_FSIZE`` bytes (the kernel then
-#: fails the write that crosses it with EFBIG; SIGXFSZ, which would kill the process, is ignored).
+#: fails the write that crosses it with EFBIG; SIGXFSZ, which would kill the process, is ignored). The
+#: process writes no bytecode: importlib does not check its writes, and a .pyc cut at the limit would
+#: break every later import of that module.
 RLIMIT_PRELUDE = (
-    "import os, resource, signal, runpy, sys; "
+    "import os, resource, signal, runpy, sys; sys.dont_write_bytecode = True; "
     "signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
     "limit = int(os.environ['NPALEXNET_TEST_FSIZE']); "
     "resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)); "

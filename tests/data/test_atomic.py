@@ -63,7 +63,8 @@ def test_the_kernels_file_size_limit_is_reported_with_what_was_written(tmp_path)
     from pathlib import Path
 
     code = textwrap.dedent(f"""
-        import resource, signal
+        import resource, signal, sys
+        sys.dont_write_bytecode = True   # a .pyc cut at the limit would break later imports
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))
         from npalexnet.data.atomic import NoSpaceError, atomic_write
