@@ -84,3 +84,10 @@ def mpirun(arguments, timeout: float = 120, env_extra: dict | None = None, cwd=R
         pytest.fail(f"{' '.join(command)} did not finish in {timeout} s (a rank hangs):\n{stdout}\n{stderr}")
     result = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
     return result, time.perf_counter() - start
+
+
+def checkpoint_weights(path):
+    """The model's parameters and buffers in a checkpoint, as float64 arrays by name."""
+    import numpy
+    with numpy.load(path) as z:
+        return {k: z[k].astype(numpy.float64) for k in z.files if k.startswith("model/")}

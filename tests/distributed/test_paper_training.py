@@ -11,7 +11,7 @@ import pytest
 from tests.fakedata import write_jpeg_tree
 
 from npalexnet.gradcheck import relative_error
-from .helpers import ROOT, mpirun
+from .helpers import checkpoint_weights as _weights, ROOT, mpirun
 
 TRAIN = ROOT / "examples" / "train_cifar10.py"
 SMALL = ["--recipe", "paper", "--image-size", "40", "--width", "0.0625", "--batch-size", "6", "--eval-batch-size", "8",
@@ -23,11 +23,6 @@ def _train(tmp_path, ranks, out):
                        timeout=300, cwd=tmp_path, env_extra={"NPALEXNET_CACHE": str(tmp_path / "user-cache")})
     assert result.returncode == 0, result.stdout + result.stderr
     return result
-
-
-def _weights(path):
-    with numpy.load(path) as z:
-        return {k: z[k].astype(numpy.float64) for k in z.files if k.startswith("model/")}
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from npalexnet.data.dataset import Split
 from npalexnet.gradcheck import relative_error
 from tests.fakedata import fake_images, write_cifar_batches
 
-from .helpers import ROOT, mpirun
+from .helpers import checkpoint_weights as _weights, ROOT, mpirun
 
 TRAIN = ROOT / "examples" / "train_cifar10.py"
 TINY = ["--width", "0.125", "--batch-size", "30", "--eval-batch-size", "25", "--no-progress", "--device", "cpu",
@@ -66,11 +66,6 @@ def _train(tmp_path, ranks, out, *extra, epochs=2, timeout=240):
     result, _ = mpirun(["-n", ranks, sys.executable, TRAIN, "--data-dir", tmp_path / "data", "--out", out,
                         "--epochs", epochs, "--distributed", *TINY, *extra], timeout=timeout, cwd=tmp_path)
     return result
-
-
-def _weights(path):
-    with numpy.load(path) as z:
-        return {k: z[k].astype(numpy.float64) for k in z.files if k.startswith("model/")}
 
 
 @pytest.fixture(scope="module")
