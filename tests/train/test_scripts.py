@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,12 @@ def _run(script, *args, cwd=None, env=None, prelude=None):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "NPALEXNET_CACHE": str(Path(cwd or ROOT) / ".cache"), **(env or {})}
     command = [sys.executable, *(["-c", prelude] if prelude else []), str(script), *map(str, args)]
     return subprocess.run(command, capture_output=True, text=True, check=False, cwd=cwd, env=env, timeout=300)
+
+
+def _ctrl_c_as_in_a_terminal():
+    """In the child: SIGINT back to its default, which a shell's background job (nohup, &) sets to ignored,
+    so that Python installs its KeyboardInterrupt handler as in a terminal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _one_line_error(proc):
@@ -110,7 +117,7 @@ def test_ctrl_c_during_a_download_leaves_no_partial_file(tmp_path):
         server.stall["cifar-10-python.tar.gz"] = 1000
         proc = subprocess.Popen([sys.executable, str(TRAIN), "--root", str(tmp_path / "data"), "--download-url",
                                  server.url, *TINY], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+                                stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_as_in_a_terminal)
         assert server.stalled.wait(timeout=120), proc.communicate()
         time.sleep(0.5)   # the first bytes are on their way to the partial file
         assert proc.poll() is None and list((tmp_path / "data").glob(".cifar-10-python.tar.gz.*.tmp"))
@@ -148,7 +155,8 @@ def test_a_signal_saves_a_checkpoint_that_resumes(tmp_path, signame, status):
     args = ["--data-dir", tmp_path / "data", "--out", tmp_path / "run", *TINY]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, str(TRAIN), *map(str, args), "--epochs", "10000"], cwd=tmp_path,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_ctrl_c_as_in_a_terminal)
     try:
         for line in proc.stdout:   # wait until training has begun
             if line.startswith("epoch 2/"):

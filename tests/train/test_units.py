@@ -85,6 +85,15 @@ def test_metrics_csv_and_curves(tmp_path):
 
 
 def test_first_ctrl_c_is_a_request_the_second_interrupts():
+    before = signal.getsignal(signal.SIGINT)   # default_int_handler, or SIG_IGN under a background job
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _first_ctrl_c_is_a_request_the_second_interrupts()
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def _first_ctrl_c_is_a_request_the_second_interrupts():
     with GracefulInterrupt() as stop:
         assert not stop()
         os.kill(os.getpid(), signal.SIGINT)
