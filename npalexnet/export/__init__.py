@@ -58,7 +58,7 @@ def export_checkpoint(checkpoint, out, format: str | None = None, opset: int = O
         raise CheckpointError(f"{ckpt.path} lacks the model arguments (model_kwargs): not a training checkpoint")
     kwargs = ckpt.meta["model_kwargs"]
     model = build_model(kwargs)
-    load_model_state(model, ckpt)
+    load_model_state(model, ckpt, averaged=True)   # the weights the run scored: the moving average, if kept
     model.eval()
     size = int(ckpt.meta.get("input_size") or input_size(kwargs["variant"]))
     metadata = checkpoint_metadata({**ckpt.meta, "input_size": size})

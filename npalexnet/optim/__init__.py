@@ -1,11 +1,12 @@
 """Optimizers with torch.optim's exact update rules, and learning-rate schedules."""
 
 from .adam import Adam
+from .ema import ExponentialMovingAverage
 from .lr_scheduler import (ConstantLR, CosineAnnealingLR, LRScheduler, ReduceLROnPlateau, StepLR,
                            WarmupLinearLR)
 from .optimizer import Optimizer
 from .paper_sgd import PaperSGD
 from .sgd import SGD
 
-__all__ = ["Adam", "ConstantLR", "CosineAnnealingLR", "LRScheduler", "Optimizer",
+__all__ = ["Adam", "ConstantLR", "CosineAnnealingLR", "ExponentialMovingAverage", "LRScheduler", "Optimizer",
            "PaperSGD", "ReduceLROnPlateau", "SGD", "StepLR", "WarmupLinearLR"]

@@ -5,6 +5,9 @@ Layout (every entry a plain array, so it loads with ``allow_pickle=False``):
 * ``model/<name>``: the model's ``state_dict()`` (parameters and buffers);
 * ``optimizer/<index>/<name>``: the optimizer's per-parameter arrays
   (momentum buffers, Adam moments);
+* ``ema/<name>``: the moving average of the weights, when the run keeps one
+  (:class:`~npalexnet.optim.ExponentialMovingAverage`; its decay and step
+  count are in ``meta["ema"]``); prediction and evaluation use these weights;
 * ``meta``: a 0-d string array holding JSON: format and version, the epoch
   and step reached, the variant and model keyword arguments, the class names,
   the normalisation, the optimizer's hyper-parameters and scalar state, the
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 import json
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy
@@ -47,6 +50,7 @@ class Checkpoint:
     model: dict
     optimizer: dict
     meta: dict
+    ema: dict = field(default_factory=dict)   # the averaged weights (empty: the run kept none)
 
     def optimizer_state(self) -> dict:
         """The optimizer's ``state_dict()`` again (arrays plus scalar state)."""
@@ -57,15 +61,26 @@ class Checkpoint:
             state.setdefault(int(index), {})[name] = value
         return {"state": state, "param_groups": opt.get("param_groups", [])}
 
+    def ema_state(self) -> dict | None:
+        """The ``state_dict()`` of the run's :class:`~npalexnet.optim.ExponentialMovingAverage`, or None."""
+        if not self.ema:
+            return None
+        return {**self.meta["ema"], "shadow": dict(self.ema)}
 
-def save_checkpoint(path, model, optimizer=None, meta: dict | None = None) -> Path:
-    """Write ``model`` (and ``optimizer``) state with ``meta`` to ``path`` atomically.
+
+def save_checkpoint(path, model, optimizer=None, meta: dict | None = None, ema=None) -> Path:
+    """Write ``model`` (and ``optimizer``, and the weights' moving average ``ema``)
+    with ``meta`` to ``path`` atomically.
 
     ``meta`` must be JSON-serialisable; the optimizer's scalar state and
-    hyper-parameters are added to it here.
+    hyper-parameters, and the average's decay and step count, are added to it here.
     """
     arrays = {f"model/{k}": backend.asnumpy(v) for k, v in model.state_dict().items()}
     meta = dict(meta or {})
+    if ema is not None:
+        state = ema.state_dict()
+        arrays.update({f"ema/{k}": backend.asnumpy(v) for k, v in state.pop("shadow").items()})
+        meta["ema"] = _plain(state)
     if optimizer is not None:
         sd = optimizer.state_dict()
         scalars: dict = {}
@@ -112,18 +127,27 @@ def load_checkpoint(path) -> Checkpoint:
                               f"version {VERSION}")
     model = {k[len("model/"):]: v for k, v in entries.items() if k.startswith("model/")}
     optimizer = {k[len("optimizer/"):]: v for k, v in entries.items() if k.startswith("optimizer/")}
+    ema = {k[len("ema/"):]: v for k, v in entries.items() if k.startswith("ema/")}
     if not model:
         raise CheckpointError(f"{path} holds no model weights")
-    for name, value in model.items():
-        if value.dtype.kind == "f" and not numpy.isfinite(value).all():
-            raise CheckpointError(f"{path}: weight {name} holds NaN or infinite values")
-    return Checkpoint(path, model, optimizer, meta)
+    if ema and not isinstance(meta.get("ema"), dict):
+        raise CheckpointError(f"{path} holds averaged weights but not their decay and step count (meta 'ema')")
+    for kind, weights in (("weight", model), ("averaged weight", ema)):
+        for name, value in weights.items():
+            if value.dtype.kind == "f" and not numpy.isfinite(value).all():
+                raise CheckpointError(f"{path}: {kind} {name} holds NaN or infinite values")
+    return Checkpoint(path, model, optimizer, meta, ema)
 
 
-def load_model_state(model, checkpoint: Checkpoint) -> None:
-    """``model.load_state_dict`` with a CheckpointError naming the file on a mismatch."""
+def load_model_state(model, checkpoint: Checkpoint, averaged: bool = False) -> None:
+    """``model.load_state_dict`` with a CheckpointError naming the file on a mismatch.
+
+    ``averaged``: the moving average of the weights where the run kept one
+    (what evaluation and prediction use), else the trained weights themselves.
+    """
+    state = checkpoint.ema if averaged and checkpoint.ema else checkpoint.model
     try:
-        model.load_state_dict(checkpoint.model)
+        model.load_state_dict(state)
     except ValueError as exc:
         raise CheckpointError(f"{checkpoint.path} does not fit this model: {exc}") from exc
 

@@ -130,13 +130,23 @@ def build_parser(D: TrainConfig | None) -> argparse.ArgumentParser:
     g.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=dflt("nesterov"),
                    help="Nesterov momentum (sgd)")
     g.add_argument("--weight-decay", type=float, default=dflt("weight_decay"),
-                   help="on every parameter, as torch's SGD")
+                   help="on every parameter, as torch's SGD (see --no-bias-decay)")
+    g.add_argument("--bias-decay", action=argparse.BooleanOptionalAction, default=dflt("bias_decay"),
+                   help="weight decay on biases (and BatchNorm's scale and shift) too; --no-bias-decay: on the "
+                        "conv and linear weights only")
     g.add_argument("--label-smoothing", type=float, default=dflt("label_smoothing"),
                    help="weight of the uniform target")
     g.add_argument("--schedule", choices=SCHEDULES, default=dflt("schedule"),
                    help="onecycle = warmup-linear: linear warm-up then linear decay to 0, per step")
     g.add_argument("--warmup", type=float, default=dflt("warmup"),
                    help="warm-up fraction of all steps (or a step count)")
+    g.add_argument("--ema", type=float, default=dflt("ema"), metavar="DECAY",
+                   help="validation, the test, best.npz and predictions use an exponential moving average of "
+                        "the weights with this decay per step (e.g. 0.999); 0: off")
+    g.add_argument("--ema-warmup", action=argparse.BooleanOptionalAction, default=dflt("ema_warmup"),
+                   help="--ema: decay min(DECAY, (1+t)/(10+t)) at step t, so the first weights fade fast")
+    g.add_argument("--ema-every", type=int, default=dflt("ema_every"), metavar="K",
+                   help="--ema: average at every K-th step only (decay DECAY^K), K times less work")
     g.add_argument("--step-epochs", type=int, default=dflt("step_epochs"), help="--schedule step: epochs per decay")
     g.add_argument("--gamma", type=float, default=dflt("gamma"), help="--schedule step/plateau: lr factor")
     g.add_argument("--patience", type=int, default=dflt("patience"), help="--schedule plateau: epochs without gain")

@@ -69,6 +69,7 @@ class TrainConfig:
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 5e-4
+    bias_decay: bool = True     # False: weight decay on conv/linear weights only (not biases, BatchNorm)
     label_smoothing: float = 0.1
     schedule: str = "onecycle"
     warmup: float = 0.15
@@ -76,6 +77,9 @@ class TrainConfig:
     gamma: float = 0.1
     patience: int = 2
     max_lr_drops: int | None = None   # plateau: divide at most this many times
+    ema: float = 0.0            # decay of the weights' moving average that evaluation scores; 0: off
+    ema_warmup: bool = True     # decay min(ema, (1+t)/(10+t)) at step t
+    ema_every: int = 1          # average at every k-th step (with decay^k)
     # run
     seed: int = 0
     device: str = "auto"
@@ -113,6 +117,8 @@ class TrainConfig:
             (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
             (self.lr > 0, f"--lr must be > 0, got {self.lr}"),
             (0.0 <= self.val_fraction < 1.0, f"--val-fraction must be in [0, 1), got {self.val_fraction}"),
+            (0.0 <= self.ema < 1.0, f"--ema must be a decay in [0, 1) (0: off), got {self.ema}"),
+            (self.ema_every >= 1, f"--ema-every must be >= 1 step, got {self.ema_every}"),
             (self.subset is None or self.subset >= 1, f"--subset must be >= 1, got {self.subset}"),
             (self.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"),
             (self.optimizer in OPTIMIZERS,
@@ -192,10 +198,28 @@ def input_size(variant: str) -> int:
     return INPUT_SIZE[variant]
 
 
-def build_optimizer(cfg: TrainConfig, model: nn.Module) -> optim.Optimizer:
-    """SGD (weight decay on every parameter, as torch's SGD in the recipe), the paper's SGD, or Adam,
-    over the parameters that are not frozen (:func:`npalexnet.models.freeze`)."""
+def parameter_groups(model: nn.Module, bias_decay: bool = True) -> list:
+    """The optimizer's parameter groups over the parameters that are not frozen
+    (:func:`npalexnet.models.freeze`): one group, or without ``bias_decay`` two.
+
+    Without bias decay the conv and linear weights (every parameter of two or
+    more dimensions) keep the run's weight decay and the rest (biases,
+    BatchNorm's scale and shift) get none: decaying a bias pulls a unit's
+    offset towards zero without limiting the function's complexity, which is
+    what the decay is there for.
+    """
     params = trainable_parameters(model)
+    if bias_decay:
+        return [{"params": params}]
+    return [group for group in ({"params": [p for p in params if p.data.ndim > 1]},
+                                {"params": [p for p in params if p.data.ndim <= 1], "weight_decay": 0.0})
+            if group["params"]]
+
+
+def build_optimizer(cfg: TrainConfig, model: nn.Module) -> optim.Optimizer:
+    """SGD (weight decay on every parameter, as torch's SGD in the recipe, or with ``bias_decay`` False
+    on the weights only), the paper's SGD, or Adam (:func:`parameter_groups`)."""
+    params = parameter_groups(model, cfg.bias_decay)
     if cfg.optimizer == "adam":
         return optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "sgd-paper":
@@ -223,3 +247,10 @@ def build_scheduler(cfg: TrainConfig, optimizer: optim.Optimizer, steps_per_epoc
         return optim.ReduceLROnPlateau(optimizer, mode="max", factor=cfg.gamma, patience=cfg.patience,
                                        max_reductions=cfg.max_lr_drops), False
     return optim.ConstantLR(optimizer), True
+
+
+def build_ema(cfg: TrainConfig, model: nn.Module) -> optim.ExponentialMovingAverage | None:
+    """The weights' moving average of the run (``cfg.ema`` > 0), from the model's current weights."""
+    if not cfg.ema:
+        return None
+    return optim.ExponentialMovingAverage(model, cfg.ema, warmup=cfg.ema_warmup, every=cfg.ema_every)

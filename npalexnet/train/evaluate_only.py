@@ -90,7 +90,7 @@ def evaluate_checkpoint(path, options: TrainConfig | None = None, given=(), log=
     log(f"data: {dataset.name} from {dataset.source}: {len(dataset.test)} test images "
         f"({time.perf_counter() - start:.1f} s)")
     model = build_model(meta["model_kwargs"])
-    load_model_state(model, ckpt)
+    load_model_state(model, ckpt, averaged=True)   # the weights the run scored: the moving average, if kept
     model.to(device)
     loader = pipeline.build_loader(cfg, dataset.test, cfg.eval_batch_size, pipeline.checkpoint_preprocess(meta),
                                    device, train=False)

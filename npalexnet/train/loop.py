@@ -45,7 +45,7 @@ class EpochStats:
 
 def train_one_epoch(model, loader: BatchLoader, criterion, optimizer, scheduler=None, *, epoch: int,
                     seed: int, parallel: DataParallel, stats: EpochStats | None = None, should_stop=None,
-                    progress: bool = True, desc: str = "") -> EpochStats:
+                    progress: bool = True, desc: str = "", averages=()) -> EpochStats:
     """Train ``model`` on the batches of ``epoch``, from ``stats.steps`` on.
 
     Args:
@@ -61,6 +61,8 @@ def train_one_epoch(model, loader: BatchLoader, criterion, optimizer, scheduler=
             in the consistent state after that step (in a distributed run it
             must give the same answer on every rank: :func:`npalexnet.distributed.any_rank`).
         progress: show a tqdm bar with loss, accuracy and images/s (only when stderr is a terminal).
+        averages: weight averages (:class:`~npalexnet.optim.ExponentialMovingAverage`) updated after
+            every optimizer step.
     Raises:
         NonFiniteLossError: before the backward pass of a step whose loss is NaN/inf.
     """
@@ -80,6 +82,8 @@ def train_one_epoch(model, loader: BatchLoader, criterion, optimizer, scheduler=
                 raise NonFiniteLossError(f"{exc} at epoch {epoch + 1}, step {step + 1} (lr {lr:.4g})") from None
             if scheduler is not None:
                 scheduler.step()
+            for average in averages:
+                average.update(model)
             stats.loss_sum += loss_sum
             stats.correct += correct
             stats.seen += n

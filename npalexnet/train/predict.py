@@ -56,7 +56,7 @@ class Predictor:
             raise CheckpointError(f"{ckpt.path} lacks {', '.join(missing)}: not a training checkpoint")
         device = backend.resolve_device(device)
         model = build_model(meta["model_kwargs"])
-        load_model_state(model, ckpt)
+        load_model_state(model, ckpt, averaged=True)   # the weights the run scored: the moving average, if kept
         model.to(device).eval()
         protocol = Protocol.of_checkpoint(meta).replace(tta, crops)
         weights = weights_name(ckpt.path, int(meta.get("epoch", 0)), int((meta.get("partial") or {}).get("steps", 0)))

@@ -24,6 +24,7 @@ checkpoints, metrics and plots. An error in any of these steps is raised on ever
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -44,6 +45,7 @@ from . import pipeline
 from .checkpoint import BEST, LAST, CheckpointError, load_checkpoint, load_model_state, save_checkpoint
 from .config import (
     TrainConfig,
+    build_ema,
     build_model,
     build_optimizer,
     build_scheduler,
@@ -231,6 +233,7 @@ class _Run:
     start_epoch: int = 0
     partial: EpochStats = None
     protocol: Protocol = None      # the final test's views (pipeline.protocol), saved in every checkpoint
+    ema: object = None             # the weights' moving average (--ema) that evaluation scores, or None
     saved: tuple | None = None     # (path, epoch) of the newest checkpoint on disk that this run can go on from
     phase: str = "setting up"      # what the run is doing (for an out-of-memory message)
 
@@ -277,6 +280,9 @@ class _Run:
         if ckpt is not None:
             run._resume_from(ckpt)
         model.to(device)
+        run.ema = build_ema(cfg, model)   # from the (resumed) weights, on the device
+        if run.ema is not None and ckpt is not None and ckpt.ema_state() is not None:
+            run.ema.load_state_dict(ckpt.ema_state())
         run.parallel = distributed.DataParallel(model, comm)
         run.parallel.broadcast_initial_state()   # rank 0's weights (fresh or resumed) on every rank
         run._log_start(parallel_run, device, size)
@@ -330,7 +336,8 @@ class _Run:
                                             self.scheduler if self.per_step else None, epoch=epoch, seed=cfg.seed,
                                             parallel=self.parallel, stats=self.partial, should_stop=stop,
                                             progress=cfg.progress and self.comm.is_root,
-                                            desc=f"epoch {epoch + 1}/{cfg.epochs}")
+                                            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                                            averages=[self.ema] if self.ema is not None else ())
                     self.partial = EpochStats()
                     if stats.interrupted:
                         self._save(out / LAST, epoch, stats)
@@ -355,9 +362,11 @@ class _Run:
         cfg, out = self.cfg, self.out
         eval_start = time.perf_counter()
         self.phase = "validation"
-        val = (scores(self.model, self.val_loader, self.criterion, comm=self.comm,
-                      protocol=pipeline.protocol(cfg, self.preprocess, final=False),
-                      progress=cfg.progress and self.comm.is_root, desc="validation") if self.val_loader else None)
+        with self._scored_weights():
+            val = (scores(self.model, self.val_loader, self.criterion, comm=self.comm,
+                          protocol=pipeline.protocol(cfg, self.preprocess, final=False),
+                          progress=cfg.progress and self.comm.is_root, desc="validation")
+                   if self.val_loader else None)
         val_loss, val_acc, val_top5 = (val.loss, val.top1, val.top5) if val else (None, None, None)
         if not self.per_step:
             self.scheduler.step(val_acc if val_acc is not None else stats.accuracy)
@@ -397,7 +406,7 @@ class _Run:
         if not _is_finite_model(self.model):   # never replace a good checkpoint with NaN weights
             raise NonFiniteLossError(f"the weights became NaN or infinite during epoch {epoch + 1}")
         if self.comm.is_root:
-            save_checkpoint(path, self.model, self.optimizer, self._meta(epoch, stats))
+            save_checkpoint(path, self.model, self.optimizer, self._meta(epoch, stats), ema=self.ema)
             if path.name == LAST:
                 mark_latest(self.out, self.cfg.runs_name)   # runs/<name>/latest: the run saved last
         if path.name == LAST:
@@ -413,6 +422,10 @@ class _Run:
                 "rng_state": json.dumps(random_streams.get_state()), "config": self.cfg.to_dict(),
                 "history": self.history, "best_val_acc": self.best_acc, "test_protocol": self.protocol.to_dict()}
 
+    def _scored_weights(self):
+        """What evaluation scores: the weights' moving average within the block (--ema), or the weights."""
+        return self.ema.applied(self.model) if self.ema is not None else contextlib.nullcontext()
+
     # ------------------------------------------------------------------ the test
     def test(self) -> FitResult:
         """The final test: the last weights on the test split, with the run's protocol; the line names both
@@ -422,6 +435,8 @@ class _Run:
         loader = pipeline.build_loader(cfg, self.dataset.test, cfg.eval_batch_size, self.preprocess,
                                        self.train_loader.device, train=False, rank=self.comm.rank,
                                        world_size=self.comm.size)
+        if self.ema is not None:
+            self.ema.copy_to(self.model)   # the test, and the returned model, use the average
         test = scores(self.model, loader, self.criterion, comm=self.comm, protocol=self.protocol,
                       progress=cfg.progress and self.comm.is_root, desc="test")
         epoch = self.history[-1]["epoch"] if self.history else self.start_epoch

@@ -108,6 +108,22 @@ def test_load_state_dict_takes_state_saved_on_the_device():
         numpy.testing.assert_array_equal(again.state[i]["exp_avg"], state["exp_avg"])
 
 
+@pytest.mark.parametrize("name", ["SGD", "Adam"])
+def test_parameter_groups_without_weight_decay_match_torch(name):
+    """Per-group hyper-parameters (here: no weight decay on the 1-D "bias") as torch.optim's param groups."""
+    kwargs = {"lr": 0.05, "momentum": 0.9, "weight_decay": 5e-2, "nesterov": True} if name == "SGD" else \
+        {"lr": 1e-2, "weight_decay": 5e-2}
+
+    def groups(params):
+        return [{"params": [params[0], params[2]]}, {"params": [params[1]], "weight_decay": 0.0}]
+
+    ours, theirs, opt = run_steps(lambda p: getattr(optim, name)(groups(p), **kwargs),
+                                  lambda p: getattr(torch.optim, name)(groups(p), **kwargs))
+    assert [g["weight_decay"] for g in opt.param_groups] == [5e-2, 0.0]
+    for p, tp in zip(ours, theirs):
+        assert relative_error(p.data, tp.detach().numpy()) < 1e-13
+
+
 def test_optimizer_zero_grad_and_param_groups():
     ours, _ = twin_parameters()
     opt = optim.SGD([{"params": ours[:1], "lr": 1.0}, {"params": ours[1:]}], lr=0.1)

@@ -74,3 +74,37 @@ def test_nan_weights_and_wrong_architecture_are_rejected(tmp_path):
     save_checkpoint(tmp_path / "nan.npz", model, opt, {})
     with pytest.raises(CheckpointError, match="NaN"):
         load_checkpoint(tmp_path / "nan.npz")
+
+
+def test_the_weight_average_round_trips_and_is_what_prediction_loads(tmp_path):
+    model, opt = _trained(momentum=0.9)
+    ema = optim.ExponentialMovingAverage(model, 0.9, every=2)
+    ema.update(model)
+    ema.update(model)
+    for p in model.parameters():   # the trained weights move on: they differ from the average
+        p.data += 1.0
+    ckpt = load_checkpoint(save_checkpoint(tmp_path / "c.npz", model, opt, {"epoch": 1}, ema=ema))
+    assert ckpt.meta["ema"] == {"decay": 0.9, "warmup": True, "every": 2, "num_updates": 2}
+    trained, averaged = alexnet("cifar", 10, width=0.0625), alexnet("cifar", 10, width=0.0625)
+    load_model_state(trained, ckpt)
+    load_model_state(averaged, ckpt, averaged=True)
+    for name, value in model.state_dict().items():
+        numpy.testing.assert_array_equal(trained.state_dict()[name], value, err_msg=name)
+        numpy.testing.assert_array_equal(averaged.state_dict()[name], ema.shadow[name], err_msg=name)
+    resumed = optim.ExponentialMovingAverage(trained, 0.5)
+    resumed.load_state_dict(ckpt.ema_state())
+    assert resumed.num_updates == 2 and resumed.every == 2
+    # without an average, averaged=True loads the trained weights
+    plain = load_checkpoint(save_checkpoint(tmp_path / "d.npz", model, opt, {"epoch": 1}))
+    assert plain.ema == {} and plain.ema_state() is None
+    load_model_state(averaged, plain, averaged=True)
+    numpy.testing.assert_array_equal(averaged.state_dict()["features.0.weight"], model.features[0].weight.data)
+
+
+def test_nan_in_the_average_is_rejected(tmp_path):
+    model, opt = _trained()
+    ema = optim.ExponentialMovingAverage(model, 0.9)
+    next(iter(ema.shadow.values()))[...] = numpy.nan
+    save_checkpoint(tmp_path / "c.npz", model, opt, {}, ema=ema)
+    with pytest.raises(CheckpointError, match="averaged weight .* NaN"):
+        load_checkpoint(tmp_path / "c.npz")

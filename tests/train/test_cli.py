@@ -52,6 +52,8 @@ def test_help_shows_the_defaults(capsys):
     assert done.value.code == 0
     assert "training images per step (default: 128)" in re.sub(r"\s+", " ", text)
     assert "--resume [RUN]" in text and "--evaluate CHECKPOINT" in text and "--config FILE" in text
+    for option in ("--ema DECAY", "--ema-warmup, --no-ema-warmup", "--ema-every K", "--bias-decay, --no-bias-decay"):
+        assert option in text, option
 
 
 def test_the_run_names_its_folder_first_and_logs_eta_best_and_the_test(finished_run):

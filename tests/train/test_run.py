@@ -198,3 +198,42 @@ def test_tta_crops_evaluates_the_final_test_on_ten_views(cifar_dir, tmp_path, ca
     assert crops.test_loss != plain.test_loss
     resumed = fit(_config(cifar_dir, tmp_path / "a", epochs=1, resume=True, tta_crops=2))
     assert resumed.config.tta_crops == 2 and resumed.test_loss == pytest.approx(crops.test_loss, rel=1e-6)
+
+
+#: The options issue 15 added, all on.
+ACCURACY_OPTIONS = {"ema": 0.9, "bias_decay": False}
+
+
+def test_ema_and_no_bias_decay_are_saved_and_resume_exactly(cifar_dir, tmp_path, monkeypatch):
+    fit(_config(cifar_dir, tmp_path / "full", **ACCURACY_OPTIONS), log=lambda *a: None)
+    with monkeypatch.context() as m:
+        m.setattr(run_module, "GracefulInterrupt", lambda log=None: _StopAfter(2))   # mid-epoch 1
+        with pytest.raises(TrainingInterrupted):
+            fit(_config(cifar_dir, tmp_path / "cut", **ACCURACY_OPTIONS), log=lambda *a: None)
+    resumed = fit(_config(cifar_dir, tmp_path / "cut", resume=True), log=lambda *a: None)
+    full, cut = load_checkpoint(tmp_path / "full" / LAST), load_checkpoint(tmp_path / "cut" / LAST)
+    _assert_same_weights(full.model, cut.model)
+    _assert_same_weights(full.ema, cut.ema)   # the average continues exactly too
+    assert {k: cut.meta["config"][k] for k in ACCURACY_OPTIONS} == ACCURACY_OPTIONS
+    assert len(cut.meta["optimizer"]["param_groups"]) == 2
+    # the average differs from the trained weights, and the returned model (what the test scored) is the average
+    assert any(not numpy.array_equal(full.model[k], full.ema[k]) for k in full.model)
+    for name, value in resumed.model.state_dict().items():
+        numpy.testing.assert_array_equal(value, cut.ema[name], err_msg=name)
+
+
+def test_validation_evaluate_and_prediction_score_the_weight_average(cifar_dir, tmp_path):
+    """With --ema every evaluation scores the average: the run's test, --evaluate (which reproduces the
+    run's own test line), and prediction."""
+    from npalexnet.train.evaluate_only import evaluate_checkpoint
+    lines = []
+    fit(_config(cifar_dir, tmp_path / "run", ema=0.5, epochs=1), log=lines.append)
+    ckpt = load_checkpoint(tmp_path / "run" / LAST)
+    assert ckpt.ema and ckpt.meta["ema"]["decay"] == 0.5
+    again = []
+    evaluate_checkpoint(tmp_path / "run" / LAST, log=again.append)
+    assert again[-1] == lines[-1] and again[-1].startswith("test accuracy: ")
+    predictor = Predictor.from_checkpoint(tmp_path / "run" / LAST)
+    for name, value in predictor.model.state_dict().items():
+        numpy.testing.assert_array_equal(value, ckpt.ema[name], err_msg=name)
+    assert any(not numpy.array_equal(ckpt.model[k], ckpt.ema[k]) for k in ckpt.model)

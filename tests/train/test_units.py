@@ -101,3 +101,26 @@ def _first_ctrl_c_is_a_request_the_second_interrupts():
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_no_bias_decay_puts_the_one_dimensional_parameters_in_a_group_without_decay(optimizer):
+    model = alexnet("bn", 10, width=0.0625)
+    opt = build_optimizer(TrainConfig(bias_decay=False, optimizer=optimizer), model)
+    decayed, free = opt.param_groups
+    assert decayed["weight_decay"] == 5e-4 and free["weight_decay"] == 0.0
+    names = {id(p): name for name, p in model.named_parameters()}
+    assert all(p.data.ndim in (2, 4) for p in decayed["params"])   # conv and linear weights
+    assert sorted(names[id(p)] for p in free["params"]) == \
+        sorted(n for n, p in model.named_parameters() if p.data.ndim == 1)   # biases, BatchNorm's scale and shift
+    sched, _ = build_scheduler(TrainConfig(bias_decay=False), opt, 10)   # the schedule sets both groups' lr
+    sched.step()
+    assert decayed["lr"] == free["lr"]
+    assert len(build_optimizer(TrainConfig(), model).param_groups) == 1   # the default: decay on every parameter
+
+
+@pytest.mark.parametrize("options, name", [({"ema": 1.0}, "--ema"), ({"ema": -0.1}, "--ema"),
+                                           ({"ema_every": 0}, "--ema-every")])
+def test_bad_accuracy_options_name_themselves(options, name):
+    with pytest.raises(ValueError, match=name):
+        TrainConfig(**options).validate()
