@@ -55,7 +55,7 @@ def test_fresh_venv_without_torch_downloads_and_trains(tmp_path):
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert server.requests == ["cifar-10-python.tar.gz"]
     assert f"download: CIFAR-10 from {server.url}cifar-10-python.tar.gz into data" in run.stdout
-    assert "data: cifar10 from data/cifar-10-batches-py: 36 train, 4 validation, 8 test images" in run.stdout
+    assert "data: cifar10 from data/cifar-10-batches-py: 40 train, 0 validation, 8 test images" in run.stdout
     assert "test accuracy: " in run.stdout and "torch imported: False" in run.stdout
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["cifar-10-batches-py"]
     # the console entry points: an installed package needs no checkout

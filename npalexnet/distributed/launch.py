@@ -99,8 +99,11 @@ def install_abort_on_exception(comm: Communicator) -> None:
         return
 
     def hook(kind, value, tb):
-        sys.stderr.write(f"[rank {comm.rank}/{comm.size}] uncaught exception, aborting all ranks:\n")
-        sys.stderr.write("".join(traceback.format_exception(kind, value, tb)))
+        # One write, flushed: mpiexec forwards a rank's stderr through a pipe and tears the pipes down at
+        # the abort, so a header written apart from its traceback could arrive alone.
+        sys.stderr.write(f"[rank {comm.rank}/{comm.size}] uncaught exception, aborting all ranks:\n"
+                         + "".join(traceback.format_exception(kind, value, tb)))
+        sys.stderr.flush()
         comm.abort(1)
 
     sys.excepthook = hook

@@ -237,15 +237,16 @@ def test_predict_takes_folders_in_batches(tmp_path):
 # ------------------------------------------------------------------ faults of the machine, produced for real
 @pytest.mark.slow
 def test_a_full_disk_ends_in_one_line_and_keeps_the_last_checkpoint(tmp_path):
-    """A real 8 MB tmpfs (root only): epoch 1's two checkpoints fit, epoch 2's last.npz does not."""
+    """A real 12 MB tmpfs (root only): epoch 1's two checkpoints (4.5 MB each: the weights, the momentum and
+    the weights' average) fit, epoch 2's last.npz (written beside the old one, then renamed) does not."""
     write_cifar_batches(tmp_path / "data", per_batch=12, test=10)
-    with small_filesystem(tmp_path / "disk", "8m") as disk:
+    with small_filesystem(tmp_path / "disk", "12m") as disk:
         proc = _run(TRAIN, "--data-dir", tmp_path / "data", "--out", disk / "run", "--epochs", "3", "--schedule",
                     "constant", *TINY, cwd=tmp_path)
         line = _one_line_error(proc)
         assert proc.returncode == 1
         assert re.fullmatch(rf"error: no space left on device writing {re.escape(str(disk / 'run' / 'last.npz'))} "
-                            rf"\(needs 3\.0 MB, [\d.]+ (MB|kB|bytes) free\): the checkpoint "
+                            rf"\(needs 4\.5 MB, [\d.]+ (MB|kB|bytes) free\): the checkpoint "
                             rf"{re.escape(str(disk / 'run' / 'last.npz'))} \(epoch 1\) is kept; free some space, then "
                             rf"continue with --resume {re.escape(str(disk / 'run'))}", line), line
         from npalexnet.train import load_checkpoint
@@ -261,7 +262,7 @@ def test_a_file_size_limit_ends_in_one_line(tmp_path):
                 cwd=tmp_path, env={"NPALEXNET_TEST_FSIZE": str(1_000_000)}, prelude=RLIMIT_PRELUDE)
     line = _one_line_error(proc)
     assert re.fullmatch(rf"error: file too large for this process's file-size limit \(ulimit -f\) writing "
-                        rf"{re.escape(str(tmp_path / 'run' / 'last.npz'))} \(needs 3\.0 MB, .* free\): no "
+                        rf"{re.escape(str(tmp_path / 'run' / 'last.npz'))} \(needs 4\.5 MB, .* free\): no "
                         r"checkpoint was written; raise the file-size limit \(ulimit -f\), then start again",
                         line), line
     assert temporary_files(tmp_path / "run") == [] and not (tmp_path / "run" / "last.npz").exists()
