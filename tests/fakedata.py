@@ -111,3 +111,19 @@ def write_jpeg_tree(root, classes: int = 3, train_per_class: int = 4, test_per_c
     from benchmarks.make_imagefolder import write_tree
 
     return write_tree(root, classes, train_per_class, test_per_class, min_size, max_size, seed=seed)
+
+
+def write_torchvision_alexnet(folder, seed: int = 0):
+    """A randomly initialised torchvision AlexNet (1000 classes) saved with ``torch.save`` in ``folder``.
+
+    Returns ``(path, state)``, ``state`` the saved tensors as NumPy arrays. Needs torchvision
+    (imported here, so that the rest of this module does not).
+    """
+    import torch
+    import torchvision
+
+    torch.manual_seed(seed)
+    state = torchvision.models.alexnet().state_dict()
+    path = Path(folder) / "alexnet.pth"
+    torch.save(state, path)
+    return path, {k: v.numpy() for k, v in state.items()}

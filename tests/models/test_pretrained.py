@@ -9,6 +9,7 @@ import pytest
 
 import npalexnet
 from npalexnet.models import PretrainedError, alexnet, load_pretrained, read_state_dict
+from tests.fakedata import write_torchvision_alexnet
 
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
@@ -17,11 +18,7 @@ torchvision = pytest.importorskip("torchvision")
 @pytest.fixture(scope="module")
 def torchvision_file(tmp_path_factory):
     """A randomly initialised torchvision AlexNet (1000 classes), saved with torch.save; and its state."""
-    torch.manual_seed(0)
-    state = torchvision.models.alexnet().state_dict()
-    path = tmp_path_factory.mktemp("weights") / "alexnet.pth"
-    torch.save(state, path)
-    return path, {k: v.numpy() for k, v in state.items()}
+    return write_torchvision_alexnet(tmp_path_factory.mktemp("weights"))
 
 
 def _assert_loaded(model, state, skip=()):

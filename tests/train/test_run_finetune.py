@@ -7,7 +7,7 @@ import pytest
 
 from npalexnet.models import FreezeError, PretrainedError, alexnet, freeze
 from npalexnet.train import TrainConfig, build_optimizer, fit, load_checkpoint
-from tests.fakedata import CLASSES, write_cifar_batches, write_imagefolder
+from tests.fakedata import CLASSES, write_cifar_batches, write_imagefolder, write_torchvision_alexnet
 from tests.train.test_scripts import TINY, TRAIN, _one_line_error, _run
 
 torch = pytest.importorskip("torch")
@@ -28,11 +28,7 @@ def flowers(tmp_path_factory):
 @pytest.fixture(scope="module")
 def imagenet_like(tmp_path_factory):
     """A torch state_dict of a randomly initialised torchvision AlexNet (1000 classes), saved with torch.save."""
-    torch.manual_seed(0)
-    state = torchvision.models.alexnet().state_dict()
-    path = tmp_path_factory.mktemp("weights") / "alexnet-random.pth"
-    torch.save(state, path)
-    return path, {k: v.numpy() for k, v in state.items()}
+    return write_torchvision_alexnet(tmp_path_factory.mktemp("weights"))
 
 
 def _config(data_dir, out, **kwargs) -> TrainConfig:
