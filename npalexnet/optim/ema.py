@@ -129,7 +129,7 @@ def _blend(avg, value, d: float) -> None:
     """``avg = d * avg + (1 - d) * value`` in place (avg and value of one shape and device)."""
     xp = backend.get_array_module(avg)
     dd, rest = avg.dtype.type(d), avg.dtype.type(1.0 - d)
-    if xp is not numpy:   # one fused pass on the GPU
+    if xp is not numpy:   # whole-array operations on the GPU (its bandwidth makes the temporary cheap)
         avg *= dd
         avg += rest * value
         return

@@ -28,8 +28,9 @@ class TrainConfig:
     (``ema=0.997``, updated every 4th step), and the final test averages the
     paper's ten views (``tta_crops=2``: the centre and four corner crops of
     the image padded by 2 pixels, and their mirror images; Section 4.1).
-    Each choice was made on the validation split; benchmarks/RESULTS.md
-    ("Issue 15") has the ranking that led to it.
+    The average and the ten views were chosen on the validation split;
+    training on all the images is the final step once the recipe is fixed.
+    benchmarks/RESULTS.md ("Issue 15") has the ranking that led to it.
     """
 
     # data
