@@ -103,10 +103,10 @@ def _is_finite_model(model) -> bool:
     return all(bool(backend.get_array_module(p.data).isfinite(p.data).all()) for p in model.parameters())
 
 
-def _selection_score(row: dict) -> float:
+def _selection_score(val_acc: float | None, train_acc: float) -> float:
     """The accuracy that picks ``best.npz`` and steps a plateau schedule: the validation split's, or the
     training accuracy when the run holds out none."""
-    return row["val_acc"] if row.get("val_acc") is not None else row["train_acc"]
+    return val_acc if val_acc is not None else train_acc
 
 
 def prepare_data(cfg: TrainConfig, log=print, build: bool = True):
@@ -374,14 +374,13 @@ class _Run:
                           progress=cfg.progress and self.comm.is_root, desc="validation")
                    if self.val_loader else None)
         val_loss, val_acc, val_top5 = (val.loss, val.top1, val.top5) if val else (None, None, None)
-        row = {"epoch": epoch + 1, "train_loss": stats.loss, "train_acc": stats.accuracy, "val_loss": val_loss,
-               "val_acc": val_acc, "val_top5": val_top5, "lr": None,
-               "epoch_seconds": round(stats.seconds + time.perf_counter() - eval_start, 2),
-               "images_per_s": round(stats.seen / max(stats.seconds, 1e-9), 1)}
-        score = _selection_score(row)
+        score = _selection_score(val_acc, stats.accuracy)
         if not self.per_step:
             self.scheduler.step(score)
-        row["lr"] = self.optimizer.param_groups[0]["lr"]   # the rate the next epoch starts with
+        row = {"epoch": epoch + 1, "train_loss": stats.loss, "train_acc": stats.accuracy, "val_loss": val_loss,
+               "val_acc": val_acc, "val_top5": val_top5, "lr": self.optimizer.param_groups[0]["lr"],
+               "epoch_seconds": round(stats.seconds + time.perf_counter() - eval_start, 2),
+               "images_per_s": round(stats.seen / max(stats.seconds, 1e-9), 1)}
         if cfg.log_grad_norms:   # the gradient of the epoch's last step, the weights at its end
             row.update(norm_columns(parameter_norms(self.model)))
         self.history.append(row)
@@ -462,7 +461,7 @@ class _Run:
 
     def _log_best(self) -> None:
         """Which epoch ``best.npz`` holds (the test scores the last weights: ``--evaluate`` scores best.npz)."""
-        scored = [(_selection_score(row), row["epoch"]) for row in self.history]
+        scored = [(_selection_score(row.get("val_acc"), row["train_acc"]), row["epoch"]) for row in self.history]
         if scored:
             best, epoch = max(scored, key=lambda pair: (pair[0], -pair[1]))
             what = "validation" if self.val_loader is not None else "training"

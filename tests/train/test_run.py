@@ -237,3 +237,20 @@ def test_validation_evaluate_and_prediction_score_the_weight_average(cifar_dir, 
     for name, value in predictor.model.state_dict().items():
         numpy.testing.assert_array_equal(value, ckpt.ema[name], err_msg=name)
     assert any(not numpy.array_equal(ckpt.model[k], ckpt.ema[k]) for k in ckpt.model)
+
+
+@pytest.mark.parametrize("val_fraction, column, what", [(0.2, "val_acc", "validation"), (0.0, "train_acc", "training")])
+def test_best_checkpoint_is_the_epoch_of_the_best_validation_else_training_accuracy(cifar_dir, tmp_path, val_fraction,
+                                                                                    column, what):
+    """best.npz and the closing line follow the validation accuracy, or the training accuracy without a split
+    (the default run holds out none); the earliest epoch wins a tie."""
+    lines = []
+    fit(_config(cifar_dir, tmp_path, epochs=3, val_fraction=val_fraction, lr=0.02), log=lines.append)
+    rows = read_metrics_csv(tmp_path / "metrics.csv")
+    scores = [float(row[column]) for row in rows]
+    best_epoch = scores.index(max(scores)) + 1
+    if column == "val_acc":   # the data must tell the two rules apart, or the test proves nothing
+        train = [float(row["train_acc"]) for row in rows]
+        assert train.index(max(train)) + 1 != best_epoch
+    assert load_checkpoint(tmp_path / BEST).meta["epoch"] == best_epoch
+    assert f"best {what} accuracy {100 * max(scores):.2f}% at epoch {best_epoch}: {tmp_path / BEST}" in map(str, lines)
