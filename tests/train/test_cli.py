@@ -56,6 +56,25 @@ def test_help_shows_the_defaults(capsys):
         assert option in text, option
 
 
+def test_the_default_recipe_is_the_one_the_readme_states(capsys):
+    """The recipe issue 15 chose on the validation split (benchmarks/RESULTS.md); the README's numbers are its."""
+    cfg = parse_args([])[0]
+    assert (cfg.variant, cfg.lrn, cfg.dropout, cfg.batch_size, cfg.epochs, cfg.val_fraction) == \
+        ("cifar", None, 0.3, 128, 30, 0.0)
+    assert (cfg.optimizer, cfg.lr, cfg.momentum, cfg.nesterov, cfg.schedule, cfg.warmup) == \
+        ("sgd", 0.05, 0.9, True, "onecycle", 0.15)
+    assert (cfg.weight_decay, cfg.bias_decay, cfg.label_smoothing, cfg.ema, cfg.ema_every, cfg.tta_crops) == \
+        (5e-4, True, 0.1, 0.997, 4, 2)
+    readme = re.sub(r"\s+", " ", (ROOT / "README.md").read_text())
+    assert "dropout 0.3 on the inputs of the two hidden FC layers" in readme
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "hidden FC layers (default: 0.3)" in re.sub(r"\s+", " ", capsys.readouterr().out)
+    with pytest.raises(SystemExit):                    # the paper's recipe keeps the paper's rate (Section 4.2)
+        main(["--recipe", "paper", "--help"])
+    assert "hidden FC layers (default: 0.5)" in re.sub(r"\s+", " ", capsys.readouterr().out)
+
+
 def test_the_run_names_its_folder_first_and_logs_eta_best_and_the_test(finished_run):
     out, lines, result = finished_run
     text = [str(line) for line in lines]

@@ -42,7 +42,8 @@ def meta_protocol(path) -> Protocol:
 
 def test_the_recipe_is_the_papers():
     cfg = TrainConfig.from_recipe("paper")
-    assert (cfg.variant, cfg.init, cfg.paper_bias, cfg.optimizer) == ("paper", "paper", 1.0, "sgd-paper")
+    assert (cfg.variant, cfg.init, cfg.paper_bias, cfg.optimizer, cfg.dropout) == ("paper", "paper", 1.0, "sgd-paper",
+                                                                                 0.5)
     assert (cfg.lr, cfg.momentum, cfg.weight_decay, cfg.batch_size, cfg.epochs) == (0.01, 0.9, 5e-4, 128, 90)
     assert (cfg.schedule, cfg.gamma, cfg.max_lr_drops, cfg.label_smoothing) == ("plateau", 0.1, 3, 0.0)
     assert (cfg.augment, cfg.image_size, cfg.resize_rule, cfg.lighting, cfg.tta_crops) == ("paper", 256, "crop", 0.1, 1)
