@@ -24,7 +24,7 @@ import sys
 from .. import backend, distributed
 from ..data import DATASETS
 from ..data.decode import RESIZE_RULES
-from ..models import VARIANTS
+from ..models import INITS, VARIANTS
 from .cli_common import DefaultsFormatter, device_error, error_line, report
 from .config import AUGMENTS, OPTIMIZERS, RECIPES, SCHEDULES, TrainConfig
 from .evaluate_only import EvaluateOptionsError, evaluate_checkpoint
@@ -108,7 +108,9 @@ def build_parser(D: TrainConfig | None) -> argparse.ArgumentParser:
                    help="LRN after conv1/conv2 (default: the variant's)")
     g.add_argument("--dropout", type=float, default=dflt("dropout"),
                    help="dropout probability of the hidden FC layers")
-    g.add_argument("--init", choices=("torch", "paper"), default=dflt("init"), help="weight initialisation")
+    g.add_argument("--init", choices=INITS, default=dflt("init"),
+                   help="weight initialisation: PyTorch's defaults, the paper's N(0, 0.01), or He et al.'s "
+                        "N(0, 2/fan_in) for ReLU nets")
     g.add_argument("--paper-bias", type=float, default=dflt("paper_bias"),
                    help="--init paper: bias of conv2, conv4, conv5 and the hidden FC layers (the paper's 1; Caffe's "
                         "reference model used 0.1 where 1 left the loss flat)")

@@ -95,6 +95,42 @@ def test_paper_init_draws_small_weights_and_unit_biases():
     assert float([m for m in caffe.modules() if isinstance(m, nn.Conv2d)][1].bias.data[0]) == pytest.approx(0.1)
 
 
+@pytest.mark.parametrize("variant, kwargs", [("cifar", {}), ("paper", dict(width=0.125, num_classes=10))])
+def test_kaiming_init_draws_he_weights_and_zero_biases(variant, kwargs):
+    model = alexnet(variant, init="kaiming", **kwargs)
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    for layer in layers:
+        w = layer.weight.data
+        fan_in = int(numpy.prod(w.shape[1:]))          # in_channels / groups * kh * kw, or in_features
+        gain = 1.0 if layer is layers[-1] else numpy.sqrt(2.0)
+        assert float(w.std()) == pytest.approx(gain / numpy.sqrt(fan_in), rel=0.1), layer
+        assert abs(float(w.mean())) < 0.1 * float(w.std())
+        assert not layer.bias.data.any()
+    if variant == "paper":                             # grouped conv2: fan_in counts one group's channels
+        assert layers[1].weight.shape[1] * 2 == layers[0].weight.shape[0]
+
+
+def _second_moments(model, x):
+    """E[y^2] of every conv and linear layer's output, in forward order (eval mode: no dropout)."""
+    moments, h = [], x
+    for layer in list(model.features) + [nn.Flatten()] + list(model.classifier):
+        h = layer(h)
+        if isinstance(layer, (nn.Conv2d, nn.Linear)):
+            moments.append(float((h.astype(numpy.float64) ** 2).mean()))
+    return moments
+
+
+def test_kaiming_init_keeps_the_signal_where_torch_s_default_shrinks_it():
+    """Why the option exists: with PyTorch's default the cifar net's logits start about 10^4 times
+    weaker than its first layer's output (the first epoch learns almost nothing); He's init keeps every
+    layer's second moment within a small factor of the first's."""
+    x = numpy.random.default_rng(0).standard_normal((32, 3, 32, 32)).astype(numpy.float32)
+    torch_default = _second_moments(alexnet("cifar", init="torch").eval(), x)
+    he = _second_moments(alexnet("cifar", init="kaiming").eval(), x)
+    assert torch_default[-1] < 1e-2 * torch_default[0]
+    assert all(0.1 < m / he[0] < 20 for m in he), he
+
+
 def test_paper_lrn_uses_paper_constants():
     lrns = [m for m in alexnet("paper").modules() if isinstance(m, nn.LocalResponseNorm)]
     assert len(lrns) == 2

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from npalexnet import nn
 from npalexnet.train import TrainConfig, fit
 from npalexnet.train.cli import main, parse_args
+from npalexnet.train.config import build_model, model_kwargs
 from npalexnet.train.evaluate_only import evaluate_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,6 +75,17 @@ def test_the_default_recipe_is_the_one_the_readme_states(capsys):
     with pytest.raises(SystemExit):                    # the paper's recipe keeps the paper's rate (Section 4.2)
         main(["--recipe", "paper", "--help"])
     assert "hidden FC layers (default: 0.5)" in re.sub(r"\s+", " ", capsys.readouterr().out)
+
+
+def test_init_kaiming_is_an_option_the_model_and_its_saved_arguments_keep(capsys):
+    cfg = parse_args(["--init", "kaiming"])[0]
+    kwargs = model_kwargs(cfg, 10, 3)
+    assert cfg.init == "kaiming" and kwargs["init"] == "kaiming" and "paper_bias" not in kwargs
+    model = build_model(kwargs)
+    assert not any(m.bias.data.any() for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "{torch,paper,kaiming}" in capsys.readouterr().out
 
 
 def test_the_run_names_its_folder_first_and_logs_eta_best_and_the_test(finished_run):
