@@ -8,14 +8,12 @@ summary reads what the scripts write, and the rehearsal goes through.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 import time
 import types
-from pathlib import Path
 
 import numpy
 import pytest
@@ -23,18 +21,9 @@ import pytest
 from npalexnet import backend
 from npalexnet.kernels import cuda_kernels as ck
 from npalexnet.kernels import cuda_layers
+from tests.benchmarks.scripts import BENCHMARKS, load
 from tests.kernels import cuda_emulator
 
-ROOT = Path(__file__).resolve().parents[2]
-BENCHMARKS = ROOT / "benchmarks"
-
-
-def load(name: str):
-    """A benchmark script as a module (they are scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_gpu_all_script_parses():
