@@ -3,10 +3,10 @@
 from .adam import Adam
 from .ema import ExponentialMovingAverage
 from .lr_scheduler import (ConstantLR, CosineAnnealingLR, LRScheduler, ReduceLROnPlateau, StepLR,
-                           WarmupLinearLR)
+                           WarmupCosineLR, WarmupLinearLR)
 from .optimizer import Optimizer
 from .paper_sgd import PaperSGD
 from .sgd import SGD
 
 __all__ = ["Adam", "ConstantLR", "CosineAnnealingLR", "ExponentialMovingAverage", "LRScheduler", "Optimizer",
-           "PaperSGD", "ReduceLROnPlateau", "SGD", "StepLR", "WarmupLinearLR"]
+           "PaperSGD", "ReduceLROnPlateau", "SGD", "StepLR", "WarmupCosineLR", "WarmupLinearLR"]

@@ -1,4 +1,4 @@
-"""Learning-rate schedules: step decay, divide-on-plateau, cosine, warm-up + linear decay.
+"""Learning-rate schedules: step decay, divide-on-plateau, cosine, warm-up + linear or cosine decay.
 
 Each scheduler sets ``group["lr"]`` of its optimizer. All but the plateau
 rule are closed-form functions of the step count, so a resumed run gets
@@ -90,27 +90,46 @@ class WarmupLinearLR(LRScheduler):
     """One cycle: linear warm-up to the base lr, then linear decay to zero.
 
     For update ``t`` (0-based) of ``total_steps`` with ``W`` warm-up steps:
-    ``lr = base (t+1)/W`` while ``t < W``, then ``base (T-t)/(T-W)``, and 0
-    after ``T``. ``warmup`` is a step count (int) or a fraction of
-    ``total_steps`` (float < 1).
+    ``lr = base (t+1)/W`` while ``t < W``, then ``base decay(f)`` with
+    ``f = (t-W)/(T-W)`` the fraction of the decay done, and 0 after ``T``.
+    Here ``decay(f) = 1 - f``; :class:`WarmupCosineLR` changes only that.
+    ``warmup`` is a step count (int) or a fraction of ``total_steps`` (float < 1).
     """
 
     def __init__(self, optimizer, total_steps: int, warmup=0.15):
+        name = type(self).__name__
         if total_steps < 1:
-            raise ValueError(f"WarmupLinearLR: total_steps must be >= 1, got {total_steps}")
+            raise ValueError(f"{name}: total_steps must be >= 1, got {total_steps}")
         warmup_steps = int(round(warmup * total_steps)) if isinstance(warmup, float) and warmup < 1 else int(warmup)
         if not 0 <= warmup_steps <= total_steps:
-            raise ValueError(f"WarmupLinearLR: warm-up of {warmup_steps} steps does not fit in "
-                             f"{total_steps} steps")
+            raise ValueError(f"{name}: warm-up of {warmup_steps} steps does not fit in {total_steps} steps")
         self.total_steps, self.warmup_steps = int(total_steps), warmup_steps
         super().__init__(optimizer)
+
+    @staticmethod
+    def decay(f: float) -> float:
+        """The learning rate, as a fraction of the peak, after a fraction ``f`` of the decay."""
+        return 1.0 - f
 
     def lr_at(self, step, base_lr):
         if step < self.warmup_steps:
             return base_lr * (step + 1) / self.warmup_steps
         if step >= self.total_steps:
             return 0.0
-        return base_lr * (self.total_steps - step) / (self.total_steps - self.warmup_steps)
+        return base_lr * self.decay((step - self.warmup_steps) / (self.total_steps - self.warmup_steps))
+
+
+class WarmupCosineLR(WarmupLinearLR):
+    """Linear warm-up to the base lr, then a half cosine to zero: ``decay(f) = (1 + cos(pi f)) / 2``.
+
+    The cosine holds the rate near its peak longer and spends more of the
+    steps near zero than the linear decay (timm's ``cosine`` with warm-up;
+    ``transformers.get_cosine_schedule_with_warmup``).
+    """
+
+    @staticmethod
+    def decay(f: float) -> float:
+        return (1.0 + math.cos(math.pi * f)) / 2
 
 
 class ReduceLROnPlateau:

@@ -139,9 +139,10 @@ def build_parser(D: TrainConfig | None) -> argparse.ArgumentParser:
     g.add_argument("--label-smoothing", type=float, default=dflt("label_smoothing"),
                    help="weight of the uniform target")
     g.add_argument("--schedule", choices=SCHEDULES, default=dflt("schedule"),
-                   help="onecycle = warmup-linear: linear warm-up then linear decay to 0, per step")
+                   help="onecycle = warmup-linear: linear warm-up then linear decay to 0, per step; "
+                        "warmup-cosine: the same warm-up, then a half cosine to 0; cosine: no warm-up")
     g.add_argument("--warmup", type=float, default=dflt("warmup"),
-                   help="warm-up fraction of all steps (or a step count)")
+                   help="onecycle/warmup-linear/warmup-cosine: warm-up fraction of all steps (or a step count)")
     g.add_argument("--ema", type=float, default=dflt("ema"), metavar="DECAY",
                    help="validation, the test, best.npz and predictions use an exponential moving average of "
                         "the weights with this decay per step (e.g. 0.999); 0: off")

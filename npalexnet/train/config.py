@@ -9,7 +9,7 @@ from .. import nn, optim
 from ..data.decode import RESIZE_RULES
 from ..models import INPUT_SIZE, alexnet, trainable_parameters
 
-SCHEDULES = ("onecycle", "warmup-linear", "cosine", "step", "plateau", "constant")
+SCHEDULES = ("onecycle", "warmup-linear", "warmup-cosine", "cosine", "step", "plateau", "constant")
 OPTIMIZERS = ("sgd", "sgd-paper", "adam")
 #: ``pad-crop``: splits in memory, CIFAR's padded random crops; ``paper``: splits on disk, Section 4.1.
 AUGMENTS = ("pad-crop", "paper")
@@ -243,9 +243,10 @@ def build_scheduler(cfg: TrainConfig, optimizer: optim.Optimizer, steps_per_epoc
         steps once per epoch on the validation accuracy.
     """
     total = cfg.epochs * steps_per_epoch
-    if cfg.schedule in ("onecycle", "warmup-linear"):
+    if cfg.schedule in ("onecycle", "warmup-linear", "warmup-cosine"):
         warmup = cfg.warmup if cfg.warmup < 1 else int(cfg.warmup)
-        return optim.WarmupLinearLR(optimizer, total, warmup=warmup), True
+        shape = optim.WarmupCosineLR if cfg.schedule == "warmup-cosine" else optim.WarmupLinearLR
+        return shape(optimizer, total, warmup=warmup), True
     if cfg.schedule == "cosine":
         return optim.CosineAnnealingLR(optimizer, total), True
     if cfg.schedule == "step":

@@ -51,13 +51,33 @@ def test_warmup_linear_rises_then_falls_to_zero():
     assert values[19] == pytest.approx(0.05 / 15) and values[20] == 0.0
 
 
-def test_scheduler_resume_continues_the_same_curve():
+def test_warmup_cosine_has_the_same_warm_up_then_a_half_cosine_to_zero():
+    ours, _ = make_pair(lr=0.05)
+    sched = optim.WarmupCosineLR(ours, total_steps=25, warmup=0.2)
+    values = lrs(sched, 25)
+    linear, _ = make_pair(lr=0.05)
+    assert values[:5] == lrs(optim.WarmupLinearLR(linear, total_steps=25, warmup=0.2), 25)[:5]
+    # decay step t (0-based) of 20: base (1 + cos(pi t / 20)) / 2
+    numpy.testing.assert_allclose(values[5:25], [0.05 * (1 + math.cos(math.pi * t / 20)) / 2 for t in range(20)],
+                                  rtol=1e-12)
+    assert values[5] == 0.05 and values[15] == pytest.approx(0.025) and values[25] == 0.0
+    assert all(b <= a for a, b in zip(values[4:], values[5:]))
+    # the cosine stays above the linear decay in its first half and below it in its second
+    line = lrs(optim.WarmupLinearLR(make_pair(lr=0.05)[0], total_steps=25, warmup=0.2), 25)
+    assert all(c > lin for c, lin in zip(values[6:15], line[6:15]))
+    assert all(c < lin for c, lin in zip(values[16:25], line[16:25]))
+
+
+@pytest.mark.parametrize("make", [lambda o: optim.CosineAnnealingLR(o, T_max=10),
+                                  lambda o: optim.WarmupLinearLR(o, total_steps=10, warmup=3),
+                                  lambda o: optim.WarmupCosineLR(o, total_steps=10, warmup=3)])
+def test_scheduler_resume_continues_the_same_curve(make):
     ours, _ = make_pair()
-    sched = optim.CosineAnnealingLR(ours, T_max=10)
+    sched = make(ours)
     for _ in range(4):
         sched.step()
     other, _ = make_pair()
-    resumed = optim.CosineAnnealingLR(other, T_max=10)
+    resumed = make(other)
     resumed.load_state_dict(sched.state_dict())
     assert lrs(resumed, 5) == lrs(sched, 5)
 
@@ -80,6 +100,8 @@ def test_scheduler_argument_errors():
         optim.StepLR(ours, step_size=0)
     with pytest.raises(ValueError, match="does not fit"):
         optim.WarmupLinearLR(ours, total_steps=10, warmup=20)
+    with pytest.raises(ValueError, match="WarmupCosineLR: warm-up of 20 steps does not fit"):
+        optim.WarmupCosineLR(ours, total_steps=10, warmup=20)
     with pytest.raises(TypeError, match="npalexnet optimizer"):
         optim.StepLR(object(), step_size=1)
 

@@ -36,12 +36,17 @@ def test_defaults_are_the_anchor_recipe():
     assert lrs[-1] == pytest.approx(0.05 / 255)
 
 
-@pytest.mark.parametrize("schedule", ["onecycle", "warmup-linear", "cosine", "step", "plateau", "constant"])
-def test_every_schedule_builds(schedule):
-    cfg = TrainConfig(schedule=schedule)
+@pytest.mark.parametrize("schedule, kind", [("onecycle", "WarmupLinearLR"), ("warmup-linear", "WarmupLinearLR"),
+                                            ("warmup-cosine", "WarmupCosineLR"), ("cosine", "CosineAnnealingLR"),
+                                            ("step", "StepLR"), ("plateau", "ReduceLROnPlateau"),
+                                            ("constant", "ConstantLR")])
+def test_every_schedule_builds(schedule, kind):
+    cfg = TrainConfig(schedule=schedule, warmup=0.2)
     opt = build_optimizer(cfg, alexnet("cifar", 10, width=0.0625))
-    _, per_step = build_scheduler(cfg, opt, 5)
-    assert per_step == (schedule != "plateau")
+    sched, per_step = build_scheduler(cfg, opt, 5)
+    assert type(sched).__name__ == kind and per_step == (schedule != "plateau")
+    if schedule.startswith(("onecycle", "warmup")):
+        assert sched.warmup_steps == 0.2 * cfg.epochs * 5   # --warmup applies to the warm-up schedules
 
 
 def test_validation_names_the_option():
