@@ -17,13 +17,14 @@ from ..data import DataError
 from ..data.atomic import NoSpaceError
 from ..models import FreezeError, PretrainedError
 from .checkpoint import CheckpointError
+from .config import ScheduleError
 from .faults import RunError, is_out_of_memory
 from .runlog import ConfigFileError
 from .step import NonFiniteLossError
 
 #: Errors whose message is the whole story: printed as one line, exit status 1.
 USER_ERRORS = (DataError, CheckpointError, NonFiniteLossError, PretrainedError, FreezeError, RunError,
-               ConfigFileError, NoSpaceError)
+               ConfigFileError, NoSpaceError, ScheduleError)
 
 
 class DefaultsFormatter(argparse.HelpFormatter):

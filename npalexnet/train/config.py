@@ -235,6 +235,10 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module) -> optim.Optimizer:
                      nesterov=cfg.nesterov and cfg.momentum > 0)
 
 
+class ScheduleError(ValueError):
+    """An option that does not fit the run's length, known only once the data's size is (one-line message)."""
+
+
 def build_scheduler(cfg: TrainConfig, optimizer: optim.Optimizer, steps_per_epoch: int):
     """The learning-rate schedule; all but ``plateau`` step once per batch.
 
@@ -245,6 +249,10 @@ def build_scheduler(cfg: TrainConfig, optimizer: optim.Optimizer, steps_per_epoc
     total = cfg.epochs * steps_per_epoch
     if cfg.schedule in ("onecycle", "warmup-linear", "warmup-cosine"):
         warmup = cfg.warmup if cfg.warmup < 1 else int(cfg.warmup)
+        if warmup > total:   # a fraction always fits (TrainConfig.validate); a step count may not
+            raise ScheduleError(f"--warmup {warmup}: a warm-up of {warmup} steps does not fit in this run's {total} "
+                                f"({cfg.epochs} epochs of {steps_per_epoch} steps); give a fraction in [0, 1) or "
+                                f"at most {total} steps")
         shape = optim.WarmupCosineLR if cfg.schedule == "warmup-cosine" else optim.WarmupLinearLR
         return shape(optimizer, total, warmup=warmup), True
     if cfg.schedule == "cosine":

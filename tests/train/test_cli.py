@@ -211,6 +211,16 @@ def test_init_from_another_variant_is_one_line(finished_run, cifar_dir, tmp_path
     assert status == 1 and len(err) == 1 and err[0].startswith("error: ") and "bn.npz" in err[0], err
 
 
+@pytest.mark.parametrize("schedule", ["onecycle", "warmup-cosine"])
+def test_a_warm_up_longer_than_the_run_is_one_line(cifar_dir, tmp_path, capsys, schedule):
+    status = main(["--data-dir", str(cifar_dir), "--out", str(tmp_path / "run"), "--schedule", schedule,
+                   "--warmup", "1000", "--epochs", "2", *TINY])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 1 and err == ["error: --warmup 1000: a warm-up of 1000 steps does not fit in this run's 6 "
+                                   "(2 epochs of 3 steps); give a fraction in [0, 1) or at most 6 steps"], err
+    assert not (tmp_path / "run" / "last.npz").exists()
+
+
 def test_error_lines():
     import errno
 
