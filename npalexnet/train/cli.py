@@ -176,6 +176,9 @@ def build_parser(D: TrainConfig | None) -> argparse.ArgumentParser:
                         "location, --device, --eval-batch-size, --no-tta and --tta-crops may be given)")
     g.add_argument("--no-progress", dest="progress", action="store_false", default=dflt("progress"),
                    help="no progress bars (they are off anyway when stderr is not a terminal)")
+    g.add_argument("--no-test", dest="test", action="store_false", default=dflt("test"),
+                   help="no final test: the run ends after its last epoch and never scores the test split "
+                        "(a run that compares recipes on --val-fraction; --evaluate RUN/last.npz tests it later)")
     g.add_argument("--log-grad-norms", action="store_true", default=dflt("log_grad_norms"),
                    help="per-layer gradient and weight norms each epoch into metrics.csv, plotted in norms.png")
     g.add_argument("--distributed", action="store_true", default=dflt("distributed"),

@@ -94,6 +94,7 @@ class TrainConfig:
     overwrite: bool = False
     override: bool = False        # a resume takes the recipe options given instead of the saved ones
     progress: bool = True
+    test: bool = True             # the final test on the test split (off: a run that chooses a recipe never sees it)
     distributed: bool = False
     log_grad_norms: bool = False
     recipe: str = "default"
@@ -174,8 +175,8 @@ RECIPES = {
 #: Fields a resumed run takes from the command line; the rest come from the checkpoint
 #: (a command line that sets them differently stops the resume: train.resume).
 RUNTIME_FIELDS = ("tta_crops", "epochs", "data_dir", "root", "download", "download_url", "cache_dir", "workers",
-                  "device", "out", "resume", "overwrite", "override", "progress", "eval_batch_size", "distributed",
-                  "log_grad_norms")
+                  "device", "out", "resume", "overwrite", "override", "progress", "test", "eval_batch_size",
+                  "distributed", "log_grad_norms")
 
 
 def merge_for_resume(saved: dict, current: TrainConfig) -> TrainConfig:

@@ -24,11 +24,11 @@ FIXED = ("recipe", "dataset", "image_size", "resize_rule", "augment", "val_fract
 
 
 #: Fields whose option switches them off.
-NEGATED = ("download", "flip", "tta", "nesterov", "progress")
+NEGATED = ("download", "flip", "tta", "nesterov", "progress", "test")
 
 
 #: Runtime options that describe this invocation, never the saved run: always the command line's.
-THIS_INVOCATION = ("out", "resume", "overwrite", "override", "progress", "distributed")
+THIS_INVOCATION = ("out", "resume", "overwrite", "override", "progress", "test", "distributed")
 
 
 def option_name(field: str) -> str:

@@ -86,12 +86,12 @@ class TrainingInterrupted(Exception):
 
 @dataclass
 class FitResult:
-    """What a finished run reports."""
+    """What a finished run reports (``test_loss`` and ``test_accuracy`` None: a run with ``test=False``)."""
 
     model: nn.Module
     history: list
-    test_loss: float
-    test_accuracy: float
+    test_loss: float | None
+    test_accuracy: float | None
     out: Path
     config: TrainConfig
     weights: str = ""                        # which weights the test scored, e.g. "last.npz, epoch 30"
@@ -198,7 +198,7 @@ def fit(cfg: TrainConfig, log=print, comm=None, command: list[str] | None = None
         with config.using(buffer_pool=True):   # training recycles its large arrays (npalexnet.kernels.memory)
             try:
                 run.train()
-                return run.test()
+                return run.test() if run.cfg.test else run.untested()
             except Exception as exc:   # noqa: BLE001 (re-raised, as the one-line error it stands for)
                 explained = run.explain(exc)
                 if explained is exc:
@@ -451,6 +451,16 @@ class _Run:
                             top5=test.top5 if cfg.paper_mode else None))
         return FitResult(self.model, self.history, test.loss, test.top1, self.out, cfg, weights, self.protocol,
                          test.top5)
+
+    def untested(self) -> FitResult:
+        """The end of a run without its test (``--no-test``): the model returned is the one the test would
+        score (the weights' average with ``--ema``), and the log says how to test it later."""
+        if self.ema is not None:
+            self.ema.copy_to(self.model)
+        epoch = self.history[-1]["epoch"] if self.history else self.start_epoch
+        weights = weights_name(self.out / LAST, epoch)
+        self.log(f"test: skipped (--no-test); --evaluate {self.out / LAST} tests these weights ({weights})")
+        return FitResult(self.model, self.history, None, None, self.out, self.cfg, weights, self.protocol)
 
     # ------------------------------------------------------------------ what the log says besides
     def _eta(self, epoch: int) -> str:

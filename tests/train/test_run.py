@@ -84,6 +84,24 @@ def test_summary_is_printed_and_grad_norms_are_logged_and_plotted(cifar_dir, tmp
         assert image.size[0] > 500
 
 
+def test_no_test_never_scores_the_test_split_and_a_resume_tests_it_later(cifar_dir, tmp_path, monkeypatch):
+    """--no-test: the run ends after its last epoch without scoring the test split (a run that compares
+    recipes on validation); the skip is logged, and a resume of the finished run (or --evaluate) tests it."""
+    scored = []
+    real_scores = run_module.scores
+    monkeypatch.setattr(run_module, "scores", lambda *a, **k: scored.append(k["desc"]) or real_scores(*a, **k))
+    lines = []
+    untested = fit(_config(cifar_dir, tmp_path, test=False, ema=0.9), log=lines.append)
+    assert scored == ["validation", "validation"]   # epochs 1 and 2; no test
+    assert untested.test_accuracy is None and untested.test_loss is None and untested.weights == "last.npz, epoch 2"
+    assert str(lines[-1]) == (f"test: skipped (--no-test); --evaluate {tmp_path / LAST} tests these weights "
+                              f"(last.npz, epoch 2)")
+    _assert_same_weights(dict(untested.model.state_dict()), load_checkpoint(tmp_path / LAST).ema)   # the average
+    tested = fit(_config(cifar_dir, tmp_path, resume=True), log=lines.append)   # not a recipe change
+    assert scored[-1] == "test" and 0.0 <= tested.test_accuracy <= 1.0
+    assert str(lines[-1]).startswith("test accuracy: ")
+
+
 def test_resume_after_a_finished_run_equals_a_longer_run(cifar_dir, tmp_path):
     """A constant schedule does not depend on --epochs, so 1 + 1 epochs = 2 epochs exactly."""
     fit(_config(cifar_dir, tmp_path / "full", schedule="constant"), log=lambda *a: None)
