@@ -11,8 +11,8 @@
 
 (``python -m npalexnet.train`` and ``python examples/train_cifar10.py`` are the same program.)
 Names the run's folder first, then prints a progress bar per epoch, a summary line per epoch and,
-last, ``test accuracy: NN.NN% (...)``. Writes config.json, log.txt, last.npz, best.npz, metrics.csv
-and curves.png into the run's folder. The work happens in ``npalexnet.train.fit``.
+last, ``test accuracy: NN.NN% (...)`` (not with ``--no-test``). Writes config.json, log.txt, last.npz,
+best.npz, metrics.csv and curves.png into the run's folder. The work happens in ``npalexnet.train.fit``.
 """
 
 from __future__ import annotations
