@@ -89,9 +89,10 @@ def write_config_json(folder, cfg: TrainConfig, command: list[str] | None) -> Pa
     return atomic_write_text(Path(folder) / CONFIG_JSON, json.dumps(record, indent=2) + "\n")
 
 
-#: Fields a run's config.json names that say where that run was, not what it was: a new run started
-#: from the file leaves them out (it gets a folder of its own).
-RUN_IDENTITY = ("out", "resume", "overwrite", "override")
+#: Fields a run's config.json names that say where that run was and what that invocation skipped, not
+#: what the run was: a new run started from the file leaves them out (it gets a folder of its own, and
+#: the final run of a recipe chosen by a ``--no-test`` run is tested).
+RUN_IDENTITY = ("out", "resume", "overwrite", "override", "test")
 
 
 def read_config_file(path) -> dict:
