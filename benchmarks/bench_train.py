@@ -6,6 +6,7 @@
     python benchmarks/bench_train.py --net cifar --device cuda       # CuPy against torch CUDA + cuDNN (TF32 off)
     python benchmarks/bench_train.py --net paper --batch 128 --device cuda --tf32   # both with TF32 matmuls
     python benchmarks/bench_train.py --net cifar --memory            # + peak memory of a training step
+    python benchmarks/bench_train.py --net cifar --against-batch 64  # npalexnet at 128 against itself at 64
 
 Both libraries get the same net, the same weights, the same batch, dtype and
 thread count. A *training step* is forward, cross-entropy, backward and an
@@ -32,6 +33,12 @@ counterpart of ``torch.cuda.max_memory_allocated``, and what its allocator
 holds (CuPy's pool, torch's reserved memory). npalexnet runs with the
 settings the environment gives (``NPALEXNET_CUDA_KERNELS``, ``NPALEXNET_CONV``),
 which the result records.
+
+``--against-batch B`` puts npalexnet at batch ``B`` in the second worker
+instead of PyTorch, with the same alternation: the time per image of two
+batch sizes measured side by side (a recipe's cost per epoch, e.g. the
+10% time cap of issue 15). The ratio is then images/s at ``--batch`` over
+images/s at ``B`` (below 1: batch ``B`` takes longer per image).
 """
 
 from __future__ import annotations
@@ -224,8 +231,9 @@ def library_versions(library: str, device: str) -> dict:
     return info
 
 
-def _worker(conn, library: str, args_dict: dict) -> None:
-    """One library in its own process: build, warm up, then time what the parent asks for."""
+def _worker(conn, library: str, args_dict: dict, batch: int) -> None:
+    """One library in its own process at ``batch`` images a step: build, warm up, then time what the
+    parent asks for."""
     args = argparse.Namespace(**args_dict)
     set_threads(args.threads)
     import torch
@@ -233,7 +241,7 @@ def _worker(conn, library: str, args_dict: dict) -> None:
     torch.set_num_threads(args.threads)
     if args.device == "cuda":
         configure_tf32(args.tf32)
-    model, twin, ours_batch, torch_batch = build(args.net, args.batch, args.device)
+    model, twin, ours_batch, torch_batch = build(args.net, batch, args.device)
     if library == "npalexnet":
         del twin
         steps = dict(zip(("train", "infer"), npalexnet_steps(model, ours_batch, args.device)))
@@ -267,8 +275,16 @@ def device_sync_npalexnet(device: str):
     return cupy.cuda.Stream.null.synchronize
 
 
+def contenders(args) -> dict:
+    """The two workers, by the name the result gives them: (library, batch) each. The first is always
+    npalexnet at ``--batch``; the second PyTorch at the same batch, or npalexnet at ``--against-batch``."""
+    other = ("pytorch", ("pytorch", args.batch)) if args.against_batch is None else \
+        (f"npalexnet at batch {args.against_batch}", ("npalexnet", args.against_batch))
+    return {"npalexnet": ("npalexnet", args.batch), other[0]: other[1]}
+
+
 def compare(args) -> dict:
-    """Rounds alternate between the two libraries; medians, images/s and ratios.
+    """Rounds alternate between the two workers; medians, images/s and ratios.
 
     Each library runs in a process of its own, started side by side and driven
     in alternation from here, so both see the same machine (a busy neighbour
@@ -279,31 +295,33 @@ def compare(args) -> dict:
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
-    workers = {}
-    for library in ("npalexnet", "pytorch"):
+    workers, batches = {}, {}
+    for name, (library, batch) in contenders(args).items():
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_worker, args=(child, library, vars(args)), daemon=True)
+        proc = ctx.Process(target=_worker, args=(child, library, vars(args), batch), daemon=True)
         proc.start()
-        workers[library] = (proc, parent)
+        workers[name], batches[name] = (proc, parent), batch
+    ours, other = workers
     try:
         for _, conn in workers.values():
             if conn.recv() != "ready":
                 raise RuntimeError("a benchmark worker failed to start")
         result = {"net": args.net, "batch": args.batch, "threads": args.threads, "device": args.device,
                   "tf32": bool(args.tf32), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-                  "warmup": args.warmup, "rounds": args.rounds, "steps": args.steps}
+                  "warmup": args.warmup, "rounds": args.rounds, "steps": args.steps, "against": other}
         for library, (_, conn) in workers.items():
             conn.send("versions")
             result.setdefault("versions", {})[library] = conn.recv()
         for kind in ("train", "infer"):
-            samples = {"npalexnet": [], "pytorch": []}
+            samples = {name: [] for name in workers}
             for _ in range(args.rounds):
-                for library, (_, conn) in workers.items():
+                for name, (_, conn) in workers.items():
                     conn.send((kind, args.steps))
-                    samples[library] += conn.recv()
-            med = {lib: statistics.median(t) for lib, t in samples.items()}
-            result[kind] = {lib: {"ms_per_step": 1000 * m, "images_per_s": args.batch / m} for lib, m in med.items()}
-            result[kind]["ratio"] = med["pytorch"] / med["npalexnet"]
+                    samples[name] += conn.recv()
+            med = {name: statistics.median(t) for name, t in samples.items()}
+            result[kind] = {name: {"ms_per_step": 1000 * m, "images_per_s": batches[name] / m}
+                            for name, m in med.items()}
+            result[kind]["ratio"] = result[kind][ours]["images_per_s"] / result[kind][other]["images_per_s"]
         if args.device == "cuda":
             memory = {}
             for library, (_, conn) in workers.items():
@@ -368,13 +386,16 @@ def parse_args(p: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.tf32 and args.device != "cuda":
         p.error("--tf32 needs --device cuda (TF32 is a mode of NVIDIA's matrix units)")
+    if args.against_batch is not None and (args.memory or args.device == "cuda"):
+        p.error("--against-batch times npalexnet against itself on the CPU; --memory and --device cuda "
+                "compare it with PyTorch")
     gpu = args.device == "cuda"
     args.batch = args.batch or (128 if args.net == "cifar" else 32)
     args.warmup = args.warmup if args.warmup is not None else (10 if gpu else 5)
     args.steps = args.steps if args.steps is not None else (10 if gpu else 3)
-    for name in ("batch", "rounds", "steps"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name} must be at least 1")
+    for name in ("batch", "rounds", "steps", "against_batch"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
     return args
 
 
@@ -392,6 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--steps", type=int, default=None, help="steps per round and library (default 3, 10 on cuda)")
     p.add_argument("--memory", action="store_true", help="also measure peak memory (CPU; always measured on cuda)")
+    p.add_argument("--against-batch", type=int, default=None, metavar="B",
+                   help="time npalexnet at --batch against npalexnet at batch B (per image) instead of PyTorch")
     p.add_argument("--json", help="append the result as one JSON line to this file")
     return p
 
@@ -407,9 +430,9 @@ def main(argv=None) -> int:
           + (f", TF32 {'on' if args.tf32 else 'off'}" if args.device == "cuda" else ""))
     for kind in ("train", "infer"):
         r = result[kind]
-        print(f"  {kind:5s}  npalexnet {r['npalexnet']['images_per_s']:8.1f} img/s "
-              f"({r['npalexnet']['ms_per_step']:7.1f} ms)   pytorch {r['pytorch']['images_per_s']:8.1f} img/s "
-              f"({r['pytorch']['ms_per_step']:7.1f} ms)   ratio {r['ratio']:.2f}x")
+        rates = [f"{name} {r[name]['images_per_s']:8.1f} img/s ({r[name]['ms_per_step']:7.1f} ms)"
+                 for name in ("npalexnet", result["against"])]
+        print(f"  {kind:5s}  {'   '.join(rates)}   ratio {r['ratio']:.2f}x")
     if "memory_mib" in result:
         m = result["memory_mib"]
         print(f"  peak memory of a training step: npalexnet {m['npalexnet']:.0f} MiB, pytorch "
