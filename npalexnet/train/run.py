@@ -441,12 +441,9 @@ class _Run:
         loader = pipeline.build_loader(cfg, self.dataset.test, cfg.eval_batch_size, self.preprocess,
                                        self.train_loader.device, train=False, rank=self.comm.rank,
                                        world_size=self.comm.size)
-        if self.ema is not None:
-            self.ema.copy_to(self.model)   # the test, and the returned model, use the average
+        weights = self._final_weights()
         test = scores(self.model, loader, self.criterion, comm=self.comm, protocol=self.protocol,
                       progress=cfg.progress and self.comm.is_root, desc="test")
-        epoch = self.history[-1]["epoch"] if self.history else self.start_epoch
-        weights = weights_name(self.out / LAST, epoch)
         self.log(score_line(test.top1, test.loss, weights, self.protocol, test.count,
                             top5=test.top5 if cfg.paper_mode else None))
         return FitResult(self.model, self.history, test.loss, test.top1, self.out, cfg, weights, self.protocol,
@@ -454,13 +451,18 @@ class _Run:
 
     def untested(self) -> FitResult:
         """The end of a run without its test (``--no-test``): the model returned is the one the test would
-        score (the weights' average with ``--ema``), and the log says how to test it later."""
+        score, and the log says how to test it later."""
+        weights = self._final_weights()
+        self.log(f"test: skipped (--no-test); --evaluate {self.out / LAST} tests these weights ({weights})")
+        return FitResult(self.model, self.history, None, None, self.out, self.cfg, weights, self.protocol)
+
+    def _final_weights(self) -> str:
+        """Put the weights the test scores into the model (the average with --ema: the test, and the model
+        a run returns, use it) and name them ("last.npz, epoch 30")."""
         if self.ema is not None:
             self.ema.copy_to(self.model)
         epoch = self.history[-1]["epoch"] if self.history else self.start_epoch
-        weights = weights_name(self.out / LAST, epoch)
-        self.log(f"test: skipped (--no-test); --evaluate {self.out / LAST} tests these weights ({weights})")
-        return FitResult(self.model, self.history, None, None, self.out, self.cfg, weights, self.protocol)
+        return weights_name(self.out / LAST, epoch)
 
     # ------------------------------------------------------------------ what the log says besides
     def _eta(self, epoch: int) -> str:
