@@ -295,13 +295,14 @@ def compare(args) -> dict:
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
-    workers, batches = {}, {}
-    for name, (library, batch) in contenders(args).items():
+    roles = contenders(args)
+    workers = {}
+    for name, (library, batch) in roles.items():
         parent, child = ctx.Pipe()
         proc = ctx.Process(target=_worker, args=(child, library, vars(args), batch), daemon=True)
         proc.start()
-        workers[name], batches[name] = (proc, parent), batch
-    ours, other = workers
+        workers[name] = (proc, parent)
+    ours, other = roles
     try:
         for _, conn in workers.values():
             if conn.recv() != "ready":
@@ -319,7 +320,7 @@ def compare(args) -> dict:
                     conn.send((kind, args.steps))
                     samples[name] += conn.recv()
             med = {name: statistics.median(t) for name, t in samples.items()}
-            result[kind] = {name: {"ms_per_step": 1000 * m, "images_per_s": batches[name] / m}
+            result[kind] = {name: {"ms_per_step": 1000 * m, "images_per_s": roles[name][1] / m}
                             for name, m in med.items()}
             result[kind]["ratio"] = result[kind][ours]["images_per_s"] / result[kind][other]["images_per_s"]
         if args.device == "cuda":
