@@ -297,8 +297,20 @@ LIGHTING_STREAM = 4
 ORDER_STREAM = 0
 
 
-def crop_flip_params(seed: int, epoch: int, indices, pad: int = 0, flip: bool = True, positions: int | None = None):
+#: How the flips change from epoch to epoch (:func:`crop_flip_params`).
+FLIP_SCHEDULES = ("random", "alternating")
+
+
+def crop_flip_params(seed: int, epoch: int, indices, pad: int = 0, flip: bool = True, positions: int | None = None,
+                     flip_schedule: str = "random"):
     """Random-crop origins and flips for the samples ``indices`` (host arrays).
+
+    ``flip_schedule``: ``"random"`` flips each sample with probability 1/2 in
+    every epoch, independently; ``"alternating"`` draws the flips of epoch 0
+    the same way and then mirrors every sample the other way round in each
+    following epoch, ``flip(e) = flip(0) xor (e odd)``, so each sample is seen
+    both ways in every two epochs instead of by chance (Jordan, "94% on
+    CIFAR-10 in 3.29 seconds on a single GPU", 2024, Section 3.6).
 
     Returns:
         ``(offsets_y, offsets_x, flips)``: (n,) int64 in ``[0, positions)``
@@ -307,12 +319,17 @@ def crop_flip_params(seed: int, epoch: int, indices, pad: int = 0, flip: bool = 
         False without ``flip``), each a function of (seed, epoch, index) only,
         so a sample is augmented the same on any number of ranks.
     """
+    if flip_schedule not in FLIP_SCHEDULES:
+        raise ValueError(f"unknown flip schedule {flip_schedule!r}: expected one of {', '.join(FLIP_SCHEDULES)}")
     indices = numpy.asarray(indices)
     positions = 2 * pad + 1 if positions is None else int(positions)
     oy = integers(seed, epoch, indices, CROP_Y_STREAM, positions)
     ox = integers(seed, epoch, indices, CROP_X_STREAM, positions)
-    flips = (uniform(seed, epoch, indices, FLIP_STREAM) < 0.5) if flip else numpy.zeros(len(indices), bool)
-    return oy, ox, flips
+    if not flip:
+        return oy, ox, numpy.zeros(len(indices), bool)
+    if flip_schedule == "alternating":
+        return oy, ox, (uniform(seed, 0, indices, FLIP_STREAM) < 0.5) ^ bool(epoch % 2)
+    return oy, ox, uniform(seed, epoch, indices, FLIP_STREAM) < 0.5
 
 
 def permutation(seed: int, epoch: int, count: int, stream: int = ORDER_STREAM) -> numpy.ndarray:

@@ -157,3 +157,34 @@ def test_normal_is_box_muller_on_the_streams_uniforms():
     u = random_streams.uniform(1, 0, idx, 4, (2, 3))
     expected = numpy.sqrt(-2 * numpy.log(1 - u[:, 0])) * numpy.cos(2 * numpy.pi * u[:, 1])
     numpy.testing.assert_allclose(random_streams.normal(1, 0, idx, 4, (3,)), expected, rtol=1e-12)
+
+
+def test_alternating_flips_start_random_and_then_turn_every_image_over():
+    idx = numpy.arange(3000, 5000)
+    flips = [random_streams.crop_flip_params(4, e, idx, pad=2, flip_schedule="alternating")[2] for e in range(4)]
+    random_first = random_streams.crop_flip_params(4, 0, idx, pad=2)[2]
+    numpy.testing.assert_array_equal(flips[0], random_first)          # epoch 0: the random schedule's draw
+    assert 900 < flips[0].sum() < 1100
+    for e in range(1, 4):
+        numpy.testing.assert_array_equal(flips[e], ~flips[e - 1])      # each image the other way round
+    # the crops stay the random schedule's, and a sample's flips do not depend on its batch
+    for e in (1, 2):
+        ours = random_streams.crop_flip_params(4, e, idx, pad=2, flip_schedule="alternating")
+        theirs = random_streams.crop_flip_params(4, e, idx, pad=2)
+        numpy.testing.assert_array_equal(ours[0], theirs[0])
+        numpy.testing.assert_array_equal(ours[1], theirs[1])
+        part = random_streams.crop_flip_params(4, e, idx[[7, 3, 1500]], pad=2, flip_schedule="alternating")[2]
+        numpy.testing.assert_array_equal(part, flips[e][[7, 3, 1500]])
+
+
+def test_the_random_schedule_draws_each_epochs_flips_afresh():
+    idx = numpy.arange(2000)
+    a, b = (random_streams.crop_flip_params(4, e, idx)[2] for e in (0, 1))
+    assert 0.4 < (a == b).mean() < 0.6                                # independent, not turned over
+
+
+def test_no_flips_under_either_schedule_and_an_unknown_schedule_is_refused():
+    for schedule in random_streams.FLIP_SCHEDULES:
+        assert not random_streams.crop_flip_params(0, 1, numpy.arange(9), flip=False, flip_schedule=schedule)[2].any()
+    with pytest.raises(ValueError, match="unknown flip schedule 'sometimes': expected one of random, alternating"):
+        random_streams.crop_flip_params(0, 0, numpy.arange(3), flip_schedule="sometimes")

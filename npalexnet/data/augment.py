@@ -190,21 +190,28 @@ class Preprocess:
         pad: P of the random crop (0 disables cropping).
         padding: ``"reflect"`` or ``"zero"``.
         flip: random horizontal flips in training.
+        flip_schedule: ``"random"`` (independent flips every epoch) or
+            ``"alternating"`` (each image the other way round from the epoch
+            before; :func:`npalexnet.random_streams.crop_flip_params`).
         resize_mode: ``"bilinear"`` or ``"nearest"``.
         dtype: floating dtype of the model's input.
     """
 
     def __init__(self, mean, std, out_size: int, *, pad: int = 4, padding: str = "reflect",
-                 flip: bool = True, resize_mode: str = "bilinear", dtype=numpy.float32):
+                 flip: bool = True, flip_schedule: str = "random", resize_mode: str = "bilinear",
+                 dtype=numpy.float32):
         if padding not in PADDING_MODES:
             raise ValueError(f"unknown padding mode {padding!r}: expected one of {', '.join(PADDING_MODES)}")
         if resize_mode not in RESIZE_MODES:
             raise ValueError(f"unknown resize mode {resize_mode!r}: expected one of {', '.join(RESIZE_MODES)}")
         if pad < 0:
             raise ValueError(f"crop padding must be >= 0, got {pad}")
+        if flip_schedule not in random_streams.FLIP_SCHEDULES:
+            raise ValueError(f"unknown flip schedule {flip_schedule!r}: "
+                             f"expected one of {', '.join(random_streams.FLIP_SCHEDULES)}")
         self.mean, self.std = tuple(mean), tuple(std)
         self.out_size, self.pad, self.padding = int(out_size), int(pad), padding
-        self.flip, self.resize_mode, self.dtype = bool(flip), resize_mode, dtype
+        self.flip, self.flip_schedule, self.resize_mode, self.dtype = bool(flip), flip_schedule, resize_mode, dtype
 
     def train(self, images, seed: int, epoch: int, indices):
         """(B, C, H, W) uint8 -> (B, C, S, S) float: crop, flip, normalise, resize.
@@ -215,7 +222,8 @@ class Preprocess:
         (B,) host ints), so an image is augmented the same whatever batch,
         step or rank it lands in.
         """
-        oy, ox, flips = random_streams.crop_flip_params(seed, epoch, indices, pad=self.pad, flip=self.flip)
+        oy, ox, flips = random_streams.crop_flip_params(seed, epoch, indices, pad=self.pad, flip=self.flip,
+                                                        flip_schedule=self.flip_schedule)
         if self.pad:
             images = crop_flip(images, oy, ox, flips, self.pad, self.padding)
         elif self.flip:

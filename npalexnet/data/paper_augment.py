@@ -88,25 +88,32 @@ class PaperAugment:
         stored: S, the stored images' size.
         crop: W (default :func:`default_crop`).
         flip: random reflections in training.
+        flip_schedule: ``"random"`` or ``"alternating"``
+            (:func:`npalexnet.random_streams.crop_flip_params`).
         lighting: the standard deviation of :math:`\\alpha` (the paper's 0.1; 0 switches it off).
         resize_mode: how W is resized to O when they differ.
         dtype: floating dtype of the net's input.
     """
 
     def __init__(self, mean, std, eigvals, eigvecs, out_size: int, stored: int, *, crop: int | None = None,
-                 flip: bool = True, lighting: float = 0.1, resize_mode: str = "bilinear", dtype=numpy.float32):
+                 flip: bool = True, flip_schedule: str = "random", lighting: float = 0.1,
+                 resize_mode: str = "bilinear", dtype=numpy.float32):
         crop = default_crop(stored, out_size) if crop is None else int(crop)
         if not 1 <= crop <= stored:
             raise ValueError(f"the crop size must be in [1, {stored}] (the stored images' size), got {crop}")
         if lighting < 0:
             raise ValueError(f"the colour augmentation's standard deviation must be >= 0, got {lighting}")
+        if flip_schedule not in random_streams.FLIP_SCHEDULES:
+            raise ValueError(f"unknown flip schedule {flip_schedule!r}: "
+                             f"expected one of {', '.join(random_streams.FLIP_SCHEDULES)}")
         if resize_mode not in RESIZE_MODES:
             raise ValueError(f"unknown resize mode {resize_mode!r}: expected one of {', '.join(RESIZE_MODES)}")
         self.mean, self.std = tuple(mean), tuple(std)
         self.eigvals = numpy.asarray(eigvals, dtype=numpy.float64)
         self.eigvecs = numpy.asarray(eigvecs, dtype=numpy.float64)
         self.out_size, self.stored, self.crop = int(out_size), int(stored), crop
-        self.flip, self.lighting, self.resize_mode, self.dtype = bool(flip), float(lighting), resize_mode, dtype
+        self.flip, self.flip_schedule, self.lighting = bool(flip), flip_schedule, float(lighting)
+        self.resize_mode, self.dtype = resize_mode, dtype
 
     def train(self, images, seed: int, epoch: int, indices):
         """(B, C, S, S) uint8 -> (B, C, O, O) float: patch, reflection, colour shift, normalisation, resize.
@@ -116,7 +123,8 @@ class PaperAugment:
         """
         xp = get_array_module(images)
         oy, ox, flips = random_streams.crop_flip_params(seed, epoch, indices, flip=self.flip,
-                                                        positions=self.stored - self.crop + 1)
+                                                        positions=self.stored - self.crop + 1,
+                                                        flip_schedule=self.flip_schedule)
         x = crop_flip(images, xp.asarray(oy), xp.asarray(ox), xp.asarray(flips), 0, size=self.crop)
         x = normalize(x, self.mean, self.std, self.dtype)
         if self.lighting:

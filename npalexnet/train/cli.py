@@ -25,6 +25,7 @@ from .. import backend, distributed
 from ..data import DATASETS
 from ..data.decode import RESIZE_RULES
 from ..models import INITS, VARIANTS
+from ..random_streams import FLIP_SCHEDULES
 from .cli_common import DefaultsFormatter, device_error, error_line, report
 from .config import AUGMENTS, OPTIMIZERS, RECIPES, SCHEDULES, TrainConfig
 from .evaluate_only import EvaluateOptionsError, evaluate_checkpoint
@@ -92,6 +93,9 @@ def build_parser(D: TrainConfig | None) -> argparse.ArgumentParser:
     g.add_argument("--padding", choices=("reflect", "zero"), default=dflt("padding"), help="how the crop pads")
     g.add_argument("--no-flip", dest="flip", action="store_false", default=dflt("flip"),
                    help="no random horizontal flips")
+    g.add_argument("--flip-schedule", choices=FLIP_SCHEDULES, default=dflt("flip_schedule"),
+                   help="random: each image flipped with probability 1/2 in every epoch; alternating: a random "
+                        "half in the first epoch, then every image the other way round from the epoch before")
     g.add_argument("--no-tta", dest="tta", action="store_false", default=dflt("tta"),
                    help="no test-time flip averaging")
     g.add_argument("--tta-crops", type=int, default=dflt("tta_crops"), metavar="P",

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from .. import nn, optim
 from ..data.decode import RESIZE_RULES
 from ..models import INPUT_SIZE, alexnet, trainable_parameters
+from ..random_streams import FLIP_SCHEDULES
 
 SCHEDULES = ("onecycle", "warmup-linear", "warmup-cosine", "cosine", "step", "plateau", "constant")
 OPTIMIZERS = ("sgd", "sgd-paper", "adam")
@@ -54,6 +55,7 @@ class TrainConfig:
     pad: int = 4
     padding: str = "reflect"
     flip: bool = True
+    flip_schedule: str = "random"   # "alternating": each image the other way round from the epoch before
     tta: bool = True
     tta_crops: int = 2          # the final test averages the paper's ten views (crops of the image padded by 2)
     resize_mode: str = "bilinear"
@@ -139,6 +141,10 @@ class TrainConfig:
              f"--resize-rule must be one of {', '.join(RESIZE_RULES)}, got {self.resize_rule!r}"),
             (self.crop_size is None or self.crop_size >= 1, f"--crop-size must be >= 1, got {self.crop_size}"),
             (self.lighting >= 0, f"--lighting must be >= 0, got {self.lighting}"),
+            (self.flip_schedule in FLIP_SCHEDULES,
+             f"--flip-schedule must be one of {', '.join(FLIP_SCHEDULES)}, got {self.flip_schedule!r}"),
+            (self.flip or self.flip_schedule == "random",
+             f"--flip-schedule {self.flip_schedule} needs flips: drop --no-flip or the schedule"),
             (self.max_lr_drops is None or self.max_lr_drops >= 0,
              f"--max-lr-drops must be >= 0, got {self.max_lr_drops}"),
             (self.recipe in RECIPES, f"--recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}"),

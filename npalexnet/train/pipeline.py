@@ -49,9 +49,10 @@ def build_preprocess(cfg: TrainConfig, norm: dict, input_size: int, image_size: 
     """The run's transforms: :class:`PaperAugment` in paper mode, else :class:`Preprocess`."""
     if cfg.paper_mode:
         return PaperAugment(norm["mean"], norm["std"], norm["eigvals"], norm["eigvecs"], input_size, image_size,
-                            crop=cfg.crop_size, flip=cfg.flip, lighting=cfg.lighting, resize_mode=cfg.resize_mode)
+                            crop=cfg.crop_size, flip=cfg.flip, flip_schedule=cfg.flip_schedule, lighting=cfg.lighting,
+                            resize_mode=cfg.resize_mode)
     return Preprocess(norm["mean"], norm["std"], input_size, pad=cfg.pad, padding=cfg.padding, flip=cfg.flip,
-                      resize_mode=cfg.resize_mode)
+                      flip_schedule=cfg.flip_schedule, resize_mode=cfg.resize_mode)
 
 
 def build_loader(cfg: TrainConfig, split, batch_size: int, preprocess, device: str, *, train: bool,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy
 import pytest
 
-from npalexnet import asnumpy
+from npalexnet import asnumpy, random_streams
 from tests.devicearray import FakeDeviceArray
 from npalexnet.data.augment import (
     Preprocess,
@@ -125,11 +125,27 @@ def test_preprocess_train_is_a_function_of_seed_epoch_and_image_index():
     assert Preprocess((0.5,) * 3, (0.25,) * 3, 227).eval(x).shape == (8, 3, 227, 227)
 
 
+@pytest.mark.parametrize("pad", [0, 2])
+def test_alternating_flips_show_each_image_mirrored_in_the_next_epoch(pad):
+    x = _images(b=64)
+    indices = numpy.arange(500, 564)
+    alternating = Preprocess((0.5,) * 3, (0.25,) * 3, 8, pad=pad, flip_schedule="alternating")
+    epochs = [alternating.train(x, 3, e, indices) for e in range(3)]
+    numpy.testing.assert_array_equal(epochs[0], Preprocess((0.5,) * 3, (0.25,) * 3, 8, pad=pad).train(x, 3, 0, indices))
+    flips = [random_streams.crop_flip_params(3, e, indices, pad=pad, flip_schedule="alternating")[2] for e in range(3)]
+    assert 16 < flips[0].sum() < 48 and (flips[1] == ~flips[0]).all() and (flips[2] == flips[0]).all()
+    if pad == 0:   # no crops: epoch 1 is epoch 0 mirrored, image by image, and epoch 2 is epoch 0
+        numpy.testing.assert_array_equal(epochs[1], epochs[0][..., ::-1])
+        numpy.testing.assert_array_equal(epochs[2], epochs[0])
+
+
 def test_preprocess_rejects_bad_options():
     with pytest.raises(ValueError, match="padding mode"):
         Preprocess((0,), (1,), 32, padding="edge")
     with pytest.raises(ValueError, match=">= 0"):
         Preprocess((0,), (1,), 32, pad=-1)
+    with pytest.raises(ValueError, match="unknown flip schedule 'never': expected one of random, alternating"):
+        Preprocess((0,), (1,), 32, flip_schedule="never")
 
 
 def test_channel_stats():

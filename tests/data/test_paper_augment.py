@@ -87,6 +87,16 @@ def test_an_image_gets_the_same_augmentation_in_any_batch():
     assert not numpy.array_equal(augment.train(x, 3, 2, numpy.array([10, 11, 12, 13, 14])), whole)
 
 
+def test_alternating_reflections_turn_every_patch_over_in_the_next_epoch():
+    x = images(32, 10)
+    indices = numpy.arange(32)
+    augment = PaperAugment(MEAN, STD, *pca(), out_size=10, stored=10, lighting=0.0, flip_schedule="alternating")
+    first, second = augment.train(x, 5, 0, indices), augment.train(x, 5, 1, indices)
+    numpy.testing.assert_array_equal(second, first[..., ::-1])        # the whole image is the only patch
+    numpy.testing.assert_array_equal(first, PaperAugment(MEAN, STD, *pca(), out_size=10, stored=10,
+                                                         lighting=0.0).train(x, 5, 0, indices))
+
+
 def test_patches_of_small_stores_are_resized_to_the_input():
     assert default_crop(256, 227) == 227 and default_crop(256, 224) == 224 and default_crop(64, 227) == 56
     x = images(2, 64)
@@ -113,6 +123,8 @@ def test_bad_arguments_are_refused():
         PaperAugment(MEAN, STD, *pca(), out_size=20, stored=16, crop=17)
     with pytest.raises(ValueError, match="standard deviation must be >= 0"):
         PaperAugment(MEAN, STD, *pca(), out_size=20, stored=16, lighting=-0.1)
+    with pytest.raises(ValueError, match="unknown flip schedule 'x'"):
+        PaperAugment(MEAN, STD, *pca(), out_size=20, stored=16, flip_schedule="x")
 
 
 def test_the_device_computes_what_the_host_does(xp):
