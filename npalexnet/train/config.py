@@ -184,6 +184,14 @@ RUNTIME_FIELDS = ("tta_crops", "epochs", "data_dir", "root", "download", "downlo
                   "device", "out", "resume", "overwrite", "override", "progress", "test", "eval_batch_size",
                   "distributed", "log_grad_norms")
 
+#: Runtime fields that describe one invocation, never a run: where it writes (out, overwrite), how it
+#: was asked to continue (resume, override), what it shows (progress), how it was launched
+#: (distributed) and whether it ends with the test. A resume always takes them from its own command
+#: line (train.resume), and a new run started from a run's config.json (``--config``) leaves them
+#: out (train.runlog): it gets a folder of its own, and the final run of a recipe chosen by a
+#: ``--no-test`` run is tested.
+INVOCATION_FIELDS = ("out", "resume", "overwrite", "override", "progress", "test", "distributed")
+
 
 def merge_for_resume(saved: dict, current: TrainConfig) -> TrainConfig:
     """The saved run's configuration with ``current``'s runtime fields."""

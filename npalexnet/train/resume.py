@@ -4,7 +4,8 @@ A resume continues the saved recipe and takes the runtime options
 (:data:`~npalexnet.train.config.RUNTIME_FIELDS`: ``--epochs``, the data's
 location, the device...) that the command line gives; those it does not
 give keep their saved values (``--resume last`` alone finishes the run as
-it was started), except :data:`THIS_INVOCATION`'s. A recipe option that the
+it was started), except those of
+:data:`~npalexnet.train.config.INVOCATION_FIELDS`. A recipe option that the
 command line sets to a value other than the saved one stops the resume with
 one line naming each (saved vs given), unless ``--override`` asks for the new
 values; options that define the model or its data split (:data:`FIXED`)
@@ -16,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 
 from .checkpoint import CheckpointError
-from .config import RUNTIME_FIELDS, TrainConfig, merge_for_resume
+from .config import INVOCATION_FIELDS, RUNTIME_FIELDS, TrainConfig, merge_for_resume
 
 #: Options that define the model's shape or which images train and validate: a new run, not a resume.
 FIXED = ("recipe", "dataset", "image_size", "resize_rule", "augment", "val_fraction", "subset", "seed", "variant",
@@ -25,10 +26,6 @@ FIXED = ("recipe", "dataset", "image_size", "resize_rule", "augment", "val_fract
 
 #: Fields whose option switches them off.
 NEGATED = ("download", "flip", "tta", "nesterov", "progress", "test")
-
-
-#: Runtime options that describe this invocation, never the saved run: always the command line's.
-THIS_INVOCATION = ("out", "resume", "overwrite", "override", "progress", "test", "distributed")
 
 
 def option_name(field: str) -> str:
@@ -76,7 +73,7 @@ def merge_resumed(saved: dict, current: TrainConfig, given=None, partial_steps: 
     merged = merge_for_resume(saved, current)
     if not from_caller:   # runtime options the command line does not give: the saved run's
         kept = {name: saved[name] for name in RUNTIME_FIELDS
-                if name in saved and name not in given and name not in THIS_INVOCATION}
+                if name in saved and name not in given and name not in INVOCATION_FIELDS}
         merged = dataclasses.replace(merged, **kept)
     return dataclasses.replace(merged, **{name: value for name, _, value in differ}), differ
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..data.atomic import NO_SPACE_ERRNOS, NoSpaceError, atomic_write_text
-from .config import TrainConfig
+from .config import INVOCATION_FIELDS, TrainConfig
 
 LOG_TXT, CONFIG_JSON = "log.txt", "config.json"
 
@@ -89,12 +89,6 @@ def write_config_json(folder, cfg: TrainConfig, command: list[str] | None) -> Pa
     return atomic_write_text(Path(folder) / CONFIG_JSON, json.dumps(record, indent=2) + "\n")
 
 
-#: Fields a run's config.json names that say where that run was and what that invocation skipped, not
-#: what the run was: a new run started from the file leaves them out (it gets a folder of its own, and
-#: the final run of a recipe chosen by a ``--no-test`` run is tested).
-RUN_IDENTITY = ("out", "resume", "overwrite", "override", "test")
-
-
 def read_config_file(path) -> dict:
     """The options of a ``--config`` file: a run's ``config.json`` or a plain JSON object of options.
 
@@ -112,7 +106,7 @@ def read_config_file(path) -> dict:
         raise ConfigFileError(f"--config {path}: expected a JSON object of options, got {type(data).__name__}")
     from_run = isinstance(data.get("config"), dict)
     options = dict(data["config"] if from_run else data)
-    for name in RUN_IDENTITY if from_run else ("resume",):
+    for name in INVOCATION_FIELDS if from_run else ("resume",):
         options.pop(name, None)
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(options) - set(defaults))

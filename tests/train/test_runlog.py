@@ -47,13 +47,16 @@ def test_config_json_holds_the_recipe_the_command_and_the_version(tmp_path):
 
 
 def test_a_runs_config_json_starts_a_new_run_elsewhere(tmp_path):
-    cfg = TrainConfig(lr=0.1, epochs=3, out=str(tmp_path / "old"), resume="last", override=True, test=False)
+    cfg = TrainConfig(lr=0.1, epochs=3, out=str(tmp_path / "old"), resume="last", override=True, test=False,
+                      progress=False, distributed=True)
     write_config_json(tmp_path, cfg, None)
     options = read_config_file(tmp_path / "config.json")
     assert options["lr"] == 0.1 and options["epochs"] == 3
-    assert not {"out", "resume", "overwrite", "override", "test"} & set(options)   # where the old run was, not what
+    # where the old run was and how that invocation ran, not what the run was
+    assert not {"out", "resume", "overwrite", "override", "test", "progress", "distributed"} & set(options)
     assert TrainConfig(**options).to_dict() == {**cfg.to_dict(), "out": None, "resume": None, "override": False,
-                                                "test": True}   # a --no-test run's recipe, run again, is tested
+                                                "test": True,   # a --no-test run's recipe, run again, is tested
+                                                "progress": True, "distributed": False}
 
 
 def test_a_plain_options_file(tmp_path):
