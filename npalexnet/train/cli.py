@@ -211,6 +211,8 @@ def parse_args(argv=None) -> tuple[TrainConfig, set[str], str | None]:
     args.pop("config", None)
     evaluate = args.pop("evaluate", None)
     given = (set(typed) | set(file_options)) - {"config", "evaluate"}
+    if {"flip", "flip_schedule"} <= set(typed) and not args["flip"]:
+        parser.error("--flip-schedule with --no-flip: without flips there is nothing to schedule; give one of them")
     try:
         return TrainConfig.from_recipe(args.pop("recipe"), **args).validate(), given, evaluate
     except ValueError as exc:

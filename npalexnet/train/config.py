@@ -143,8 +143,6 @@ class TrainConfig:
             (self.lighting >= 0, f"--lighting must be >= 0, got {self.lighting}"),
             (self.flip_schedule in FLIP_SCHEDULES,
              f"--flip-schedule must be one of {', '.join(FLIP_SCHEDULES)}, got {self.flip_schedule!r}"),
-            (self.flip or self.flip_schedule == "random",
-             f"--flip-schedule {self.flip_schedule} needs flips: drop --no-flip or the schedule"),
             (self.max_lr_drops is None or self.max_lr_drops >= 0,
              f"--max-lr-drops must be >= 0, got {self.max_lr_drops}"),
             (self.recipe in RECIPES, f"--recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}"),

@@ -50,6 +50,15 @@ def test_a_config_file_gives_defaults_the_command_line_overrides(tmp_path):
     assert given == {"lr", "epochs", "variant"}
 
 
+def test_no_flip_with_a_flip_schedule_is_one_line(capsys):
+    assert parse_args(["--no-flip"])[0].flip is False   # the schedule's default then schedules nothing
+    with pytest.raises(SystemExit) as done:
+        parse_args(["--no-flip", "--flip-schedule", "alternating"])
+    assert done.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+        "--flip-schedule with --no-flip: without flips there is nothing to schedule; give one of them")
+
+
 def test_help_shows_the_defaults(capsys):
     with pytest.raises(SystemExit) as done:
         main(["--help"])
