@@ -301,6 +301,13 @@ ORDER_STREAM = 0
 FLIP_SCHEDULES = ("random", "alternating")
 
 
+def check_flip_schedule(flip_schedule: str) -> str:
+    """``flip_schedule`` if it is one of :data:`FLIP_SCHEDULES`; else ValueError naming them."""
+    if flip_schedule not in FLIP_SCHEDULES:
+        raise ValueError(f"unknown flip schedule {flip_schedule!r}: expected one of {', '.join(FLIP_SCHEDULES)}")
+    return flip_schedule
+
+
 def crop_flip_params(seed: int, epoch: int, indices, pad: int = 0, flip: bool = True, positions: int | None = None,
                      flip_schedule: str = "random"):
     """Random-crop origins and flips for the samples ``indices`` (host arrays).
@@ -319,8 +326,7 @@ def crop_flip_params(seed: int, epoch: int, indices, pad: int = 0, flip: bool = 
         False without ``flip``), each a function of (seed, epoch, index) only,
         so a sample is augmented the same on any number of ranks.
     """
-    if flip_schedule not in FLIP_SCHEDULES:
-        raise ValueError(f"unknown flip schedule {flip_schedule!r}: expected one of {', '.join(FLIP_SCHEDULES)}")
+    check_flip_schedule(flip_schedule)
     indices = numpy.asarray(indices)
     positions = 2 * pad + 1 if positions is None else int(positions)
     oy = integers(seed, epoch, indices, CROP_Y_STREAM, positions)

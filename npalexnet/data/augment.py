@@ -206,12 +206,10 @@ class Preprocess:
             raise ValueError(f"unknown resize mode {resize_mode!r}: expected one of {', '.join(RESIZE_MODES)}")
         if pad < 0:
             raise ValueError(f"crop padding must be >= 0, got {pad}")
-        if flip_schedule not in random_streams.FLIP_SCHEDULES:
-            raise ValueError(f"unknown flip schedule {flip_schedule!r}: "
-                             f"expected one of {', '.join(random_streams.FLIP_SCHEDULES)}")
         self.mean, self.std = tuple(mean), tuple(std)
         self.out_size, self.pad, self.padding = int(out_size), int(pad), padding
-        self.flip, self.flip_schedule, self.resize_mode, self.dtype = bool(flip), flip_schedule, resize_mode, dtype
+        self.flip, self.resize_mode, self.dtype = bool(flip), resize_mode, dtype
+        self.flip_schedule = random_streams.check_flip_schedule(flip_schedule)
 
     def train(self, images, seed: int, epoch: int, indices):
         """(B, C, H, W) uint8 -> (B, C, S, S) float: crop, flip, normalise, resize.

@@ -103,16 +103,14 @@ class PaperAugment:
             raise ValueError(f"the crop size must be in [1, {stored}] (the stored images' size), got {crop}")
         if lighting < 0:
             raise ValueError(f"the colour augmentation's standard deviation must be >= 0, got {lighting}")
-        if flip_schedule not in random_streams.FLIP_SCHEDULES:
-            raise ValueError(f"unknown flip schedule {flip_schedule!r}: "
-                             f"expected one of {', '.join(random_streams.FLIP_SCHEDULES)}")
         if resize_mode not in RESIZE_MODES:
             raise ValueError(f"unknown resize mode {resize_mode!r}: expected one of {', '.join(RESIZE_MODES)}")
         self.mean, self.std = tuple(mean), tuple(std)
         self.eigvals = numpy.asarray(eigvals, dtype=numpy.float64)
         self.eigvecs = numpy.asarray(eigvecs, dtype=numpy.float64)
         self.out_size, self.stored, self.crop = int(out_size), int(stored), crop
-        self.flip, self.flip_schedule, self.lighting = bool(flip), flip_schedule, float(lighting)
+        self.flip, self.lighting = bool(flip), float(lighting)
+        self.flip_schedule = random_streams.check_flip_schedule(flip_schedule)
         self.resize_mode, self.dtype = resize_mode, dtype
 
     def train(self, images, seed: int, epoch: int, indices):
