@@ -6,7 +6,9 @@ from .lr_scheduler import (ConstantLR, CosineAnnealingLR, LRScheduler, ReduceLRO
                            WarmupCosineLR, WarmupLinearLR)
 from .optimizer import Optimizer
 from .paper_sgd import PaperSGD
+from .sam import SharpnessPerturbation
 from .sgd import SGD
 
 __all__ = ["Adam", "ConstantLR", "CosineAnnealingLR", "ExponentialMovingAverage", "LRScheduler", "Optimizer",
-           "PaperSGD", "ReduceLROnPlateau", "SGD", "StepLR", "WarmupCosineLR", "WarmupLinearLR"]
+           "PaperSGD", "ReduceLROnPlateau", "SGD", "SharpnessPerturbation", "StepLR", "WarmupCosineLR",
+           "WarmupLinearLR"]

@@ -132,6 +132,12 @@ def build_parser(D: TrainConfig | None) -> argparse.ArgumentParser:
     g.add_argument("--optimizer", choices=OPTIMIZERS, default=dflt("optimizer"),
                    help="update rule (sgd-paper: the paper's form of momentum and weight decay, Section 5)")
     g.add_argument("--lr", type=float, default=dflt("lr"), help="peak learning rate")
+    g.add_argument("--sam", type=float, default=dflt("sam"), metavar="RHO",
+                   help="sharpness-aware minimisation: each step takes the gradient at the weights moved by RHO "
+                        "along the batch's gradient (Foret et al. 2021); a SAM step costs two forward and backward "
+                        "passes; 0: off")
+    g.add_argument("--sam-epochs", type=int, default=dflt("sam_epochs"), metavar="K",
+                   help="--sam in the last K epochs only (late SAM, Zhou et al. 2024; default: every epoch)")
     g.add_argument("--momentum", type=float, default=dflt("momentum"), help="SGD momentum")
     g.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=dflt("nesterov"),
                    help="Nesterov momentum (sgd)")

@@ -88,6 +88,8 @@ class TrainConfig:
     ema: float = 0.997          # decay of the weights' moving average that evaluation scores; 0: off
     ema_warmup: bool = True     # decay min(ema, (1+t)/(10+t)) at step t
     ema_every: int = 4          # average at every k-th step (with decay^k)
+    sam: float = 0.0            # radius rho of sharpness-aware minimisation; 0: off
+    sam_epochs: int | None = None   # SAM in the last K epochs only (None: every epoch)
     # run
     seed: int = 0
     device: str = "auto"
@@ -107,6 +109,13 @@ class TrainConfig:
         if recipe not in RECIPES:
             raise ValueError(f"--recipe must be one of {', '.join(RECIPES)}, got {recipe!r}")
         return cls(**{**RECIPES[recipe], **options, "recipe": recipe})
+
+    def sam_radius(self, epoch: int) -> float:
+        """The SAM radius of 0-based ``epoch``: ``sam`` in the last ``sam_epochs`` epochs (all when
+        None), else 0 (a plain step)."""
+        if self.sam_epochs is not None and epoch < self.epochs - self.sam_epochs:
+            return 0.0
+        return float(self.sam)
 
     @property
     def runs_name(self) -> str:
@@ -128,6 +137,8 @@ class TrainConfig:
             (0.0 <= self.val_fraction < 1.0, f"--val-fraction must be in [0, 1), got {self.val_fraction}"),
             (0.0 <= self.ema < 1.0, f"--ema must be a decay in [0, 1) (0: off), got {self.ema}"),
             (self.ema_every >= 1, f"--ema-every must be >= 1 step, got {self.ema_every}"),
+            (self.sam >= 0, f"--sam must be a radius >= 0 (0: off), got {self.sam}"),
+            (self.sam_epochs is None or self.sam_epochs >= 1, f"--sam-epochs must be >= 1, got {self.sam_epochs}"),
             (self.subset is None or self.subset >= 1, f"--subset must be >= 1, got {self.subset}"),
             (self.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"),
             (self.optimizer in OPTIMIZERS,

@@ -343,7 +343,8 @@ class _Run:
                                             parallel=self.parallel, stats=self.partial, should_stop=stop,
                                             progress=cfg.progress and self.comm.is_root,
                                             desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                                            averages=[self.ema] if self.ema is not None else ())
+                                            averages=[self.ema] if self.ema is not None else (),
+                                            sam_radius=cfg.sam_radius(epoch))
                     self.partial = EpochStats()
                     if stats.interrupted:
                         self._save(out / LAST, epoch, stats)

@@ -12,7 +12,13 @@ them; one process: R = 1, n_0 = N):
 4. the gradients averaged over ranks by their shares n_r / N
    (:class:`npalexnet.distributed.DataParallel`; with one process nothing
    moves);
-5. the optimizer's update.
+5. with sharpness-aware minimisation (``sam_radius`` > 0,
+   :class:`npalexnet.optim.SharpnessPerturbation`): the weights moved to
+   w + rho g / ||g|| by the averaged gradient, steps 1, 3 and 4 again there
+   (the same images, the same dropout masks), the weights and BatchNorm's running
+   statistics put back, so the update below uses the gradient at the perturbed
+   weights;
+6. the optimizer's update.
 
 The training program calls it for every step, with a one-process
 communicator when it trains alone; the README's own-loop recipe calls it too.
@@ -25,6 +31,7 @@ import math
 from .. import random_streams
 from ..backend import asnumpy, get_array_module
 from ..distributed import DataParallel, allreduce_sums
+from ..optim import SharpnessPerturbation
 
 
 class NonFiniteLossError(RuntimeError):
@@ -32,7 +39,7 @@ class NonFiniteLossError(RuntimeError):
 
 
 def train_step(model, criterion, optimizer, images, labels, indices, *, seed: int, epoch: int,
-               parallel: DataParallel, global_count: int | None = None):
+               parallel: DataParallel, global_count: int | None = None, sam_radius: float = 0.0):
     """One optimisation step on this rank's part of a global batch.
 
     Args:
@@ -45,11 +52,14 @@ def train_step(model, criterion, optimizer, images, labels, indices, *, seed: in
         parallel: the model's :class:`~npalexnet.distributed.DataParallel` (its communicator may hold
             a single process).
         global_count: N, the size of the global batch (default: n_r, one process).
+        sam_radius: rho of sharpness-aware minimisation (0: a plain step; > 0 costs a
+            second forward and backward pass).
     Returns:
-        ``(loss_sum, correct, count)`` of the global batch: the summed per-image loss, the number of
-        correct top-1 predictions and N, the same on every rank.
+        ``(loss_sum, correct, count)`` of the global batch at the weights it started from: the
+        summed per-image loss, the number of correct top-1 predictions and N, the same on every rank.
     Raises:
-        NonFiniteLossError: the loss of the batch is NaN or infinite (nothing was updated).
+        NonFiniteLossError: the loss of the batch (or, with SAM, at the perturbed weights) is NaN
+            or infinite (nothing was updated).
     """
     n_local = len(indices)
     global_count = n_local if global_count is None else int(global_count)
@@ -68,9 +78,42 @@ def train_step(model, criterion, optimizer, images, labels, indices, *, seed: in
         raise ValueError(f"train_step: the ranks hold {int(count)} images of a global batch of {global_count}")
     if not math.isfinite(loss_sum):
         raise NonFiniteLossError(f"the loss became {loss_sum / max(count, 1)}")
+    _gradients(model, criterion, optimizer, n_local, global_count, parallel)
+    if sam_radius:
+        _sharpness_aware_gradients(model, criterion, optimizer, images, labels, indices, seed, epoch, parallel,
+                                   global_count, sam_radius)
+    optimizer.step()
+    return loss_sum, int(correct), int(count)
+
+
+def _gradients(model, criterion, optimizer, n_local, global_count, parallel):
+    """Steps 3 and 4: backward from the last forward pass, then the average over ranks."""
     optimizer.zero_grad()
     if n_local:
         model.backward(criterion.backward(), input_grad=False)
     parallel.synchronize(n_local, global_count)
-    optimizer.step()
-    return loss_sum, int(correct), int(count)
+
+
+def _sharpness_aware_gradients(model, criterion, optimizer, images, labels, indices, seed, epoch, parallel,
+                               global_count, radius):
+    """Step 5: leave in the parameters' ``grad`` the gradient at w + rho g / ||g||, the
+    weights and the running statistics as they were."""
+    n_local = len(indices)
+    perturbation = SharpnessPerturbation((p for group in optimizer.param_groups for p in group["params"]), radius)
+    buffers = {name: array.copy() for name, array in model.named_buffers()}
+    perturbation.ascend()   # every rank holds the same averaged g, so every rank moves the same way
+    try:
+        loss_sum = 0.0
+        if n_local:
+            with random_streams.sample_keys(indices, seed, epoch):   # the same keys: the same dropout masks
+                loss = criterion(model(images), labels)
+            loss_sum = float(asnumpy(loss)) * n_local
+        (loss_sum,) = allreduce_sums(parallel.comm, loss_sum)
+        if not math.isfinite(loss_sum):
+            raise NonFiniteLossError(f"the loss at the sharpness-aware perturbed weights became "
+                                     f"{loss_sum / global_count}")
+        _gradients(model, criterion, optimizer, n_local, global_count, parallel)
+    finally:
+        perturbation.restore()
+        if buffers:
+            model.load_state_dict(buffers, strict=False)

@@ -53,7 +53,7 @@ def data():
     return rng.standard_normal((SAMPLES, 3, 32, 32)), rng.integers(0, 10, SAMPLES)
 
 
-def train(model, opt, images, labels, parallel):
+def train(model, opt, images, labels, parallel, sam_radius=0.0):
     loss_fn = nn.CrossEntropyLoss()
     model.train()
     history = []
@@ -61,7 +61,8 @@ def train(model, opt, images, labels, parallel):
         for batch in distributed.global_batches(SAMPLES, BATCH, SEED, epoch):
             mine = parallel.local_batch(batch)
             loss_sum, _, _ = train_step(model, loss_fn, opt, images[mine], labels[mine], mine,
-                                        seed=SEED, epoch=epoch, parallel=parallel, global_count=len(batch))
+                                        seed=SEED, epoch=epoch, parallel=parallel, global_count=len(batch),
+                                        sam_radius=sam_radius)
             history.append(loss_sum)
     return history
 
@@ -107,6 +108,16 @@ def equivalence(comm, out):
     momentum_ok = momentum_ok and got["record"].name == "rank0" and got["record"].values.tolist() == [0, 1, 2]
     momentum_ok = all(comm.allgather_object(momentum_ok)) and got["epoch"] == 3
 
+    # Sharpness-aware steps: the perturbation follows the averaged gradient, the same on every rank.
+    sam_model, sam_opt = build(0)
+    sam_parallel = distributed.DataParallel(sam_model, comm)
+    train(sam_model, sam_opt, images, labels, sam_parallel, sam_radius=0.05)
+    sam_ref, sam_ref_opt = build(0)
+    train(sam_ref, sam_ref_opt, images, labels,
+          distributed.DataParallel(sam_ref, distributed.SingleProcessCommunicator()), sam_radius=0.05)
+    sam_error = max(relative_error(v, sam_ref.state_dict()[k]) for k, v in sam_model.state_dict().items())
+    sam_vs_plain = max(relative_error(v, reference.state_dict()[k]) for k, v in sam_ref.state_dict().items())
+
     # BatchNorm running statistics: share-weighted average = one process's running mean.
     npalexnet.manual_seed(5)
     bn_images = numpy.random.default_rng(3).standard_normal((7, 4, 3, 3))
@@ -122,7 +133,8 @@ def equivalence(comm, out):
             json.dump({"size": comm.size, "max_rel_error": max(errors.values()), "errors": errors,
                        "moved": moved, "identical_across_ranks": len(set(digests)) == 1,
                        "eval_single": sums, "eval_distributed": dist_sums,
-                       "broadcast_tree_ok": bool(momentum_ok), "bn_running_mean_error": bn_mean_error},
+                       "broadcast_tree_ok": bool(momentum_ok), "bn_running_mean_error": bn_mean_error,
+                       "sam_max_rel_error": sam_error, "sam_vs_plain": sam_vs_plain},
                       fh, indent=1)
 
 

@@ -28,6 +28,11 @@ def test_two_ranks_train_like_one_process(equivalence):
     assert equivalence["max_rel_error"] <= 1e-10, equivalence["errors"]
 
 
+def test_two_ranks_take_sharpness_aware_steps_like_one_process(equivalence):
+    assert equivalence["sam_vs_plain"] > 1e-6                # SAM trained other weights than plain steps
+    assert equivalence["sam_max_rel_error"] <= 1e-10
+
+
 def test_parameters_are_bit_identical_across_ranks(equivalence):
     assert equivalence["identical_across_ranks"]
 

@@ -39,6 +39,8 @@ def test_the_options_the_command_line_names_are_known(tmp_path):
     assert parse_args(["--resume", "runs/x"])[0].resume == "runs/x"
     assert parse_args([])[0] == TrainConfig() and parse_args([])[1] == set()
     assert parse_args(["--no-test"])[:2] == (TrainConfig(test=False), {"test"})
+    assert parse_args(["--sam", "0.05", "--sam-epochs", "3"])[:2] == (TrainConfig(sam=0.05, sam_epochs=3),
+                                                                      {"sam", "sam_epochs"})
     assert parse_args(["--flip-schedule", "alternating"])[:2] == (TrainConfig(flip_schedule="alternating"),
                                                                   {"flip_schedule"})
 
@@ -67,7 +69,7 @@ def test_help_shows_the_defaults(capsys):
     assert "training images per step (default: 128)" in re.sub(r"\s+", " ", text)
     assert "--resume [RUN]" in text and "--evaluate CHECKPOINT" in text and "--config FILE" in text
     for option in ("--ema DECAY", "--ema-warmup, --no-ema-warmup", "--ema-every K", "--bias-decay, --no-bias-decay",
-                   "--no-test", "--flip-schedule {random,alternating}"):
+                   "--no-test", "--flip-schedule {random,alternating}", "--sam RHO", "--sam-epochs K"):
         assert option in text, option
 
 

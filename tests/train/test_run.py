@@ -137,6 +137,31 @@ def test_interrupted_and_resumed_equals_uninterrupted(cifar_dir, tmp_path, monke
     assert [r["epoch"] for r in result.history] == [1, 2]
 
 
+def test_sam_runs_in_the_last_epochs_only_and_resumes_exactly(cifar_dir, tmp_path, monkeypatch):
+    from npalexnet.train import loop
+    radii = []
+
+    def recording_step(*args, epoch, sam_radius=0.0, **kwargs):
+        radii.append((epoch, sam_radius))
+        return loop_step(*args, epoch=epoch, sam_radius=sam_radius, **kwargs)
+
+    loop_step = loop.train_step
+    monkeypatch.setattr(loop, "train_step", recording_step)
+    fit(_config(cifar_dir, tmp_path / "full", sam=0.05, sam_epochs=1), log=lambda *a: None)
+    assert sorted(set(radii)) == [(0, 0.0), (1, 0.05)]              # plain steps, then SAM in the last epoch
+    assert load_checkpoint(tmp_path / "full" / LAST).meta["config"]["sam_epochs"] == 1
+    with monkeypatch.context() as m:
+        m.setattr(run_module, "GracefulInterrupt", lambda log=None: _StopAfter(4))   # inside the SAM epoch
+        with pytest.raises(TrainingInterrupted, match="--resume"):
+            fit(_config(cifar_dir, tmp_path / "cut", sam=0.05, sam_epochs=1), log=lambda *a: None)
+    fit(_config(cifar_dir, tmp_path / "cut", resume=True), log=lambda *a: None)
+    _assert_same_weights(_weights(tmp_path / "full" / LAST), _weights(tmp_path / "cut" / LAST))
+    plain = tmp_path / "plain"
+    fit(_config(cifar_dir, plain), log=lambda *a: None)
+    sam_weights, plain_weights = _weights(tmp_path / "full" / LAST), _weights(plain / LAST)
+    assert any((sam_weights[name] != plain_weights[name]).any() for name in sam_weights)   # the SAM epoch counted
+
+
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(cifar_dir, tmp_path, monkeypatch):
     real = run_module.train_one_epoch
 

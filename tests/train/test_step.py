@@ -80,3 +80,72 @@ def test_the_reference_code_trains_the_same_step_within_float32_rounding():
     _, tol_grad = TOLERANCES[numpy.float32]
     for name in results[True]:
         assert rel_error(results[True][name], results[False][name]) <= tol_grad, name
+
+
+
+def _reference_sam_step(x, y, idx, rho):
+    """SAM by hand: g at w, the gradient at w + rho g / ||g|| (the same dropout masks), SGD from w."""
+    ref, ref_opt = _setup()
+    loss_fn = nn.CrossEntropyLoss()
+    with random_streams.sample_keys(idx, 5, 2):
+        loss = loss_fn(ref(x), y)
+    ref.backward(loss_fn.backward())
+    grads = [p.grad.copy() for p in ref.parameters()]
+    norm = numpy.sqrt(sum((g * g).sum() for g in grads))
+    start = [p.data.copy() for p in ref.parameters()]
+    for p, g in zip(ref.parameters(), grads):
+        p.data = p.data + rho * g / norm
+    ref_opt.zero_grad()
+    with random_streams.sample_keys(idx, 5, 2):
+        perturbed = loss_fn(ref(x), y)
+    ref.backward(loss_fn.backward())
+    for p, w in zip(ref.parameters(), start):
+        p.data = w
+    ref_opt.step()
+    return ref, float(loss), float(perturbed)
+
+
+def test_a_sam_step_updates_w_with_the_gradient_at_the_perturbed_weights():
+    rng = numpy.random.default_rng(0)
+    x, y, idx = rng.standard_normal((6, 3, 32, 32)), rng.integers(0, 10, 6), numpy.arange(10, 16)
+    model, opt = _setup()
+    loss_sum, _, _ = train_step(model, nn.CrossEntropyLoss(), opt, x, y, idx, seed=5, epoch=2,
+                                parallel=_one_process(model), sam_radius=0.05)
+    ref, loss, perturbed = _reference_sam_step(x, y, idx, 0.05)
+    assert loss_sum == pytest.approx(loss * 6, rel=1e-12)         # the loss at w, not at the perturbed weights
+    assert perturbed > loss                                        # the climb went up
+    for a, b in zip(model.parameters(), ref.parameters()):
+        numpy.testing.assert_allclose(a.data, b.data, rtol=1e-12, atol=1e-14)
+    plain, plain_opt = _setup()
+    train_step(plain, nn.CrossEntropyLoss(), plain_opt, x, y, idx, seed=5, epoch=2, parallel=_one_process(plain))
+    moved = [numpy.abs(a.data - b.data).max() for a, b in zip(model.parameters(), plain.parameters())]
+    assert max(moved) > 1e-6                                        # not the plain step
+
+
+def test_a_sam_step_leaves_batchnorms_running_statistics_as_the_plain_step_does():
+    rng = numpy.random.default_rng(3)
+    x, y, idx = rng.standard_normal((4, 3, 227, 227)), rng.integers(0, 10, 4), numpy.arange(4)
+    stats = []
+    for radius in (0.0, 0.05):
+        npalexnet.manual_seed(0)
+        model = alexnet("bn", width=0.125).astype(numpy.float64)
+        opt = optim.SGD(model.parameters(), lr=0.1)
+        train_step(model, nn.CrossEntropyLoss(), opt, x, y, idx, seed=1, epoch=0, parallel=_one_process(model),
+                   sam_radius=radius)
+        stats.append(dict(model.named_buffers()))
+    assert stats[0] and stats[0].keys() == stats[1].keys()
+    for name in stats[0]:
+        numpy.testing.assert_array_equal(stats[0][name], stats[1][name])
+
+
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning")
+def test_a_non_finite_loss_at_the_perturbed_weights_stops_with_the_weights_put_back():
+    rng = numpy.random.default_rng(1)
+    x, y, idx = rng.standard_normal((4, 3, 32, 32)), rng.integers(0, 10, 4), numpy.arange(4)
+    model, opt = _setup()
+    before = [p.data.copy() for p in model.parameters()]
+    with pytest.raises(NonFiniteLossError, match="at the sharpness-aware perturbed weights became"):
+        train_step(model, nn.CrossEntropyLoss(), opt, x, y, idx, seed=1, epoch=0, parallel=_one_process(model),
+                   sam_radius=1e300)
+    for p, b in zip(model.parameters(), before):
+        numpy.testing.assert_array_equal(p.data, b)

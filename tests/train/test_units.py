@@ -126,8 +126,17 @@ def test_no_bias_decay_puts_the_one_dimensional_parameters_in_a_group_without_de
 
 @pytest.mark.parametrize("options, name", [({"ema": 1.0}, "--ema"), ({"ema": -0.1}, "--ema"),
                                            ({"ema_every": 0}, "--ema-every"),
+                                           ({"sam": -0.1}, "--sam must be a radius >= 0"),
+                                           ({"sam_epochs": 0}, "--sam-epochs must be >= 1"),
                                            ({"flip_schedule": "often"}, "--flip-schedule must be one of random, "
                                                                         "alternating, got 'often'")])
 def test_bad_accuracy_options_name_themselves(options, name):
     with pytest.raises(ValueError, match=name):
         TrainConfig(**options).validate()
+
+
+def test_the_sam_radius_of_each_epoch():
+    assert [TrainConfig(epochs=4).sam_radius(e) for e in range(4)] == [0.0] * 4              # off by default
+    assert [TrainConfig(epochs=4, sam=0.05).sam_radius(e) for e in range(4)] == [0.05] * 4
+    assert [TrainConfig(epochs=4, sam=0.05, sam_epochs=1).sam_radius(e) for e in range(4)] == [0, 0, 0, 0.05]
+    assert [TrainConfig(epochs=4, sam=0.05, sam_epochs=9).sam_radius(e) for e in range(4)] == [0.05] * 4
