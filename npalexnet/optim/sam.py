@@ -52,13 +52,14 @@ class SharpnessPerturbation:
 
     def grad_norm(self) -> float:
         """:math:`\\|g\\|_2` over every parameter with a gradient (each parameter's sum of
-        squares in its dtype, their total in float64 on the host)."""
-        total = 0.0
-        for p in self.params:
-            if p.grad is not None:
-                g = p.grad.ravel()
-                total += float(asnumpy(get_array_module(g).vdot(g, g)))
-        return math.sqrt(total)
+        squares in its dtype, their total in float64 on the parameters' device, then one transfer:
+        on a GPU each transfer waits for the queued work)."""
+        grads = [p.grad.ravel() for p in self.params if p.grad is not None]
+        if not grads:
+            return 0.0
+        xp = get_array_module(grads[0])
+        squares = xp.stack([xp.vdot(g, g).astype(xp.float64) for g in grads])
+        return math.sqrt(float(asnumpy(squares.sum())))
 
     def ascend(self) -> float:
         """``w <- w + rho g / ||g||`` in place (the weights saved first); returns ``||g||``.
