@@ -19,7 +19,7 @@
 * :mod:`.cli`, :mod:`.predict_cli`, :mod:`.visualize_cli`: the programs (``npalexnet-train``, ...)
 """
 
-from .checkpoint import BEST, LAST, Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import BEST, LAST, Checkpoint, CheckpointError, epoch_checkpoint, load_checkpoint, save_checkpoint
 from .config import SCHEDULES, TrainConfig, build_model, build_optimizer, build_scheduler
 from .evaluate import evaluate, predict_proba, softmax
 from .evaluate_only import evaluate_checkpoint
@@ -47,6 +47,7 @@ __all__ = [
     "build_model",
     "build_optimizer",
     "build_scheduler",
+    "epoch_checkpoint",
     "evaluate",
     "evaluate_checkpoint",
     "fit",

@@ -38,6 +38,11 @@ VERSION = 1
 LAST, BEST = "last.npz", "best.npz"
 
 
+def epoch_checkpoint(epoch: int) -> str:
+    """The name of the checkpoint ``--save-every`` keeps after (1-based) ``epoch``: ``epoch_007.npz``."""
+    return f"epoch_{epoch:03d}.npz"
+
+
 class CheckpointError(Exception):
     """A checkpoint that is missing, unreadable or not an npalexnet checkpoint."""
 

@@ -189,6 +189,9 @@ def build_parser(D: TrainConfig | None) -> argparse.ArgumentParser:
     g.add_argument("--no-test", dest="test", action="store_false", default=dflt("test"),
                    help="no final test: the run ends after its last epoch and never scores the test split "
                         "(a run that compares recipes on --val-fraction; --evaluate RUN/last.npz tests it later)")
+    g.add_argument("--save-every", type=int, default=dflt("save_every"), metavar="N",
+                   help="also keep the checkpoint of every N-th epoch as epoch_NNN.npz in the run's folder (to "
+                        "evaluate, or to --resume a branch from); 0: last.npz and best.npz only")
     g.add_argument("--log-grad-norms", action="store_true", default=dflt("log_grad_norms"),
                    help="per-layer gradient and weight norms each epoch into metrics.csv, plotted in norms.png")
     g.add_argument("--distributed", action="store_true", default=dflt("distributed"),

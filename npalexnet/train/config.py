@@ -101,6 +101,7 @@ class TrainConfig:
     test: bool = True             # the final test on the test split (off: a run that chooses a recipe never sees it)
     distributed: bool = False
     log_grad_norms: bool = False
+    save_every: int = 0           # also keep epoch_NNN.npz every N epochs (0: last.npz and best.npz only)
     recipe: str = "default"
 
     @classmethod
@@ -136,6 +137,7 @@ class TrainConfig:
             (self.lr > 0, f"--lr must be > 0, got {self.lr}"),
             (0.0 <= self.val_fraction < 1.0, f"--val-fraction must be in [0, 1), got {self.val_fraction}"),
             (0.0 <= self.ema < 1.0, f"--ema must be a decay in [0, 1) (0: off), got {self.ema}"),
+            (self.save_every >= 0, f"--save-every must be >= 0 epochs (0: off), got {self.save_every}"),
             (self.ema_every >= 1, f"--ema-every must be >= 1 step, got {self.ema_every}"),
             (self.sam >= 0, f"--sam must be a radius >= 0 (0: off), got {self.sam}"),
             (self.sam_epochs is None or self.sam_epochs >= 1, f"--sam-epochs must be >= 1, got {self.sam_epochs}"),
@@ -191,7 +193,7 @@ RECIPES = {
 #: (a command line that sets them differently stops the resume: train.resume).
 RUNTIME_FIELDS = ("tta_crops", "epochs", "data_dir", "root", "download", "download_url", "cache_dir", "workers",
                   "device", "out", "resume", "overwrite", "override", "progress", "test", "eval_batch_size",
-                  "distributed", "log_grad_norms")
+                  "distributed", "log_grad_norms", "save_every")
 
 #: Runtime fields that describe one invocation, never a run: where it writes (out, overwrite), how it
 #: was asked to continue (resume, override), what it shows (progress), how it was launched

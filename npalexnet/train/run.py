@@ -4,7 +4,8 @@ The run's folder (:mod:`.runs`: ``cfg.out``, or a new ``runs/<dataset>/<date_tim
 ``runs/paper/<date_time>`` for ``--recipe paper``) is named first; files in it:
 ``config.json`` and ``log.txt`` (:mod:`.runlog`), ``last.npz`` (after every
 epoch, or at Ctrl-C/SIGTERM), ``best.npz`` (the epoch of best validation
-accuracy), ``metrics.csv`` and ``curves.png``. ``cfg.resume`` (a run folder, a
+accuracy), ``epoch_NNN.npz`` (every ``cfg.save_every``-th epoch, kept), ``metrics.csv``
+and ``curves.png``. ``cfg.resume`` (a run folder, a
 checkpoint, or "last") continues a run up to ``cfg.epochs`` epochs in total,
 with its saved recipe (:mod:`.resume`). The data pipeline (splits in memory
 or in stores on disk, the transforms, the test-time views) is chosen in
@@ -42,7 +43,7 @@ from ..data.atomic import NoSpaceError
 from ..inspect import parameter_norms
 from ..viz import save_norm_curves
 from . import pipeline
-from .checkpoint import BEST, LAST, CheckpointError, load_checkpoint, load_model_state, save_checkpoint
+from .checkpoint import BEST, LAST, CheckpointError, epoch_checkpoint, load_checkpoint, load_model_state, save_checkpoint
 from .config import (
     TrainConfig,
     build_ema,
@@ -390,6 +391,8 @@ class _Run:
         self._save(out / LAST, epoch + 1, EpochStats())
         if improved:
             self._save(out / BEST, epoch + 1, EpochStats())
+        if cfg.save_every and (epoch + 1) % cfg.save_every == 0:   # kept: a later epoch never replaces it
+            self._save(out / epoch_checkpoint(epoch + 1), epoch + 1, EpochStats())
         if self.comm.is_root:
             write_metrics_csv(out / METRICS_CSV, self.history)
             title = f"AlexNet {self.kwargs['variant']} on {self.dataset.name}"

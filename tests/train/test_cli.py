@@ -41,6 +41,7 @@ def test_the_options_the_command_line_names_are_known(tmp_path):
     assert parse_args(["--no-test"])[:2] == (TrainConfig(test=False), {"test"})
     assert parse_args(["--sam", "0.05", "--sam-epochs", "3"])[:2] == (TrainConfig(sam=0.05, sam_epochs=3),
                                                                       {"sam", "sam_epochs"})
+    assert parse_args(["--save-every", "5"])[:2] == (TrainConfig(save_every=5), {"save_every"})
     assert parse_args(["--flip-schedule", "alternating"])[:2] == (TrainConfig(flip_schedule="alternating"),
                                                                   {"flip_schedule"})
 
@@ -69,7 +70,7 @@ def test_help_shows_the_defaults(capsys):
     assert "training images per step (default: 128)" in re.sub(r"\s+", " ", text)
     assert "--resume [RUN]" in text and "--evaluate CHECKPOINT" in text and "--config FILE" in text
     for option in ("--ema DECAY", "--ema-warmup, --no-ema-warmup", "--ema-every K", "--bias-decay, --no-bias-decay",
-                   "--no-test", "--flip-schedule {random,alternating}", "--sam RHO", "--sam-epochs K"):
+                   "--no-test", "--flip-schedule {random,alternating}", "--sam RHO", "--sam-epochs K", "--save-every N"):
         assert option in text, option
 
 

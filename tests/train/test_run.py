@@ -13,6 +13,7 @@ from npalexnet.train import (
     Predictor,
     TrainConfig,
     TrainingInterrupted,
+    epoch_checkpoint,
     fit,
     load_checkpoint,
 )
@@ -109,6 +110,24 @@ def test_resume_after_a_finished_run_equals_a_longer_run(cifar_dir, tmp_path):
     fit(_config(cifar_dir, tmp_path / "split", schedule="constant", resume=True), log=lambda *a: None)
     _assert_same_weights(_weights(tmp_path / "full" / LAST), _weights(tmp_path / "split" / LAST))
     assert len(read_metrics_csv(tmp_path / "split" / "metrics.csv")) == 2
+
+
+def test_save_every_keeps_epoch_checkpoints_to_evaluate_or_branch_from(cifar_dir, tmp_path):
+    """--save-every N keeps epoch_NNN.npz after every N-th epoch, each the run's state at that epoch (a
+    constant schedule: the 2-epoch run's last.npz); --resume of one continues in another folder, to the
+    same weights as the run it came from, and leaves that run's files as they were."""
+    fit(_config(cifar_dir, tmp_path / "two", schedule="constant"), log=lambda *a: None)
+    fit(_config(cifar_dir, tmp_path / "run", schedule="constant", epochs=3, save_every=2), log=lambda *a: None)
+    kept = tmp_path / "run" / epoch_checkpoint(2)
+    assert kept.name == "epoch_002.npz"
+    assert sorted(p.name for p in (tmp_path / "run").glob("*.npz")) == [BEST, "epoch_002.npz", LAST]
+    assert load_checkpoint(kept).meta["epoch"] == 2 and load_checkpoint(tmp_path / "run" / LAST).meta["epoch"] == 3
+    _assert_same_weights(_weights(tmp_path / "two" / LAST), _weights(kept))
+    before = kept.read_bytes()
+    fit(_config(cifar_dir, tmp_path / "branch", schedule="constant", epochs=3, resume=str(kept)), log=lambda *a: None)
+    _assert_same_weights(_weights(tmp_path / "run" / LAST), _weights(tmp_path / "branch" / LAST))
+    assert kept.read_bytes() == before and load_checkpoint(tmp_path / "run" / LAST).meta["epoch"] == 3
+    assert not list((tmp_path / "branch").glob("epoch_*.npz"))   # epoch 3 is not a multiple of 2
 
 
 def test_a_one_process_distributed_run_equals_a_plain_run_bit_for_bit(cifar_dir, tmp_path):

@@ -128,6 +128,7 @@ def test_no_bias_decay_puts_the_one_dimensional_parameters_in_a_group_without_de
                                            ({"ema_every": 0}, "--ema-every"),
                                            ({"sam": -0.1}, "--sam must be a radius >= 0"),
                                            ({"sam_epochs": 0}, "--sam-epochs must be >= 1"),
+                                           ({"save_every": -1}, "--save-every must be >= 0 epochs"),
                                            ({"flip_schedule": "often"}, "--flip-schedule must be one of random, "
                                                                         "alternating, got 'often'")])
 def test_bad_accuracy_options_name_themselves(options, name):
