@@ -43,7 +43,15 @@ from ..data.atomic import NoSpaceError
 from ..inspect import parameter_norms
 from ..viz import save_norm_curves
 from . import pipeline
-from .checkpoint import BEST, LAST, CheckpointError, epoch_checkpoint, load_checkpoint, load_model_state, save_checkpoint
+from .checkpoint import (
+    BEST,
+    LAST,
+    CheckpointError,
+    epoch_checkpoint,
+    load_checkpoint,
+    load_model_state,
+    save_checkpoint,
+)
 from .config import (
     TrainConfig,
     build_ema,

@@ -70,7 +70,8 @@ def test_help_shows_the_defaults(capsys):
     assert "training images per step (default: 128)" in re.sub(r"\s+", " ", text)
     assert "--resume [RUN]" in text and "--evaluate CHECKPOINT" in text and "--config FILE" in text
     for option in ("--ema DECAY", "--ema-warmup, --no-ema-warmup", "--ema-every K", "--bias-decay, --no-bias-decay",
-                   "--no-test", "--flip-schedule {random,alternating}", "--sam RHO", "--sam-epochs K", "--save-every N"):
+                   "--no-test", "--flip-schedule {random,alternating}", "--sam RHO", "--sam-epochs K",
+                   "--save-every N"):
         assert option in text, option
 
 
