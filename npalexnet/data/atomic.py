@@ -10,6 +10,11 @@ exhausted (``EDQUOT``) or the process's file-size limit is reached
 (``EFBIG``, ``ulimit -f``) raises :class:`NoSpaceError`, which names the
 file, the space it needs and the space that is free; the temporary file is
 removed and the previous file is kept.
+
+:func:`atomic_link` gives a second name to a file written this way (a hard
+link, so nothing is written twice). That is safe only because every writer
+here replaces a file (a new inode under the name) and never writes into it:
+the next version of the source leaves the link on the old bytes.
 """
 
 from __future__ import annotations
@@ -116,6 +121,30 @@ def npz_size(arrays: dict) -> int:
 def atomic_savez(path, arrays: dict) -> Path:
     """``numpy.savez`` (uncompressed: checkpoints are mostly incompressible floats) atomically."""
     return atomic_write(path, lambda f: numpy.savez(f, **arrays), size=npz_size(arrays))
+
+
+def atomic_link(src, path) -> Path:
+    """Make ``path`` hold the bytes of ``src`` atomically: a hard link, or a copy where the file system
+    has none (a reader of ``path`` sees the old file or ``src``'s bytes).
+
+    Raises:
+        NoSpaceError: a copy that did not fit (nothing was changed).
+    """
+    src, path = Path(src), Path(path)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+    try:
+        os.link(src, tmp)
+    except OSError:   # no hard links here (FAT, some network file systems, across devices): copy
+        with open(src, "rb") as source:
+            return atomic_write(path, lambda f: shutil.copyfileobj(source, f), size=src.stat().st_size)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+    return path
 
 
 def atomic_write_bytes(path, data: bytes) -> Path:

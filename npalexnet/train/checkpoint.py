@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy
 
 from .. import backend
-from ..data.atomic import atomic_savez
+from ..data.atomic import atomic_link, atomic_savez
 
 FORMAT = "npalexnet-checkpoint"
 VERSION = 1
@@ -41,6 +41,10 @@ LAST, BEST = "last.npz", "best.npz"
 def epoch_checkpoint(epoch: int) -> str:
     """The name of the checkpoint ``--save-every`` keeps after (1-based) ``epoch``: ``epoch_007.npz``."""
     return f"epoch_{epoch:03d}.npz"
+
+
+#: The names :func:`epoch_checkpoint` gives (a glob pattern).
+EPOCH_CHECKPOINTS = "epoch_[0-9][0-9][0-9]*.npz"
 
 
 class CheckpointError(Exception):
@@ -100,6 +104,13 @@ def save_checkpoint(path, model, optimizer=None, meta: dict | None = None, ema=N
     meta.update(format=FORMAT, version=VERSION)
     arrays["meta"] = numpy.array(json.dumps(meta))
     return atomic_savez(path, arrays)
+
+
+def copy_checkpoint(src, path) -> Path:
+    """``path`` holds the checkpoint ``src`` (``best.npz`` the epoch's ``last.npz``), atomically and without
+    serialising it again: a hard link where the file system has them (see :func:`~npalexnet.data.atomic.atomic_link`:
+    the next ``last.npz`` is a new file and leaves ``path`` as it is), else a copy."""
+    return atomic_link(src, path)
 
 
 def load_checkpoint(path) -> Checkpoint:

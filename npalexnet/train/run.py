@@ -4,8 +4,10 @@ The run's folder (:mod:`.runs`: ``cfg.out``, or a new ``runs/<dataset>/<date_tim
 ``runs/paper/<date_time>`` for ``--recipe paper``) is named first; files in it:
 ``config.json`` and ``log.txt`` (:mod:`.runlog`), ``last.npz`` (after every
 epoch, or at Ctrl-C/SIGTERM), ``best.npz`` (the epoch of best validation
-accuracy), ``epoch_NNN.npz`` (every ``cfg.save_every``-th epoch, kept), ``metrics.csv``
-and ``curves.png``. ``cfg.resume`` (a run folder, a
+accuracy), ``epoch_NNN.npz`` (every ``cfg.save_every``-th epoch, kept; these
+two are the epoch's ``last.npz`` under another name), ``metrics.csv`` and
+``curves.png``. ``cfg.overwrite`` replaces another run's files in ``cfg.out``
+at this run's first checkpoint. ``cfg.resume`` (a run folder, a
 checkpoint, or "last") continues a run up to ``cfg.epochs`` epochs in total,
 with its saved recipe (:mod:`.resume`). The data pipeline (splits in memory
 or in stores on disk, the transforms, the test-time views) is chosen in
@@ -45,8 +47,10 @@ from ..viz import save_norm_curves
 from . import pipeline
 from .checkpoint import (
     BEST,
+    EPOCH_CHECKPOINTS,
     LAST,
     CheckpointError,
+    copy_checkpoint,
     epoch_checkpoint,
     load_checkpoint,
     load_model_state,
@@ -137,6 +141,16 @@ def prepare_data(cfg: TrainConfig, log=print, build: bool = True):
         f"{len(dataset.test)} test images of {dataset.in_channels}x{dataset.image_size}x{dataset.image_size}, "
         f"{len(dataset.classes)} classes ({time.perf_counter() - start:.1f} s)")
     return dataset, train, val
+
+
+def _outputs_of_another_run(out: Path, ckpt) -> list[Path]:
+    """The files in ``out`` that a run writes (checkpoints, metrics, plots), when they are not the run that
+    ``ckpt`` continues (a new run, or a branch into an ``--out`` that held another run)."""
+    if ckpt is not None and Path(ckpt.path).resolve() == (out / LAST).resolve():
+        return []
+    names = {LAST, BEST, METRICS_CSV, CURVES_PNG, NORMS_PNG}
+    return sorted(path for path in out.iterdir()
+                  if path.is_file() and (path.name in names or path.match(EPOCH_CHECKPOINTS))) if out.is_dir() else []
 
 
 def _silent(*args, **kwargs) -> None:
@@ -250,6 +264,8 @@ class _Run:
     protocol: Protocol = None      # the final test's views (pipeline.protocol), saved in every checkpoint
     ema: object = None             # the weights' moving average (--ema) that evaluation scores, or None
     saved: tuple | None = None     # (path, epoch) of the newest checkpoint on disk that this run can go on from
+    replaced: list = dataclasses.field(default_factory=list)   # another run's files in out (--overwrite), removed
+                                                              # when this run's first last.npz replaces that run's
     phase: str = "setting up"      # what the run is doing (for an out-of-memory message)
 
     # ------------------------------------------------------------------ opening
@@ -294,6 +310,8 @@ class _Run:
                   protocol=pipeline.protocol(cfg, preprocess, final=True))
         if ckpt is not None:
             run._resume_from(ckpt)
+        if cfg.overwrite and comm.is_root:
+            run.replaced = _outputs_of_another_run(out, ckpt)
         model.to(device)
         run.ema = build_ema(cfg, model)   # from the (resumed) weights, on the device
         if run.ema is not None and ckpt is not None and ckpt.ema_state() is not None:
@@ -397,11 +415,11 @@ class _Run:
         improved = score > self.best_acc
         self.best_acc = max(self.best_acc, score)
         self._save(out / LAST, epoch + 1, EpochStats())
-        if improved:
-            self._save(out / BEST, epoch + 1, EpochStats())
-        if cfg.save_every and (epoch + 1) % cfg.save_every == 0:   # kept: a later epoch never replaces it
-            self._save(out / epoch_checkpoint(epoch + 1), epoch + 1, EpochStats())
-        if self.comm.is_root:
+        if self.comm.is_root:   # best and the kept epochs are this last.npz: given its bytes, not serialised again
+            if improved:
+                copy_checkpoint(out / LAST, out / BEST)
+            if cfg.save_every and (epoch + 1) % cfg.save_every == 0:   # kept: a later epoch never replaces it
+                copy_checkpoint(out / LAST, out / epoch_checkpoint(epoch + 1))
             write_metrics_csv(out / METRICS_CSV, self.history)
             title = f"AlexNet {self.kwargs['variant']} on {self.dataset.name}"
             plot_curves(out / CURVES_PNG, self.history, title=title)
@@ -427,8 +445,20 @@ class _Run:
             save_checkpoint(path, self.model, self.optimizer, self._meta(epoch, stats), ema=self.ema)
             if path.name == LAST:
                 mark_latest(self.out, self.cfg.runs_name)   # runs/<name>/latest: the run saved last
+                self._remove_replaced()
         if path.name == LAST:
             self.saved = (path, epoch)
+
+    def _remove_replaced(self) -> None:
+        """The run this one --overwrite-s lost its last.npz just now: its other files go too, so that none
+        of them (an epoch_NNN.npz, a norms.png) is taken for this run's. Until then they were all kept: a run
+        that fails before its first checkpoint leaves the old run whole."""
+        gone = [path for path in self.replaced if path.name != LAST and path.exists()]
+        for path in gone:
+            path.unlink()
+        if gone:
+            self.log(f"overwrite: removed the replaced run's {', '.join(path.name for path in gone)}")
+        self.replaced = []
 
     def _meta(self, epoch: int, stats: EpochStats) -> dict:
         return {"epoch": epoch, "partial": stats.to_dict(), "model_kwargs": self.kwargs,

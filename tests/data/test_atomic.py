@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy
 import pytest
 
-from npalexnet.data.atomic import atomic_savez, atomic_write, atomic_write_text
+from npalexnet.data.atomic import atomic_link, atomic_savez, atomic_write, atomic_write_bytes, atomic_write_text
 
 
 def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
@@ -19,6 +19,39 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
         atomic_write(path, explode)
     assert path.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]
+
+
+@pytest.mark.parametrize("links", [True, False], ids=["hard-link", "no-links-copy"])
+def test_a_linked_name_keeps_the_bytes_when_the_source_is_replaced(tmp_path, monkeypatch, links):
+    """``atomic_link(last, best)``: best holds last's bytes (one inode where links exist, a copy where the file
+    system has none), replaces an older best whole, and keeps those bytes when last is written again."""
+    import os
+    last = atomic_write_bytes(tmp_path / "last.npz", b"epoch 1")
+    best = atomic_write_bytes(tmp_path / "best.npz", b"an older run")
+    if not links:
+        def no_links(*args, **kwargs):
+            raise OSError(18, "Invalid cross-device link")
+        monkeypatch.setattr(os, "link", no_links)
+    assert atomic_link(last, best) == best and best.read_bytes() == b"epoch 1"
+    assert os.path.samefile(last, best) is links
+    atomic_write_bytes(last, b"epoch 2")
+    assert (last.read_bytes(), best.read_bytes()) == (b"epoch 2", b"epoch 1")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.npz", "last.npz"]   # no temporaries
+
+
+def test_a_copy_that_does_not_fit_keeps_the_old_file(tmp_path, monkeypatch):
+    import os
+
+    from npalexnet.data import atomic
+    from tests.faults import fill_disk
+    last = atomic_write_bytes(tmp_path / "last.npz", b"x" * 1000)
+    best = atomic_write_bytes(tmp_path / "best.npz", b"old")
+    monkeypatch.setattr(os, "link", lambda *a, **k: (_ for _ in ()).throw(OSError(1, "Operation not permitted")))
+    fill_disk(monkeypatch, names=["best.npz"], after_bytes=10)
+    with pytest.raises(atomic.NoSpaceError, match=f"writing {best} \\(needs 1.0 kB"):
+        atomic_link(last, best)
+    assert best.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.npz", "last.npz"]
 
 
 def test_savez_round_trip(tmp_path):

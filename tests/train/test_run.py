@@ -212,6 +212,39 @@ def test_an_existing_run_is_not_overwritten(cifar_dir, tmp_path):
         log=lambda *a: None)
 
 
+def test_overwrite_replaces_the_whole_run_but_only_once_the_new_one_has_a_checkpoint(cifar_dir, tmp_path):
+    """--overwrite: a new run that fails before its first checkpoint leaves the old run whole; once it saves,
+    none of the old run's files (its kept epochs, its norms plot) is left to pass for the new run's."""
+    fit(_config(cifar_dir, tmp_path, save_every=1, log_grad_norms=True), log=lambda *a: None)
+    old = {path.name: path.read_bytes() for path in tmp_path.iterdir() if path.name not in ("log.txt", "config.json")}
+    assert {"epoch_001.npz", "epoch_002.npz", "norms.png", BEST, LAST} <= old.keys()
+    with pytest.raises(NonFiniteLossError, match="no checkpoint was written"), numpy.errstate(all="ignore"):
+        fit(_config(cifar_dir, tmp_path, overwrite=True, lr=1e6, schedule="constant"), log=lambda *a: None)
+    assert {name: (tmp_path / name).read_bytes() for name in old} == old
+    lines = []
+    fit(_config(cifar_dir, tmp_path, epochs=1, overwrite=True, schedule="constant"), log=lines.append)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [BEST, "config.json", "curves.png", LAST, "log.txt",
+                                                          "metrics.csv"]
+    assert ("overwrite: removed the replaced run's best.npz, curves.png, epoch_001.npz, epoch_002.npz, metrics.csv, "
+            "norms.png") in lines
+    assert load_checkpoint(tmp_path / BEST).meta["config"]["schedule"] == "constant"
+    assert len(read_metrics_csv(tmp_path / "metrics.csv")) == 1
+
+
+def test_best_and_kept_epochs_are_the_epochs_last_checkpoint_and_stay_so(cifar_dir, tmp_path):
+    """best.npz and epoch_NNN.npz are given the bytes of the epoch's last.npz (a hard link here, not a second
+    serialisation) and keep them when later epochs replace last.npz."""
+    import os
+    fit(_config(cifar_dir, tmp_path, epochs=1, save_every=1), log=lambda *a: None)
+    assert os.path.samefile(tmp_path / LAST, tmp_path / BEST)
+    assert os.path.samefile(tmp_path / LAST, tmp_path / "epoch_001.npz")
+    epoch_1 = (tmp_path / LAST).read_bytes()
+    fit(_config(cifar_dir, tmp_path, epochs=2, save_every=1, resume=True), log=lambda *a: None)
+    assert (tmp_path / "epoch_001.npz").read_bytes() == epoch_1
+    assert load_checkpoint(tmp_path / "epoch_002.npz").meta["epoch"] == 2
+    assert load_checkpoint(tmp_path / BEST).meta["epoch"] in (1, 2)
+
+
 def test_flat_imagefolder_on_the_paper_variant_and_predict(tmp_path):
     """ImageFolder without test/, computed normalisation, resize to 227, then top-k prediction."""
     data = write_imagefolder(tmp_path / "data", per_class=2, classes=("a", "b", "c"), size=24, split=False)
