@@ -237,10 +237,11 @@ def test_predict_takes_folders_in_batches(tmp_path):
 # ------------------------------------------------------------------ faults of the machine, produced for real
 @pytest.mark.slow
 def test_a_full_disk_ends_in_one_line_and_keeps_the_last_checkpoint(tmp_path):
-    """A real 12 MB tmpfs (root only): epoch 1's two checkpoints (4.5 MB each: the weights, the momentum and
-    the weights' average) fit, epoch 2's last.npz (written beside the old one, then renamed) does not."""
+    """A real 8 MB tmpfs (root only): epoch 1's checkpoint (4.5 MB: the weights, the momentum and the weights'
+    average; best.npz is a second name for it, no more bytes) fits, epoch 2's last.npz (written beside the old
+    one, then renamed) does not."""
     write_cifar_batches(tmp_path / "data", per_batch=12, test=10)
-    with small_filesystem(tmp_path / "disk", "12m") as disk:
+    with small_filesystem(tmp_path / "disk", "8m") as disk:
         proc = _run(TRAIN, "--data-dir", tmp_path / "data", "--out", disk / "run", "--epochs", "3", "--schedule",
                     "constant", *TINY, cwd=tmp_path)
         line = _one_line_error(proc)
