@@ -125,6 +125,15 @@ def fill_disk(monkeypatch, names=(), after_bytes: int = 0, log_txt: bool = False
         monkeypatch.setattr(runlog, "open", full_open, raising=False)
 
 
+def no_hard_links(monkeypatch, code: int = errno.EPERM) -> None:
+    """From now on ``os.link`` fails as on a file system without hard links (FAT answers EPERM; a link
+    across devices EXDEV), so that a second name for a file costs a copy."""
+    def refuse(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, "link", refuse)
+
+
 def temporary_files(folder: Path) -> list[str]:
     """What an interrupted atomic write would leave: ``.<name>.<random>.tmp`` files."""
     return sorted(p.name for p in Path(folder).rglob(".*.tmp"))

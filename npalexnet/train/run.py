@@ -144,13 +144,14 @@ def prepare_data(cfg: TrainConfig, log=print, build: bool = True):
 
 
 def _outputs_of_another_run(out: Path, ckpt) -> list[Path]:
-    """The files in ``out`` that a run writes (checkpoints, metrics, plots), when they are not the run that
-    ``ckpt`` continues (a new run, or a branch into an ``--out`` that held another run)."""
-    if ckpt is not None and Path(ckpt.path).resolve() == (out / LAST).resolve():
+    """The files in ``out`` that a run writes besides ``last.npz`` (which its first save replaces): the other
+    checkpoints, metrics and plots, when they are not the run that ``ckpt`` continues (a new run, or a branch
+    into an ``--out`` that held another run)."""
+    if not out.is_dir() or (ckpt is not None and Path(ckpt.path).resolve() == (out / LAST).resolve()):
         return []
-    names = {LAST, BEST, METRICS_CSV, CURVES_PNG, NORMS_PNG}
+    names = {BEST, METRICS_CSV, CURVES_PNG, NORMS_PNG}
     return sorted(path for path in out.iterdir()
-                  if path.is_file() and (path.name in names or path.match(EPOCH_CHECKPOINTS))) if out.is_dir() else []
+                  if path.is_file() and (path.name in names or path.match(EPOCH_CHECKPOINTS)))
 
 
 def _silent(*args, **kwargs) -> None:
@@ -374,7 +375,7 @@ class _Run:
                                             sam_radius=cfg.sam_radius(epoch))
                     self.partial = EpochStats()
                     if stats.interrupted:
-                        self._save(out / LAST, epoch, stats)
+                        self._save_last(epoch, stats)
                         raise self._interrupted(local_stop, f"at epoch {epoch + 1}, step {stats.steps}")
                     self._end_of_epoch(epoch, stats)
                     if stop():
@@ -414,7 +415,7 @@ class _Run:
         self.history.append(row)
         improved = score > self.best_acc
         self.best_acc = max(self.best_acc, score)
-        self._save(out / LAST, epoch + 1, EpochStats())
+        self._save_last(epoch + 1, EpochStats())
         if self.comm.is_root:   # best and the kept epochs are this last.npz: given its bytes, not serialised again
             if improved:
                 copy_checkpoint(out / LAST, out / BEST)
@@ -438,22 +439,22 @@ class _Run:
         if cfg.paper_mode:
             self.log(self.train_loader.timing.describe())
 
-    def _save(self, path: Path, epoch: int, stats: EpochStats) -> None:
+    def _save_last(self, epoch: int, stats: EpochStats) -> None:
+        """Write ``last.npz`` (the one checkpoint serialised; best.npz and the kept epochs are linked to it)."""
         if not _is_finite_model(self.model):   # never replace a good checkpoint with NaN weights
             raise NonFiniteLossError(f"the weights became NaN or infinite during epoch {epoch + 1}")
+        path = self.out / LAST
         if self.comm.is_root:
             save_checkpoint(path, self.model, self.optimizer, self._meta(epoch, stats), ema=self.ema)
-            if path.name == LAST:
-                mark_latest(self.out, self.cfg.runs_name)   # runs/<name>/latest: the run saved last
-                self._remove_replaced()
-        if path.name == LAST:
-            self.saved = (path, epoch)
+            mark_latest(self.out, self.cfg.runs_name)   # runs/<name>/latest: the run saved last
+            self._remove_replaced()
+        self.saved = (path, epoch)
 
     def _remove_replaced(self) -> None:
         """The run this one --overwrite-s lost its last.npz just now: its other files go too, so that none
         of them (an epoch_NNN.npz, a norms.png) is taken for this run's. Until then they were all kept: a run
         that fails before its first checkpoint leaves the old run whole."""
-        gone = [path for path in self.replaced if path.name != LAST and path.exists()]
+        gone = [path for path in self.replaced if path.exists()]
         for path in gone:
             path.unlink()
         if gone:

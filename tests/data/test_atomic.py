@@ -25,13 +25,14 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
 def test_a_linked_name_keeps_the_bytes_when_the_source_is_replaced(tmp_path, monkeypatch, links):
     """``atomic_link(last, best)``: best holds last's bytes (one inode where links exist, a copy where the file
     system has none), replaces an older best whole, and keeps those bytes when last is written again."""
+    import errno
     import os
+
+    from tests.faults import no_hard_links
     last = atomic_write_bytes(tmp_path / "last.npz", b"epoch 1")
     best = atomic_write_bytes(tmp_path / "best.npz", b"an older run")
     if not links:
-        def no_links(*args, **kwargs):
-            raise OSError(18, "Invalid cross-device link")
-        monkeypatch.setattr(os, "link", no_links)
+        no_hard_links(monkeypatch, errno.EXDEV)
     assert atomic_link(last, best) == best and best.read_bytes() == b"epoch 1"
     assert os.path.samefile(last, best) is links
     atomic_write_bytes(last, b"epoch 2")
@@ -40,13 +41,11 @@ def test_a_linked_name_keeps_the_bytes_when_the_source_is_replaced(tmp_path, mon
 
 
 def test_a_copy_that_does_not_fit_keeps_the_old_file(tmp_path, monkeypatch):
-    import os
-
     from npalexnet.data import atomic
-    from tests.faults import fill_disk
+    from tests.faults import fill_disk, no_hard_links
     last = atomic_write_bytes(tmp_path / "last.npz", b"x" * 1000)
     best = atomic_write_bytes(tmp_path / "best.npz", b"old")
-    monkeypatch.setattr(os, "link", lambda *a, **k: (_ for _ in ()).throw(OSError(1, "Operation not permitted")))
+    no_hard_links(monkeypatch)
     fill_disk(monkeypatch, names=["best.npz"], after_bytes=10)
     with pytest.raises(atomic.NoSpaceError, match=f"writing {best} \\(needs 1.0 kB"):
         atomic_link(last, best)

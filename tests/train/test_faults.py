@@ -7,7 +7,6 @@ writes; a real full tmpfs and a real file-size limit run through the script in t
 from __future__ import annotations
 
 import errno
-import os
 import re
 
 import numpy
@@ -19,7 +18,7 @@ from npalexnet.train import run as run_module
 from npalexnet.train.faults import RunError, check_writable, is_out_of_memory
 from npalexnet.train.history import read_metrics_csv
 from tests.fakedata import write_imagefolder
-from tests.faults import IS_ROOT, fill_disk, read_only_folder, temporary_files
+from tests.faults import IS_ROOT, fill_disk, no_hard_links, read_only_folder, temporary_files
 
 from .test_run import _config
 
@@ -43,10 +42,6 @@ def _fail_from_epoch(monkeypatch, epoch: int, exc: BaseException, where: str = "
 
 
 # --------------------------------------------------------------------------- no space left
-def _no_hard_links(*args, **kwargs):
-    raise OSError(errno.EPERM, "Operation not permitted")   # what FAT or some network file systems answer
-
-
 #: (file, the epoch whose write of it fails, the epoch of the last.npz kept, rows left in metrics.csv)
 FULL_DISK_CASES = [("last.npz", 2, 1, 1), ("best.npz", 1, 1, 0), ("metrics.csv", 2, 2, 1), ("curves.png", 2, 2, 2)]
 
@@ -61,7 +56,7 @@ def test_a_full_disk_names_the_file_and_keeps_the_last_checkpoint(cifar_dir, tmp
         if epoch + 1 == failing_epoch:
             fill_disk(monkeypatch, names=[name], after_bytes=100)
             if name == "best.npz":   # a link to last.npz takes no room: a file system without hard links copies
-                monkeypatch.setattr(os, "link", _no_hard_links)
+                no_hard_links(monkeypatch)
         return real_end(self, epoch, stats)
 
     monkeypatch.setattr(run_module._Run, "_end_of_epoch", end_of_epoch)
