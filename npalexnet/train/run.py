@@ -143,11 +143,21 @@ def prepare_data(cfg: TrainConfig, log=print, build: bool = True):
     return dataset, train, val
 
 
+def _continues(out: Path, ckpt) -> bool:
+    """Whether ``ckpt`` is the run in ``out`` (its ``last.npz``): a resume, not a new run or a branch."""
+    return ckpt is not None and Path(ckpt.path).resolve() == (out / LAST).resolve()
+
+
+def _holds_another_run(out: Path, ckpt) -> bool:
+    """Whether ``out`` holds a run (its ``last.npz``) that this one replaces (``--overwrite``)."""
+    return (out / LAST).is_file() and not _continues(out, ckpt)
+
+
 def _outputs_of_another_run(out: Path, ckpt) -> list[Path]:
-    """The files in ``out`` that a run writes besides ``last.npz`` (which its first save replaces): the other
-    checkpoints, metrics and plots, when they are not the run that ``ckpt`` continues (a new run, or a branch
-    into an ``--out`` that held another run)."""
-    if not out.is_dir() or (ckpt is not None and Path(ckpt.path).resolve() == (out / LAST).resolve()):
+    """The files in ``out`` that a run writes besides ``last.npz`` (which its first save replaces) and
+    ``config.json`` (rewritten then): the other checkpoints, metrics and plots, when they are not the run that
+    ``ckpt`` continues (a new run, or a branch into an ``--out`` that held another run)."""
+    if not out.is_dir() or _continues(out, ckpt):
         return []
     names = {BEST, METRICS_CSV, CURVES_PNG, NORMS_PNG}
     return sorted(path for path in out.iterdir()
@@ -181,7 +191,8 @@ def _open_run(cfg: TrainConfig, log, command, given):
     if cfg.cache_dir is not None:
         check_writable(cfg.cache_dir, "--cache-dir")
     cfg = dataclasses.replace(cfg, out=str(out))
-    write_config_json(out, cfg, command)
+    if not _holds_another_run(out, ckpt):   # else with this run's first checkpoint (_Run._replace_other_run)
+        write_config_json(out, cfg, command)
     return ckpt, cfg
 
 
@@ -267,6 +278,7 @@ class _Run:
     saved: tuple | None = None     # (path, epoch) of the newest checkpoint on disk that this run can go on from
     replaced: list = dataclasses.field(default_factory=list)   # another run's files in out (--overwrite), removed
                                                               # when this run's first last.npz replaces that run's
+    pending_config: dict | None = None   # write_config_json's arguments, held back while out holds another run
     phase: str = "setting up"      # what the run is doing (for an out-of-memory message)
 
     # ------------------------------------------------------------------ opening
@@ -313,6 +325,8 @@ class _Run:
             run._resume_from(ckpt)
         if cfg.overwrite and comm.is_root:
             run.replaced = _outputs_of_another_run(out, ckpt)
+            if _holds_another_run(out, ckpt):   # its config.json stays beside its checkpoints until then
+                run.pending_config = {"command": command, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
         model.to(device)
         run.ema = build_ema(cfg, model)   # from the (resumed) weights, on the device
         if run.ema is not None and ckpt is not None and ckpt.ema_state() is not None:
@@ -447,13 +461,16 @@ class _Run:
         if self.comm.is_root:
             save_checkpoint(path, self.model, self.optimizer, self._meta(epoch, stats), ema=self.ema)
             mark_latest(self.out, self.cfg.runs_name)   # runs/<name>/latest: the run saved last
-            self._remove_replaced()
+            self._replace_other_run()
         self.saved = (path, epoch)
 
-    def _remove_replaced(self) -> None:
-        """The run this one --overwrite-s lost its last.npz just now: its other files go too, so that none
-        of them (an epoch_NNN.npz, a norms.png) is taken for this run's. Until then they were all kept: a run
-        that fails before its first checkpoint leaves the old run whole."""
+    def _replace_other_run(self) -> None:
+        """The run this one --overwrite-s lost its last.npz just now: its config.json is rewritten and its
+        other files go, so that none of them (an epoch_NNN.npz, a norms.png) is taken for this run's. Until
+        then they were all kept: a run that fails before its first checkpoint leaves the old run whole."""
+        if self.pending_config is not None:
+            write_config_json(self.out, self.cfg, **self.pending_config)
+            self.pending_config = None
         gone = [path for path in self.replaced if path.exists()]
         for path in gone:
             path.unlink()

@@ -106,7 +106,10 @@ def resolve_run(resume, out, name: str, overwrite: bool = False) -> tuple[Path |
         return _checkpoint_in(folder), folder
     path = Path(resume)
     if path.is_dir():
-        return _checkpoint_in(path), explicit or path
+        ckpt = _checkpoint_in(path)
+        if explicit is not None:   # continued into another --out: never over a run there
+            guard_existing_run(explicit, overwrite, keep=ckpt)
+        return ckpt, explicit or path
     if path.is_file():
         if explicit is not None:
             guard_existing_run(explicit, overwrite, keep=path)

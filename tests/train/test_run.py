@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy
 import pytest
 
@@ -216,8 +218,8 @@ def test_overwrite_replaces_the_whole_run_but_only_once_the_new_one_has_a_checkp
     """--overwrite: a new run that fails before its first checkpoint leaves the old run whole; once it saves,
     none of the old run's files (its kept epochs, its norms plot) is left to pass for the new run's."""
     fit(_config(cifar_dir, tmp_path, save_every=1, log_grad_norms=True), log=lambda *a: None)
-    old = {path.name: path.read_bytes() for path in tmp_path.iterdir() if path.name not in ("log.txt", "config.json")}
-    assert {"epoch_001.npz", "epoch_002.npz", "norms.png", BEST, LAST} <= old.keys()
+    old = {path.name: path.read_bytes() for path in tmp_path.iterdir() if path.name != "log.txt"}
+    assert {"epoch_001.npz", "epoch_002.npz", "norms.png", "config.json", BEST, LAST} <= old.keys()
     with pytest.raises(NonFiniteLossError, match="no checkpoint was written"), numpy.errstate(all="ignore"):
         fit(_config(cifar_dir, tmp_path, overwrite=True, lr=1e6, schedule="constant"), log=lambda *a: None)
     assert {name: (tmp_path / name).read_bytes() for name in old} == old
@@ -228,6 +230,7 @@ def test_overwrite_replaces_the_whole_run_but_only_once_the_new_one_has_a_checkp
     assert ("overwrite: removed the replaced run's best.npz, curves.png, epoch_001.npz, epoch_002.npz, metrics.csv, "
             "norms.png") in lines
     assert load_checkpoint(tmp_path / BEST).meta["config"]["schedule"] == "constant"
+    assert json.loads((tmp_path / "config.json").read_text())["config"]["schedule"] == "constant"
     assert len(read_metrics_csv(tmp_path / "metrics.csv")) == 1
 
 

@@ -87,6 +87,11 @@ def test_resume_takes_a_folder_or_a_checkpoint_file(tmp_path, monkeypatch):
     assert ckpt == run / "best.npz" and out != run and out.parent == runs_base("cifar10")
     with pytest.raises(CheckpointError, match=r"already holds a run"):   # ...and never over another run
         resolve_run(str(run / "best.npz"), str(run), "cifar10")
+    other = _run_with_checkpoint(tmp_path / "other")   # a folder continued into another run's --out: the same
+    with pytest.raises(CheckpointError, match=rf"{other} already holds a run"):
+        resolve_run(str(run), str(other), "cifar10")
+    assert resolve_run(str(run), str(other), "cifar10", overwrite=True) == (run / "last.npz", other)
+    assert resolve_run(str(run), str(run), "cifar10") == (run / "last.npz", run)   # its own folder: a resume
 
 
 def test_resume_points_at_nothing(tmp_path):
