@@ -80,7 +80,7 @@ from .interrupt import SIGNALS, GracefulInterrupt, exit_status
 from .loop import EpochStats, train_one_epoch
 from .protocol import Protocol, score_line, weights_name
 from .resume import merge_resumed, option_name
-from .runlog import RunLog, write_config_json
+from .runlog import RunLog, config_record, write_config_json
 from .runs import mark_latest, resolve_run
 from .step import NonFiniteLossError
 
@@ -169,7 +169,8 @@ def _silent(*args, **kwargs) -> None:
 
 
 def _open_run(cfg: TrainConfig, log, command, given):
-    """The run's folder (named first), the checkpoint to resume from (or None) and the run's configuration.
+    """The run's folder (named first), the checkpoint to resume from (or None), the run's configuration and
+    its ``config.json`` record when that waits for the first checkpoint (else None: written here).
 
     Everything that can fail without costing training time fails here: no checkpoint where
     ``--resume`` points, a recipe changed on resume, an unwritable ``--out`` or ``--cache-dir``.
@@ -191,9 +192,11 @@ def _open_run(cfg: TrainConfig, log, command, given):
     if cfg.cache_dir is not None:
         check_writable(cfg.cache_dir, "--cache-dir")
     cfg = dataclasses.replace(cfg, out=str(out))
-    if not _holds_another_run(out, ckpt):   # else with this run's first checkpoint (_Run._replace_other_run)
-        write_config_json(out, cfg, command)
-    return ckpt, cfg
+    record = config_record(cfg, command)
+    if _holds_another_run(out, ckpt):   # --overwrite: its config.json stays beside its checkpoints until this
+        return ckpt, cfg, record        # run's first one (_Run._replace_other_run)
+    write_config_json(out, record)
+    return ckpt, cfg, None
 
 
 def _check_same_run(comm, cfg: TrainConfig) -> None:
@@ -278,7 +281,7 @@ class _Run:
     saved: tuple | None = None     # (path, epoch) of the newest checkpoint on disk that this run can go on from
     replaced: list = dataclasses.field(default_factory=list)   # another run's files in out (--overwrite), removed
                                                               # when this run's first last.npz replaces that run's
-    pending_config: dict | None = None   # write_config_json's arguments, held back while out holds another run
+    pending_config: dict | None = None   # the config.json record, held back while out holds another run
     phase: str = "setting up"      # what the run is doing (for an out-of-memory message)
 
     # ------------------------------------------------------------------ opening
@@ -291,7 +294,7 @@ class _Run:
         log = log if comm.is_root else _silent
         if parallel_run:
             _check_same_run(comm, cfg)
-        ckpt, cfg = distributed.on_root(comm, _open_run, cfg, log, command, given)
+        ckpt, cfg, pending_config = distributed.on_root(comm, _open_run, cfg, log, command, given)
         out = Path(cfg.out)
         device = backend.resolve_device(cfg.device)
         # Paper mode: rank 0 decodes the stores, the others only open them (nothing is decoded twice).
@@ -323,10 +326,9 @@ class _Run:
                   protocol=pipeline.protocol(cfg, preprocess, final=True))
         if ckpt is not None:
             run._resume_from(ckpt)
+        run.pending_config = pending_config
         if cfg.overwrite and comm.is_root:
             run.replaced = _outputs_of_another_run(out, ckpt)
-            if _holds_another_run(out, ckpt):   # its config.json stays beside its checkpoints until then
-                run.pending_config = {"command": command, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
         model.to(device)
         run.ema = build_ema(cfg, model)   # from the (resumed) weights, on the device
         if run.ema is not None and ckpt is not None and ckpt.ema_state() is not None:
@@ -469,7 +471,7 @@ class _Run:
         other files go, so that none of them (an epoch_NNN.npz, a norms.png) is taken for this run's. Until
         then they were all kept: a run that fails before its first checkpoint leaves the old run whole."""
         if self.pending_config is not None:
-            write_config_json(self.out, self.cfg, **self.pending_config)
+            write_config_json(self.out, self.pending_config)
             self.pending_config = None
         gone = [path for path in self.replaced if path.exists()]
         for path in gone:

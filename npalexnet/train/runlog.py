@@ -82,11 +82,15 @@ class RunLog:
                 file.close()
 
 
-def write_config_json(folder, cfg: TrainConfig, command: list[str] | None, started: str | None = None) -> Path:
-    """``folder/config.json``: the package version, the command line, when the run started (default: now)
-    and every option of the run."""
-    record = {"npalexnet": __version__, "command": command, "started": started or time.strftime("%Y-%m-%dT%H:%M:%S"),
-              "config": cfg.to_dict()}
+def config_record(cfg: TrainConfig, command: list[str] | None) -> dict:
+    """What ``config.json`` holds: the package version, the command line, when the run started (now) and
+    every option of the run."""
+    return {"npalexnet": __version__, "command": command, "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "config": cfg.to_dict()}
+
+
+def write_config_json(folder, record: dict) -> Path:
+    """``folder/config.json`` from a :func:`config_record`."""
     return atomic_write_text(Path(folder) / CONFIG_JSON, json.dumps(record, indent=2) + "\n")
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from npalexnet import __version__
 from npalexnet.train import TrainConfig
-from npalexnet.train.runlog import ConfigFileError, RunLog, read_config_file, write_config_json
+from npalexnet.train.runlog import ConfigFileError, RunLog, config_record, read_config_file, write_config_json
 
 STAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d  "
 
@@ -40,7 +40,7 @@ def test_a_resumed_run_appends_to_its_log(tmp_path):
 
 def test_config_json_holds_the_recipe_the_command_and_the_version(tmp_path):
     cfg = TrainConfig(lr=0.1, out=str(tmp_path))
-    write_config_json(tmp_path, cfg, ["train_cifar10.py", "--lr", "0.1"])
+    write_config_json(tmp_path, config_record(cfg, ["train_cifar10.py", "--lr", "0.1"]))
     record = json.loads((tmp_path / "config.json").read_text())
     assert record["npalexnet"] == __version__ and record["command"] == ["train_cifar10.py", "--lr", "0.1"]
     assert record["config"] == cfg.to_dict() and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", record["started"])
@@ -49,7 +49,7 @@ def test_config_json_holds_the_recipe_the_command_and_the_version(tmp_path):
 def test_a_runs_config_json_starts_a_new_run_elsewhere(tmp_path):
     cfg = TrainConfig(lr=0.1, epochs=3, out=str(tmp_path / "old"), resume="last", override=True, test=False,
                       progress=False, distributed=True)
-    write_config_json(tmp_path, cfg, None)
+    write_config_json(tmp_path, config_record(cfg, None))
     options = read_config_file(tmp_path / "config.json")
     assert options["lr"] == 0.1 and options["epochs"] == 3
     # where the old run was and how that invocation ran, not what the run was
