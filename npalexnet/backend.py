@@ -140,8 +140,15 @@ def xp_for(device: str):
 
 
 def device_of(array) -> str:
-    """``"cuda"`` for a CuPy array, ``"cpu"`` otherwise."""
-    return "cuda" if is_cupy_array(array) else "cpu"
+    """``"cuda"`` for a CuPy array, ``"cpu"`` otherwise.
+
+    An array described by shape alone (``kernels.Probe``, for ``summary`` and
+    ``describe``) names its device as the string ``"cpu"`` or ``"cuda"``.
+    """
+    if is_cupy_array(array):
+        return "cuda"
+    device = getattr(array, "device", None)
+    return "cuda" if isinstance(device, str) and device == "cuda" else "cpu"
 
 
 def to_device(array, device: str):

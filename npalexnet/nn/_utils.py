@@ -41,7 +41,7 @@ def check_window_fits(module, x, kernel, padding) -> None:
 
 def check_matches_params(module, x, param) -> None:
     """The input must have the parameters' dtype and live on their device."""
-    if backend.get_array_module(x) is not backend.get_array_module(param.data):
+    if backend.device_of(x) != backend.device_of(param.data):
         raise TypeError(f"{module!r}: input is on {backend.device_of(x)} but the parameters are on "
                         f"{backend.device_of(param.data)}; move one with .to(device)")
     if x.dtype != param.data.dtype:

@@ -70,6 +70,9 @@ def mpirun(arguments, timeout: float = 120, env_extra: dict | None = None, cwd=R
     """``mpiexec *arguments`` (one BLAS thread per rank) with a hard timeout; returns (result, seconds)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
                OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", NPALEXNET_DEVICE="cpu")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        # Open MPI refuses to start as root unless told twice; GPU machines and containers often run as root.
+        env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     env.update(env_extra or {})
     command = [mpiexec(), *map(str, arguments)]
     start = time.perf_counter()

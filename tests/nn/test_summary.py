@@ -6,7 +6,7 @@ import numpy
 import pytest
 import torch
 
-from npalexnet import nn
+from npalexnet import kernels, nn
 from npalexnet.gradcheck.torch_twin import to_torch
 from npalexnet.models import INPUT_SIZE, alexnet
 from npalexnet.nn.summary import layer_rows, summary
@@ -95,3 +95,21 @@ def test_unknown_layer_falls_back_to_a_forward_pass():
 def test_bad_input_shape_names_the_layer():
     with pytest.raises(ValueError, match="Conv2d"):
         alexnet("cifar").summary((1, 32, 32))
+
+
+def test_a_probe_on_another_device_than_the_parameters_is_refused_with_both_devices_named():
+    conv = nn.Conv2d(3, 8, 3)
+    conv.check_input(kernels.Probe((2, 3, 8, 8), "float32", "cpu"))
+    with pytest.raises(TypeError, match="input is on cuda but the parameters are on cpu"):
+        conv.check_input(kernels.Probe((2, 3, 8, 8), "float32", "cuda"))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("variant", ["cifar", "paper"])
+def test_summary_of_a_model_on_the_gpu_describes_the_gpu_implementations(variant):
+    model = alexnet(variant).to("cuda")
+    size = INPUT_SIZE[variant]
+    rows = layer_rows(model, (128, 3, size, size))
+    cpu_rows = layer_rows(alexnet(variant), (128, 3, size, size))
+    assert [(r.name, r.output_shape, r.macs) for r in rows] == [(r.name, r.output_shape, r.macs) for r in cpu_rows]
+    assert "Conv2d" in model.summary((128, 3, size, size))

@@ -337,6 +337,36 @@ def test_validation_evaluate_and_prediction_score_the_weight_average(cifar_dir, 
     assert any(not numpy.array_equal(ckpt.model[k], ckpt.ema[k]) for k in ckpt.model)
 
 
+@pytest.mark.gpu
+def test_a_run_on_the_gpu_is_the_same_run_as_on_the_cpu_and_its_checkpoint_reads_anywhere(cifar_dir, tmp_path):
+    """One random scheme on both devices draws the same weights, order, crops, flips and dropout masks,
+    so a run with ``--device cuda`` differs from the CPU run by float32 rounding alone; its checkpoint
+    holds host arrays, so prediction and evaluation on the CPU read it as they read a CPU run's."""
+    from npalexnet.train.evaluate_only import evaluate_checkpoint
+    cpu_lines, gpu_lines = [], []
+    cpu = fit(_config(cifar_dir, tmp_path / "cpu", ema=0.5), log=cpu_lines.append)
+    gpu = fit(_config(cifar_dir, tmp_path / "cuda", ema=0.5, device="cuda"), log=gpu_lines.append)
+    assert any("Conv2d" in line for line in gpu_lines)           # the model summary, probed on the GPU
+    for a, b in zip(read_metrics_csv(tmp_path / "cpu" / "metrics.csv"),
+                    read_metrics_csv(tmp_path / "cuda" / "metrics.csv"), strict=True):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4), (a, b)
+        assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-4), (a, b)
+    assert gpu.test_accuracy == pytest.approx(cpu.test_accuracy, abs=0.1)
+    cpu_ckpt, gpu_ckpt = load_checkpoint(tmp_path / "cpu" / LAST), load_checkpoint(tmp_path / "cuda" / LAST)
+    for name, value in cpu_ckpt.model.items():
+        assert isinstance(gpu_ckpt.model[name], numpy.ndarray), name
+        scale = float(numpy.abs(value).max()) or 1.0
+        numpy.testing.assert_allclose(gpu_ckpt.model[name], value, rtol=0, atol=1e-4 * scale, err_msg=name)
+    images = numpy.random.default_rng(0).integers(0, 256, (4, 3, 32, 32), dtype=numpy.uint8)
+    on_gpu = Predictor.from_checkpoint(tmp_path / "cuda" / LAST, device="cuda").probabilities(images)
+    on_cpu = Predictor.from_checkpoint(tmp_path / "cuda" / LAST, device="cpu").probabilities(images)
+    assert isinstance(on_gpu, numpy.ndarray)
+    numpy.testing.assert_allclose(on_gpu, on_cpu, rtol=0, atol=1e-5)
+    again = []
+    evaluate_checkpoint(tmp_path / "cuda" / LAST, log=again.append)
+    assert again[-1].startswith("test accuracy: ")
+
+
 @pytest.mark.parametrize("val_fraction, column, what", [(0.2, "val_acc", "validation"), (0.0, "train_acc", "training")])
 def test_best_checkpoint_is_the_epoch_of_the_best_validation_else_training_accuracy(cifar_dir, tmp_path, val_fraction,
                                                                                     column, what):
