@@ -10,7 +10,7 @@ setting            default      meaning                                         
 ``fast_paths``     True         False: every layer runs its reference code in nn/       ``NPALEXNET_FAST_PATHS``
 ``numba``          True         the numba CPU kernels (when numba imports)              ``NPALEXNET_NUMBA``
 ``conv``           ``"auto"``   convolution algorithm: auto, im2col or winograd         ``NPALEXNET_CONV``
-``cuda_kernels``   False        the hand-written CUDA kernels (unproven on a GPU)       ``NPALEXNET_CUDA_KERNELS``
+``cuda_kernels``   True         the hand-written CUDA kernels (CuPy arrays only)        ``NPALEXNET_CUDA_KERNELS``
 ``buffer_pool``    False        recycle large arrays between steps (training on)        ``NPALEXNET_BUFFER_POOL``
 ``device``         ``"auto"``   the default device: auto, cpu or cuda                   ``NPALEXNET_DEVICE``
 ``grad_enabled``   True         False inside :func:`npalexnet.no_grad`                   (none)
@@ -52,7 +52,7 @@ class Settings:
     fast_paths: bool = True
     numba: bool = True
     conv: str = "auto"
-    cuda_kernels: bool = False
+    cuda_kernels: bool = True
     buffer_pool: bool = False
     device: str = "auto"
     grad_enabled: bool = True

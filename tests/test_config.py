@@ -12,13 +12,14 @@ from npalexnet import config
 def test_the_defaults():
     s = config.Settings()
     assert (s.fast_paths, s.numba, s.conv, s.cuda_kernels, s.buffer_pool, s.device, s.grad_enabled) == \
-        (True, True, "auto", False, False, "auto", True)
+        (True, True, "auto", True, False, "auto", True)
 
 
 @pytest.mark.parametrize("environ, expected", [
     ({"NPALEXNET_NUMBA": "0"}, {"numba": False}),
     ({"NPALEXNET_NUMBA": " Off "}, {"numba": False}),
     ({"NPALEXNET_CUDA_KERNELS": "yes"}, {"cuda_kernels": True}),
+    ({"NPALEXNET_CUDA_KERNELS": "0"}, {"cuda_kernels": False}),
     ({"NPALEXNET_CONV": "Winograd"}, {"conv": "winograd"}),
     ({"NPALEXNET_DEVICE": "cuda:1"}, {"device": "cuda:1"}),
     ({"NPALEXNET_FAST_PATHS": "false", "NPALEXNET_BUFFER_POOL": "1"}, {"fast_paths": False, "buffer_pool": True}),

@@ -1,13 +1,14 @@
 """The GPU implementations of the seams: the hand-written CUDA kernels of :mod:`.cuda_kernels`.
 
 They apply to CuPy float32/float64 arrays when the ``cuda_kernels`` setting
-is on (:mod:`npalexnet.config`, ``NPALEXNET_CUDA_KERNELS=1``). The setting is
-**off by default and the kernels are unproven**: until a run on a real GPU
-has held them to the layers' reference code (``bash benchmarks/gpu_all.sh``),
-CuPy runs the layers' own array code, which the CPU tests cover. Their CUDA
-source is compiled as C++ and run on the CPU by the tests
+is on (:mod:`npalexnet.config`; the default; ``NPALEXNET_CUDA_KERNELS=0``
+switches them off, and CuPy then runs the layers' own array code). They are
+on because a real GPU held them to that code (every gpu-marked test with the
+setting on and off) and they paid there (benchmarks/RESULTS.md, GPU section,
+measured with ``bash benchmarks/gpu_all.sh``). Their CUDA source is also
+compiled as C++ and run on the CPU by the tests
 (tests/kernels/cuda_emulator.py), which is how their index arithmetic is
-checked without a GPU.
+checked on machines without a GPU.
 """
 
 from __future__ import annotations

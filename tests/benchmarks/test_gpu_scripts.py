@@ -112,7 +112,7 @@ def test_summary_of_a_run(tmp_path):
     """The table the session copies into RESULTS.md, from the files gpu_all.sh writes."""
     (tmp_path / "tests_off.txt").write_text("$ pytest ...\n" + "=" * 10 + " 1225 passed in 95.2s " + "=" * 10 + "\n")
     (tmp_path / "tests_on.txt").write_text("FAILED tests/x.py::test_y - TypeError\n1 failed, 1224 passed in 99.0s\n")
-    versions = {"npalexnet": {"gpu": "NVIDIA H200", "cupy": "14.2.0", "cuda_kernels": False, "conv": "auto"},
+    versions = {"npalexnet": {"gpu": "NVIDIA H200", "cupy": "14.2.0", "cuda_kernels": True, "conv": "auto"},
                 "pytorch": {"torch": "2.11.0", "cudnn": 91000}}
     bench = {"net": "cifar", "batch": 128, "tf32": False, "versions": versions,
              "train": {"npalexnet": {"images_per_s": 9000.0}, "pytorch": {"images_per_s": 10000.0}, "ratio": 0.9},
@@ -129,7 +129,7 @@ def test_summary_of_a_run(tmp_path):
     text = load("gpu_summary").summary(tmp_path)
     assert "tests, CUDA kernels off: 1225 passed in 95.2s" in text
     assert "1 failed, 1224 passed in 99.0s" in text and "FAILED tests/x.py::test_y" in text
-    row = "| cifar, 128 | off | off | auto | 9000 / 10000 | 0.90x (not met: 1.0x) | 1.10x | 300 / 250 (1.20x) |"
+    row = "| cifar, 128 | off | on | auto | 9000 / 10000 | 0.90x (not met: 1.0x) | 1.10x | 300 / 250 (1.20x) |"
     assert row in text
     assert "0.60x (met: 0.5x)" in text
     assert "x4.00" in text and "GPU: test accuracy: 25.10%" in text

@@ -534,11 +534,6 @@ def test_whole_model_on_the_gpu_kernels_on_and_off_agree(variant, size, dtype):
 # The switch (runs everywhere)
 # ----------------------------------------------------------------------------
 
-def test_off_by_default_and_marked_unproven():
-    assert config.Settings().cuda_kernels is False
-    assert "unproven" in cuda_layers.__doc__
-
-
 def test_numpy_arrays_never_run_the_cuda_kernels(monkeypatch):
     """Switched on, NumPy arrays still take the NumPy paths (no CUDA implementation applies)."""
     class Refuse:
