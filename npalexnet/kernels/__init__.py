@@ -18,7 +18,7 @@ lrn           CUDA kernels; numba kernels                                      c
 relu          CUDA kernel; numba one-pass kernel                                cuda_kernels; numba
 dropout       CUDA fused mask-and-scale                                         cuda_kernels
 linear        y^T = W x^T into recycled memory (NumPy; OpenBLAS's fast order)  fast_paths
-sgd           numba fused update (NumPy)                                        numba
+sgd           CUDA fused update (CuPy); numba fused update (NumPy)              cuda_kernels; numba
 ============  ===============================================================  =======================
 
 ``config.reference()`` (``fast_paths=False``) turns them all off.

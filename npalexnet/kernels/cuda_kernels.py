@@ -277,6 +277,14 @@ ELEMENTWISE = {
     "npa_relu_fwd": ("T x", "T y, bool m", "m = x > (T)0; y = x * (T)m;"),
     # Dropout (forward and backward): y = a * m * (1 / (1 - p)), as (a * m) * scale.
     "npa_mask_scale": ("T a, bool m, T scale", "T y", "y = a * (T)m * scale;"),
+    # torch.optim.SGD's update, p and buf read and written in place, the reference's float operations
+    # per element in its order (npalexnet.optim.SGD.update; keep = 1 - dampening). Without momentum:
+    "npa_sgd": ("T g, T lr, T wd", "T p", "T d = wd != (T)0 ? g + wd * p : g; p = p - lr * d;"),
+    # With momentum (first: the buffer starts as d, as torch's does):
+    "npa_sgd_momentum": ("T g, T lr, T mu, T wd, T keep, bool nesterov, bool first", "T p, T buf",
+                         "T d = wd != (T)0 ? g + wd * p : g; "
+                         "T b = first ? d : (keep != (T)1 ? buf * mu + keep * d : buf * mu + d); "
+                         "buf = b; d = nesterov ? d + mu * b : b; p = p - lr * d;"),
 }
 
 BLOCK = 256
@@ -528,6 +536,21 @@ def relu_forward(x):
     (_, y), (_, mask) = (_empty_in_order(xp, x.shape, dtype, cn_order) for dtype in (x.dtype, numpy.bool_))
     launcher.elementwise("npa_relu_fwd", x, y, mask)
     return y, mask
+
+
+def sgd_update(param, grad, buf, lr, momentum, weight_decay, dampening, nesterov, first):
+    """One SGD step on ``param`` (and its momentum buffer ``buf``) in place, in one pass: as
+    :meth:`npalexnet.optim.SGD.update` (``buf`` is unused, and may be None, when momentum is 0;
+    ``first``: the buffer's first step, which sets it to the decayed gradient)."""
+    t = numpy.dtype(_scalar_name(param)).type
+    if grad.dtype != param.dtype or grad.shape != param.shape:
+        raise ValueError(f"sgd_update: gradient {tuple(grad.shape)} {grad.dtype} for a parameter "
+                         f"{tuple(param.shape)} {param.dtype}")
+    if momentum == 0:
+        launcher.elementwise("npa_sgd", grad, t(lr), t(weight_decay), param)
+    else:
+        launcher.elementwise("npa_sgd_momentum", grad, t(lr), t(momentum), t(weight_decay), t(1.0 - dampening),
+                             numpy.bool_(nesterov), numpy.bool_(first), param, buf)
 
 
 def mask_scale(a, mask, scale):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from . import cuda_kernels
 from .im2col_conv import Im2colConv
-from .seam import Implementation, on_gpu, register
+from .seam import Implementation, Probe, on_gpu, register
 
 
 def _on_gpu_float(x) -> bool:
@@ -107,5 +107,26 @@ class CudaDropout(_CudaImplementation):
         return cuda_kernels.mask_scale(grad_out, state, 1.0 / (1.0 - layer.p))
 
 
-for _implementation in (CUDA_IM2COL_CONV, CudaMaxPool(), CudaLRN(), CudaReLU(), CudaDropout()):
+class CudaSGD(Implementation):
+    """torch.optim.SGD's update in one kernel per parameter (the array code launches five or more:
+    on a GPU each is a launch the host waits to queue), with the reference's float operations per
+    element in its order. Used by :class:`npalexnet.optim.SGD`."""
+
+    seam, name, devices = "sgd", "CUDA kernels", ("cuda",)
+
+    def applies(self, optimizer, p, settings) -> bool:
+        grad = p.grad
+        return (_cuda_applies(p.data, settings) and grad is not None and not isinstance(grad, Probe)
+                and type(grad) is type(p.data) and grad.dtype == p.data.dtype and grad.shape == p.data.shape)
+
+    def update(self, p, state, group) -> None:
+        mu = group["momentum"]
+        first = mu != 0 and state.get("momentum_buffer") is None
+        if first:
+            state["momentum_buffer"] = p.data.copy()   # overwritten by the kernel: the decayed gradient
+        cuda_kernels.sgd_update(p.data, p.grad, state.get("momentum_buffer"), group["lr"], mu,
+                                group["weight_decay"], group["dampening"], group["nesterov"], first)
+
+
+for _implementation in (CUDA_IM2COL_CONV, CudaMaxPool(), CudaLRN(), CudaReLU(), CudaDropout(), CudaSGD()):
     register(_implementation)

@@ -269,12 +269,17 @@ class EmulatedLauncher:
             if isinstance(a, numpy.ndarray):
                 a = numpy.ascontiguousarray(numpy.broadcast_to(a, shape))
                 c_args.append((a, ctypes.c_void_p(a.ctypes.data)))
+            elif t == "bool":
+                assert type(a) is numpy.bool_, f"{name}: scalar {pname} {type(a)}"
+                c_args.append((a, ctypes.c_bool(bool(a))))
             else:
                 assert t == "T" and type(a) is numpy.dtype(scalar).type, f"{name}: scalar {pname} {type(a)}"
                 c_args.append((a, _CTYPES_OF[scalar](a)))
         results = []
-        for t, _ in outs:
-            out = numpy.empty(shape, dtype=scalar if t == "T" else bool)
+        for k, (t, _) in enumerate(outs):
+            dtype = scalar if t == "T" else bool
+            # An output given is read and written, as CuPy passes it (an in-place update reads it first).
+            out = numpy.array(given[k], dtype=dtype, order="C") if given else numpy.empty(shape, dtype=dtype)
             results.append(out)
             c_args.append((out, ctypes.c_void_p(out.ctypes.data)))
         code = PRELUDE + elementwise_source(name, scalar, [isinstance(a, numpy.ndarray) for a in args])

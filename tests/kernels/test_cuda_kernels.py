@@ -30,7 +30,7 @@ import pytest
 
 import npalexnet
 from npalexnet import nn
-from npalexnet import config, kernels
+from npalexnet import config, kernels, optim
 from npalexnet.kernels import cuda_layers
 from npalexnet.kernels import cuda_kernels as ck
 from npalexnet.nn import im2col as K
@@ -475,6 +475,37 @@ def run_model(model, x, g, seed=0):
     y = model(x)
     dx = model.backward(g)
     return y, dx, {name: p.grad.copy() for name, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("hyper", [dict(lr=0.1), dict(lr=0.1, weight_decay=1e-2),
+                                   dict(lr=0.05, momentum=0.9, weight_decay=5e-4, nesterov=True),
+                                   dict(lr=0.01, momentum=0.9, dampening=0.1),
+                                   dict(lr=0.02, momentum=0.5, weight_decay=1e-2)])
+def test_the_sgd_kernel_makes_the_reference_update(kxp, hyper, dtype, monkeypatch):
+    """Four steps of torch.optim.SGD's update in one kernel per parameter against the optimizer's own
+    array code (momentum buffer created on the first step, then read and written in place)."""
+    if kxp is numpy:
+        monkeypatch.setattr(cuda_layers, "_on_gpu_float", lambda a: a.dtype.char in "fd")   # as if on a GPU
+    rng = numpy.random.default_rng(5)
+    start = rng.standard_normal((37, 11)).astype(dtype)
+    grads = [rng.standard_normal(start.shape).astype(dtype) for _ in range(4)]
+    results = {}
+    for kernel in (True, False):
+        p = nn.Parameter(kxp.asarray(start.copy()))
+        opt = optim.SGD([p], **hyper)
+        with config.using(cuda_kernels=kernel, numba=False):
+            for g in grads:
+                p.grad = kxp.asarray(g)
+                assert isinstance(kernels.choose(opt, p), cuda_layers.CudaSGD) == kernel
+                opt.step()
+        results[kernel] = to_host(p.data)
+        if kernel and kxp is numpy:
+            assert ck.launcher.calls[-1] == ("npa_sgd_momentum" if hyper.get("momentum") else "npa_sgd")
+    # the same operations in the same order, up to the GPU's fused multiply-adds: a few roundings
+    scale = numpy.abs(start) + sum(numpy.abs(g) for g in grads) * hyper["lr"] * 4
+    assert numpy.all(numpy.abs(results[True] - results[False]) <= 8 * numpy.finfo(dtype).eps * scale)
+    assert not numpy.array_equal(results[True], start)
 
 
 @needs_compiler
