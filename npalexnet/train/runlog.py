@@ -5,7 +5,8 @@
 version; ``--config FILE`` starts a new run from it (:func:`read_config_file`).
 It is rewritten (atomically) each time the run starts or resumes.
 ``log.txt`` is appended to, one line per printed line, each prefixed with
-the local date and time; a resumed run adds to it.
+the local date and time; a resumed run adds to it, and a run that
+``--overwrite``-s another drops the other's lines once it replaces it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 from pathlib import Path
 
 from .. import __version__
-from ..data.atomic import NO_SPACE_ERRNOS, NoSpaceError, atomic_write_text
+from ..data.atomic import NO_SPACE_ERRNOS, NoSpaceError, atomic_write_bytes, atomic_write_text
 from .config import INVOCATION_FIELDS, TrainConfig
 
 LOG_TXT, CONFIG_JSON = "log.txt", "config.json"
@@ -40,6 +41,7 @@ class RunLog:
         self.path: Path | None = None
         self._pending: list[str] = []
         self._file = None
+        self._start = 0
 
     def __call__(self, text="") -> None:
         self.echo(text)
@@ -57,10 +59,27 @@ class RunLog:
     def attach(self, folder) -> RunLog:
         """Start appending to ``folder/log.txt`` (the lines so far first)."""
         self.path = Path(folder) / LOG_TXT
+        self._start = self.path.stat().st_size if self.path.is_file() else 0   # where this run's lines begin
         self._file = open(self.path, "a", encoding="utf-8")   # closed by close()
         pending, self._pending = self._pending, []
         self._write(pending)
         return self
+
+    def drop_earlier(self) -> None:
+        """Keep only this run's lines in log.txt (``--overwrite``: those before them are the replaced run's).
+
+        The file is rewritten atomically (a crash leaves the old one or the new one, whole); appending
+        goes on after it.
+        """
+        if self._file is None or not self._start:
+            return
+        self._file.flush()
+        with open(self.path, "rb") as file:
+            file.seek(self._start)
+            ours = file.read()
+        self.close()
+        atomic_write_bytes(self.path, ours)
+        self._file, self._start = open(self.path, "a", encoding="utf-8"), 0
 
     def _write(self, lines: list[str]) -> None:
         if self._file is None or not lines:

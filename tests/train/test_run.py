@@ -219,6 +219,7 @@ def test_overwrite_replaces_the_whole_run_but_only_once_the_new_one_has_a_checkp
     none of the old run's files (its kept epochs, its norms plot) is left to pass for the new run's."""
     fit(_config(cifar_dir, tmp_path, save_every=1, log_grad_norms=True), log=lambda *a: None)
     old = {path.name: path.read_bytes() for path in tmp_path.iterdir() if path.name != "log.txt"}
+    assert "epoch 2/2" in (tmp_path / "log.txt").read_text()
     assert {"epoch_001.npz", "epoch_002.npz", "norms.png", "config.json", BEST, LAST} <= old.keys()
     with pytest.raises(NonFiniteLossError, match="no checkpoint was written"), numpy.errstate(all="ignore"):
         fit(_config(cifar_dir, tmp_path, overwrite=True, lr=1e6, schedule="constant"), log=lambda *a: None)
@@ -232,6 +233,9 @@ def test_overwrite_replaces_the_whole_run_but_only_once_the_new_one_has_a_checkp
     assert load_checkpoint(tmp_path / BEST).meta["config"]["schedule"] == "constant"
     assert json.loads((tmp_path / "config.json").read_text())["config"]["schedule"] == "constant"
     assert len(read_metrics_csv(tmp_path / "metrics.csv")) == 1
+    # log.txt: this run's lines only, from its first line on (the replaced run's and the failed attempt's are gone)
+    logged = [line.split("  ", 1)[1] for line in (tmp_path / "log.txt").read_text().splitlines()]
+    assert logged == "\n".join(lines).splitlines() and any(line.startswith("epoch 1/1") for line in logged)
 
 
 def test_best_and_kept_epochs_are_the_epochs_last_checkpoint_and_stay_so(cifar_dir, tmp_path):
