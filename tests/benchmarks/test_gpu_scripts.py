@@ -153,3 +153,46 @@ def test_rehearsal_goes_through_without_a_gpu(tmp_path):
     assert summary.count("_options: rc=0") == 8
     assert "train_cuda: skipped" in summary
     assert len(list((tmp_path / "out").iterdir())) <= 8
+
+
+def test_gpu_ruler_script_parses():
+    subprocess.run(["bash", "-n", str(BENCHMARKS / "gpu_ruler.sh")], check=True)
+
+
+def _ruler(tmp_path, *recipes, archive=None, **env):
+    env = dict(os.environ, OUT=str(tmp_path / "out"), NPA_WORK=str(tmp_path / "work"), PYTHON=sys.executable,
+               NPA_RULER_ARCHIVE=str(archive or tmp_path / "none.tgz"), NPA_RULER_DEVICE="cpu",
+               NPA_RULER_POLL_S="1", **env)
+    return subprocess.run(["bash", str(BENCHMARKS / "gpu_ruler.sh"), *recipes], env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_gpu_ruler_refuses_a_missing_archive_or_a_recipe_without_a_name(tmp_path):
+    done = _ruler(tmp_path, "ref:")
+    assert done.returncode == 2 and "none.tgz is missing: tar czf" in done.stderr
+    (tmp_path / "none.tgz").write_bytes(b"")
+    done = _ruler(tmp_path, "--dropout 0.4")
+    assert done.returncode == 2 and "'--dropout 0.4' is not NAME:OPTIONS" in done.stderr
+
+
+@pytest.mark.slow
+def test_gpu_ruler_runs_every_recipe_at_every_seed_side_by_side_and_summarises(tmp_path):
+    """On the CPU, on a tiny ImageFolder tree packed as the script expects: every run's metrics come back in
+    one file, and the summary has one line per run."""
+    import tarfile
+
+    from tests.fakedata import write_imagefolder
+    write_imagefolder(tmp_path / "tree" / "cifar10", per_class=10)
+    with tarfile.open(tmp_path / "cifar10-jpeg.tgz", "w:gz") as tar:
+        tar.add(tmp_path / "tree" / "cifar10", arcname="cifar10")
+    done = _ruler(tmp_path, "ref:", "drop:--dropout 0.4", archive=tmp_path / "cifar10-jpeg.tgz",
+                  NPA_RULER_SEEDS="0 1", NPA_RULER_EPOCHS="1",
+                  NPA_RULER_EXTRA="--width 0.125 --batch-size 8 --eval-batch-size 16 --workers 1")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    summary = (tmp_path / "out" / "ruler_summary.txt").read_text()
+    for run in ("ref-s0", "ref-s1", "drop-s0", "drop-s1"):
+        assert any(line.split()[:2] == [run, "1/1"] for line in summary.splitlines()), summary
+    metrics = (tmp_path / "out" / "ruler_metrics.txt").read_text()
+    assert metrics.count("epoch,train_loss") == 4 and "== drop-s1" in metrics
+    config = json.loads((tmp_path / "work" / "runs" / "drop-s1" / "config.json").read_text())["config"]
+    assert (config["dropout"], config["seed"], config["val_fraction"]) == (0.4, 1, 0.1)
