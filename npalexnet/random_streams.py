@@ -189,13 +189,16 @@ class SampleKeys:
         self.calls += 1
         return stream
 
+    def next_row_keys(self, rows: int, xp):
+        """The row keys of the next stream, one per sample of the batch (``rows`` must be the batch's)."""
+        if rows != self.indices.shape[0]:
+            raise ValueError(f"sample_keys: the batch has {rows} rows but the context holds "
+                             f"{self.indices.shape[0]} sample indices")
+        return row_keys(self.seed, self.epoch, xp.asarray(self.indices), self.next_stream(), xp)
+
     def uniform(self, shape, dtype, xp):
         """Uniform numbers of ``shape`` (its first axis the batch) for the next stream."""
-        if shape[0] != self.indices.shape[0]:
-            raise ValueError(f"sample_keys: the batch has {shape[0]} rows but the context holds "
-                             f"{self.indices.shape[0]} sample indices")
-        keys = row_keys(self.seed, self.epoch, xp.asarray(self.indices), self.next_stream(), xp)
-        return uniform_from_keys(keys, shape[1:], dtype)
+        return uniform_from_keys(self.next_row_keys(shape[0], xp), shape[1:], dtype)
 
 
 _active: contextvars.ContextVar[SampleKeys | None] = contextvars.ContextVar("npalexnet_sample_keys", default=None)
@@ -263,7 +266,7 @@ def set_state(state: dict) -> None:
     _library.seed, _library.draws = int(state["seed"]), int(state["draws"])
 
 
-def _next_library_keys(rows: int, xp):
+def next_library_keys(rows: int, xp=numpy):
     """Row keys of the library stream's next draw: row i keyed by (seed, draw, i)."""
     draw = _library.draws
     _library.draws += 1
@@ -273,7 +276,7 @@ def _next_library_keys(rows: int, xp):
 def library_uniform(shape, dtype=numpy.float64, xp=numpy):
     """Uniform [0, 1) numbers of ``shape`` from the library stream (one draw)."""
     shape = tuple(int(s) for s in shape) or (1,)
-    u = uniform_from_keys(_next_library_keys(shape[0], xp), shape[1:], dtype)
+    u = uniform_from_keys(next_library_keys(shape[0], xp), shape[1:], dtype)
     return u.reshape(shape)
 
 

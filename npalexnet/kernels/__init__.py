@@ -16,7 +16,7 @@ conv2d        Winograd F(m x m, r x r) (3x3, 5x5 stride 1; numba transforms    c
 max_pool2d    CUDA kernels; numba kernels                                      cuda_kernels; numba
 lrn           CUDA kernels; numba kernels                                      cuda_kernels; numba
 relu          CUDA kernel; numba one-pass kernel                                cuda_kernels; numba
-dropout       CUDA fused mask-and-scale                                         cuda_kernels
+dropout       CUDA: the mask drawn and applied in one pass                      cuda_kernels
 linear        y^T = W x^T into recycled memory (NumPy; OpenBLAS's fast order)  fast_paths
 sgd           CUDA fused update (CuPy); numba fused update (NumPy)              cuda_kernels; numba
 ============  ===============================================================  =======================

@@ -277,6 +277,17 @@ ELEMENTWISE = {
     "npa_relu_fwd": ("T x", "T y, bool m", "m = x > (T)0; y = x * (T)m;"),
     # Dropout (forward and backward): y = a * m * (1 / (1 - p)), as (a * m) * scale.
     "npa_mask_scale": ("T a, bool m, T scale", "T y", "y = a * (T)m * scale;"),
+    # Dropout's forward with its mask drawn in the same pass: element (r, j) of the (R, F) C-ordered input,
+    # i = r F + j, keeps x when u >= p, with u the uniform number npalexnet.random_streams gives it from the
+    # row's key k (broadcast from (R, 1)): splitmix64's j-th output from state k (k + (j+1) gamma, mixed),
+    # its top 24 bits (float32) or 53 bits (float64) times 2^-24 or 2^-53: exact, so the same bits.
+    "npa_dropout_fwd": ("T x, uint64 key, int64 row_len, T p, T scale", "T y, bool m",
+                        "unsigned long long z = key + (unsigned long long)(i % row_len + 1) * 0x9E3779B97F4A7C15ull; "
+                        "z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull; z = (z ^ (z >> 27)) * 0x94D049BB133111EBull; "
+                        "z = z ^ (z >> 31); "
+                        "T u = sizeof(T) == 4 ? (T)(z >> 40) * (T)5.9604644775390625e-08 "
+                        ": (T)(z >> 11) * (T)1.1102230246251565404236316680908203125e-16; "
+                        "m = u >= p; y = x * (T)m * scale;"),
     # torch.optim.SGD's update, p and buf read and written in place, the reference's float operations
     # per element in its order (npalexnet.optim.SGD.update; keep = 1 - dampening). Without momentum:
     "npa_sgd": ("T g, T lr, T wd", "T p", "T d = wd != (T)0 ? g + wd * p : g; p = p - lr * d;"),
@@ -536,6 +547,23 @@ def relu_forward(x):
     (_, y), (_, mask) = (_empty_in_order(xp, x.shape, dtype, cn_order) for dtype in (x.dtype, numpy.bool_))
     launcher.elementwise("npa_relu_fwd", x, y, mask)
     return y, mask
+
+
+def dropout_forward(x, keys, p, scale):
+    """Dropout's forward on a C-contiguous ``x`` with its mask drawn in the same pass: ``(y, mask)``,
+    ``mask = u >= p`` with ``u`` the uniform numbers of :func:`npalexnet.random_streams.uniform_from_keys`
+    for the (N,) row ``keys`` (host or device; the same bits), ``y = x * mask * scale``."""
+    t = numpy.dtype(_scalar_name(x)).type
+    if not x.flags.c_contiguous or x.ndim < 1 or len(keys) != x.shape[0]:
+        raise ValueError(f"dropout_forward: a C-contiguous input and one key per row, got {tuple(x.shape)} "
+                         f"with {len(keys)} keys")
+    xp = _array_module(x)
+    rows = x.shape[0]
+    flat = x.reshape(rows, -1)
+    y, mask = xp.empty_like(flat), xp.empty(flat.shape, dtype=bool)
+    keys = xp.asarray(keys, dtype=xp.uint64).reshape(rows, 1)
+    launcher.elementwise("npa_dropout_fwd", flat, keys, numpy.int64(flat.shape[1]), t(p), t(scale), y, mask)
+    return y.reshape(x.shape), mask.reshape(x.shape)
 
 
 def sgd_update(param, grad, buf, lr, momentum, weight_decay, dampening, nesterov, first):

@@ -13,6 +13,8 @@ checked on machines without a GPU.
 
 from __future__ import annotations
 
+import numpy
+
 from . import cuda_kernels
 from .im2col_conv import Im2colConv
 from .seam import Implementation, Probe, on_gpu, register
@@ -91,7 +93,9 @@ class CudaReLU(_CudaImplementation):
 
 
 class CudaDropout(_CudaImplementation):
-    """The mask the layer draws (:meth:`npalexnet.nn.Dropout.draw_mask`), applied with its scale in one pass."""
+    """The mask the layer draws (:meth:`npalexnet.nn.Dropout.draw_mask`), applied with its scale in one pass;
+    on a C-contiguous input the mask itself is drawn in that pass, from the same row keys (the row keys
+    on the host, one copy to the device: the array code's draw is some twenty launches)."""
 
     seam = "dropout"
 
@@ -99,9 +103,14 @@ class CudaDropout(_CudaImplementation):
         return super().applies(layer, x, settings) and layer.training and 0.0 < layer.p < 1.0
 
     def forward(self, layer, x):
-        mask = layer.draw_mask(x)
+        scale = 1.0 / (1.0 - layer.p)
+        if x.flags.c_contiguous:   # the mask drawn in the kernel, from the row keys of the layer's draw
+            y, mask = cuda_kernels.dropout_forward(x, layer.mask_keys(x, numpy), layer.p, scale)
+        else:
+            mask = layer.draw_mask(x)
+            y = cuda_kernels.mask_scale(x, mask, scale)
         layer.mask = mask   # readable until the backward pass, as the reference keeps it
-        return cuda_kernels.mask_scale(x, mask, 1.0 / (1.0 - layer.p)), mask
+        return y, mask
 
     def backward(self, layer, state, grad_out, input_grad):
         return cuda_kernels.mask_scale(grad_out, state, 1.0 / (1.0 - layer.p))

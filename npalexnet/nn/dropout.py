@@ -60,18 +60,24 @@ class Dropout(Module):
         return a.dtype.type(0.0 if self.p == 1.0 else 1.0 / (1.0 - self.p))
 
     def draw_mask(self, x):
-        """The boolean keep-mask for ``x`` (True with probability 1 - p), see the class docstring."""
-        xp = get_array_module(x)
+        """The boolean keep-mask for ``x`` (True with probability 1 - p), see the class docstring:
+        uniform numbers ``u`` of x's shape from this call's row keys, and ``u >= p``."""
         dtype = x.dtype if x.dtype.itemsize >= 4 else "float32"
-        keys = random_streams.active()
-        if self.seed is not None:
-            u = random_streams.uniform(self.seed, 0, xp.arange(x.shape[0]), random_streams.LIBRARY_STREAM,
-                                       x.shape[1:], dtype, xp)
-        elif keys is not None:
-            u = keys.uniform(x.shape, dtype, xp)
-        else:
-            u = random_streams.library_uniform(x.shape, dtype, xp)
+        u = random_streams.uniform_from_keys(self.mask_keys(x), x.shape[1:], dtype)
         return u >= self.p
+
+    def mask_keys(self, x, xp=None):
+        """The (N,) uint64 row keys of this call's mask (on ``xp``, default x's module). Each call takes
+        the next keys: of the batch's samples inside ``sample_keys``, else of the library stream (or of
+        ``seed``, the same each call)."""
+        xp = get_array_module(x) if xp is None else xp
+        rows = x.shape[0]
+        if self.seed is not None:
+            return random_streams.row_keys(self.seed, 0, xp.arange(rows), random_streams.LIBRARY_STREAM, xp)
+        keys = random_streams.active()
+        if keys is not None:
+            return keys.next_row_keys(rows, xp)
+        return random_streams.next_library_keys(rows, xp)
 
     def torch_equivalent(self):
         return ("Dropout", (self.p,), {})

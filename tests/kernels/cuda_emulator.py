@@ -267,11 +267,16 @@ class EmulatedLauncher:
         c_args = []
         for (t, pname), a in zip(ins, args):
             if isinstance(a, numpy.ndarray):
+                want = {"T": scalar, "bool": "bool", "uint64": "uint64", "int64": "int64"}[t]
+                assert a.dtype.name == want, f"{name}: {pname} is {a.dtype}, expected {want}"
                 a = numpy.ascontiguousarray(numpy.broadcast_to(a, shape))
                 c_args.append((a, ctypes.c_void_p(a.ctypes.data)))
             elif t == "bool":
                 assert type(a) is numpy.bool_, f"{name}: scalar {pname} {type(a)}"
                 c_args.append((a, ctypes.c_bool(bool(a))))
+            elif t == "int64":
+                assert type(a) is numpy.int64, f"{name}: scalar {pname} {type(a)}"
+                c_args.append((a, ctypes.c_longlong(int(a))))
             else:
                 assert t == "T" and type(a) is numpy.dtype(scalar).type, f"{name}: scalar {pname} {type(a)}"
                 c_args.append((a, _CTYPES_OF[scalar](a)))
@@ -303,16 +308,17 @@ def elementwise_source(name, scalar, array_inputs=None):
     outs = [p.split() for p in out_params.split(",")]
     array_inputs = array_inputs or [True] * len(ins)
     ctype = {"float32": "float", "float64": "double"}[scalar]
+    c_types = {"T": ctype, "bool": "bool", "uint64": "unsigned long long", "int64": "long long"}
     decl, body = [], []
     for (t, pname), is_array in zip(ins, array_inputs):
-        cty = ctype if t == "T" else "bool"
+        cty = c_types[t]
         if is_array:
             decl.append(f"const {cty}* _{pname}")
             body.append(f"const {cty} {pname} = _{pname}[i];")
         else:
             decl.append(f"{cty} {pname}")
     for t, pname in outs:
-        cty = ctype if t == "T" else "bool"
+        cty = c_types[t]
         decl.append(f"{cty}* _{pname}")
         body.append(f"{cty}& {pname} = _{pname}[i];")
     return (f"typedef {ctype} T;\n"

@@ -478,6 +478,41 @@ def run_model(model, x, g, seed=0):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("keyed", ["sample_keys", "library", "seed"])
+def test_dropout_draws_the_layers_own_mask_in_the_kernel_bit_for_bit(kxp, keyed, dtype, monkeypatch):
+    """The kernel hashes the row keys the layer's draw uses (inside sample_keys, the library stream, a
+    fixed seed): the same mask to the bit, the same output and gradient, and the stream advances as the
+    layer's draw advances it (two calls)."""
+    import contextlib
+
+    from npalexnet import random_streams
+    if kxp is numpy:
+        monkeypatch.setattr(cuda_layers, "_on_gpu_float", lambda a: a.dtype.char in "fd")   # as if on a GPU
+    rng = numpy.random.default_rng(2)
+    x = kxp.asarray(rng.standard_normal((6, 3, 5, 7)).astype(dtype))
+    g = kxp.asarray(rng.standard_normal((6, 3, 5, 7)).astype(dtype))
+    layer = nn.Dropout(0.3, seed=11 if keyed == "seed" else None)
+
+    def two_calls(kernel):
+        npalexnet.manual_seed(4)
+        keys = random_streams.sample_keys(numpy.arange(10, 16), seed=7, epoch=2) if keyed == "sample_keys" \
+            else contextlib.nullcontext()
+        out = []
+        with config.using(cuda_kernels=kernel), keys:
+            for _ in range(2):
+                out += [layer(x), layer.mask, layer.backward(g)]
+        return [to_host(a) for a in out]
+
+    ours, ref = two_calls(True), two_calls(False)
+    for what, a, b in zip(["y", "mask", "dx"] * 2, ours, ref):
+        numpy.testing.assert_array_equal(a, b, err_msg=what)
+    assert 0.6 < ours[1].mean() < 0.8
+    assert numpy.array_equal(ours[1], ours[4]) == (keyed == "seed")
+    if kxp is numpy:
+        assert ck.launcher.calls.count("npa_dropout_fwd") == 2
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("hyper", [dict(lr=0.1), dict(lr=0.1, weight_decay=1e-2),
                                    dict(lr=0.05, momentum=0.9, weight_decay=5e-4, nesterov=True),
                                    dict(lr=0.01, momentum=0.9, dampening=0.1),
