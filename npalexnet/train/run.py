@@ -473,8 +473,10 @@ class _Run:
         if self.pending_config is not None:
             write_config_json(self.out, self.pending_config)
             self.pending_config = None
-            if isinstance(self.log, RunLog):
-                self.log.drop_earlier()   # its log.txt lines too: the file is this run's record from now on
+            if isinstance(self.log, RunLog):   # its log.txt lines too: the file is this run's record from now on
+                failed = self.log.drop_earlier()
+                if failed:
+                    self.log(f"warning: log.txt keeps the replaced run's lines (it could not be rewritten: {failed})")
         gone = [path for path in self.replaced if path.exists()]
         for path in gone:
             path.unlink()

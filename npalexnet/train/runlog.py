@@ -65,21 +65,30 @@ class RunLog:
         self._write(pending)
         return self
 
-    def drop_earlier(self) -> None:
+    def drop_earlier(self) -> str | None:
         """Keep only this run's lines in log.txt (``--overwrite``: those before them are the replaced run's).
 
         The file is rewritten atomically (a crash leaves the old one or the new one, whole); appending
-        goes on after it.
+        goes on after it. Returns None, or why the file could not be rewritten (a full disk: the earlier
+        lines then stay and the run goes on; a log is not worth a run).
         """
         if self._file is None or not self._start:
-            return
-        self._file.flush()
-        with open(self.path, "rb") as file:
-            file.seek(self._start)
-            ours = file.read()
-        self.close()
-        atomic_write_bytes(self.path, ours)
-        self._file, self._start = open(self.path, "a", encoding="utf-8"), 0
+            return None
+        try:
+            self._file.flush()
+            with open(self.path, "rb") as file:
+                file.seek(self._start)
+                ours = file.read()
+            self.close()
+            atomic_write_bytes(self.path, ours)
+            self._start = 0
+        except OSError as exc:
+            return str(exc)
+        finally:
+            if self._file is None:
+                with contextlib.suppress(OSError):
+                    self._file = open(self.path, "a", encoding="utf-8")
+        return None
 
     def _write(self, lines: list[str]) -> None:
         if self._file is None or not lines:

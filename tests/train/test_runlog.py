@@ -78,3 +78,25 @@ def test_bad_config_files_are_one_line(tmp_path, text, message):
         read_config_file(tmp_path / "c.json")
     with pytest.raises(ConfigFileError, match="cannot read it"):
         read_config_file(tmp_path / "missing.json")
+
+
+def test_drop_earlier_keeps_this_runs_lines_and_a_full_disk_costs_only_the_log(tmp_path, monkeypatch):
+    from npalexnet.train import runlog
+    (tmp_path / "log.txt").write_text("2026-01-01 00:00:00  the replaced run\n")
+    log = runlog.RunLog(echo=lambda text: None)
+    log("first")
+    log.attach(tmp_path)
+    log("second")
+
+    def full(path, data):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(runlog, "atomic_write_bytes", full)
+    assert "No space left" in log.drop_earlier()
+    log("third")
+    assert "the replaced run" in (tmp_path / "log.txt").read_text()
+    monkeypatch.undo()
+    assert log.drop_earlier() is None
+    log("fourth")
+    log.close()
+    assert [line.split("  ", 1)[1] for line in (tmp_path / "log.txt").read_text().splitlines()] == \
+        ["first", "second", "third", "fourth"]
