@@ -151,6 +151,27 @@ def test_predict_and_visualize_score_with_the_runs_patches(tree, tmp_path, capsy
     assert "; the centre crop and its mirror image; " in capsys.readouterr().out.splitlines()[0]
 
 
+@pytest.mark.gpu
+def test_a_paper_mode_run_on_the_gpu_is_the_cpu_run_and_predicts_there(tree, tmp_path, capsys):
+    """The paper's augmentation, update rule and ten-patch test with ``--device cuda``: the same run as on
+    the CPU to float32 rounding (im2col on both, so that only the GEMMs' summation orders differ), and
+    its checkpoint predicts on the GPU with the run's protocol."""
+    from npalexnet import config
+    from npalexnet.train import predict_cli
+
+    with config.using(conv="im2col"):
+        cpu = fit(paper_config(tree, tmp_path / "cpu"), log=lambda *a: None)
+    gpu = fit(paper_config(tree, tmp_path / "cuda", device="cuda"), log=lambda *a: None)
+    for a, b in zip(read_metrics_csv(tmp_path / "cpu" / "metrics.csv"),
+                    read_metrics_csv(tmp_path / "cuda" / "metrics.csv"), strict=True):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4), (a, b)
+        assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-4), (a, b)
+    assert gpu.protocol == cpu.protocol and gpu.test_loss == pytest.approx(cpu.test_loss, rel=1e-4)
+    image = str(next((tree / "test" / "c001").iterdir()))
+    assert predict_cli.main(["--checkpoint", str(tmp_path / "cuda" / LAST), image, "--device", "cuda"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].endswith("device cuda")
+
+
 @pytest.mark.slow
 def test_an_interrupted_paper_run_resumes_to_the_same_weights(tree, tmp_path, monkeypatch):
     fit(paper_config(tree, tmp_path / "full"), log=lambda *a: None)
