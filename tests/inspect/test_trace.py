@@ -89,3 +89,32 @@ def test_parameter_norms(batch):
     w = model.features[0].weight
     assert norms["features.0.weight"]["grad"] == pytest.approx(float(numpy.linalg.norm(w.grad)), rel=1e-6)
     assert norms["features.0.weight"]["weight"] == pytest.approx(float(numpy.linalg.norm(w.data)), rel=1e-6)
+
+
+@pytest.mark.gpu
+def test_a_trace_on_the_gpu_records_what_the_cpu_trace_records(batch):
+    """The study tools on a model moved to the GPU: the same records, the same numbers to float32 rounding
+    (im2col on both), a table and parameter norms read without the learner copying anything."""
+    import cupy
+
+    from npalexnet import config
+    x, y = batch
+    npalexnet.manual_seed(0)
+    cpu_model = alexnet("cifar", width=0.0625, dropout=0.0)
+    npalexnet.manual_seed(0)
+    gpu_model = alexnet("cifar", width=0.0625, dropout=0.0).to("cuda")
+    with config.using(conv="im2col"):
+        cpu = trace_step(cpu_model, x, y)
+    gpu = trace_step(gpu_model, cupy.asarray(x), cupy.asarray(y))
+    assert gpu.loss == pytest.approx(cpu.loss, rel=1e-5)
+    assert [r.name for r in gpu] == [r.name for r in cpu]
+    for a, b in zip(cpu, gpu):
+        ref = numpy.asarray(a.grad_output)
+        numpy.testing.assert_allclose(npalexnet.asnumpy(b.grad_output), ref, rtol=0,
+                                      atol=1e-4 * float(numpy.abs(ref).max() or 1.0), err_msg=a.name)
+        for name, value in a.param_norms.items():
+            assert b.param_norms[name] == pytest.approx(value, rel=1e-5)
+    assert "features.1" in gpu.table()
+    norms = parameter_norms(gpu_model)
+    assert norms["features.0.weight"]["grad"] == pytest.approx(parameter_norms(cpu_model)["features.0.weight"]["grad"],
+                                                               rel=1e-4)
