@@ -28,9 +28,12 @@ from tests.kernels import cuda_emulator, rounding
 
 DTYPES = [numpy.float32, numpy.float64]
 
-#: Settings tried, in order, to find one under which ``choose`` picks an implementation.
+#: Settings tried, in order, to find one under which ``choose`` picks an implementation: each setting
+#: both ways, so that every implementation is reached whatever the defaults (the CUDA kernels on, the
+#: CPU ones then reached on the emulated GPU's NumPy arrays with them off).
 SETTINGS = [{}, {"conv": "im2col"}, {"conv": "winograd"}, {"cuda_kernels": True},
-            {"cuda_kernels": True, "conv": "im2col"}]
+            {"cuda_kernels": True, "conv": "im2col"}, {"cuda_kernels": False},
+            {"cuda_kernels": False, "conv": "im2col"}, {"cuda_kernels": False, "conv": "winograd"}]
 
 
 def conv(cin, cout, k, stride=1, padding=0, groups=1, tile=None):
