@@ -196,10 +196,6 @@ class SampleKeys:
                              f"{self.indices.shape[0]} sample indices")
         return row_keys(self.seed, self.epoch, xp.asarray(self.indices), self.next_stream(), xp)
 
-    def uniform(self, shape, dtype, xp):
-        """Uniform numbers of ``shape`` (its first axis the batch) for the next stream."""
-        return uniform_from_keys(self.next_row_keys(shape[0], xp), shape[1:], dtype)
-
 
 _active: contextvars.ContextVar[SampleKeys | None] = contextvars.ContextVar("npalexnet_sample_keys", default=None)
 

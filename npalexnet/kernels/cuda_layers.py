@@ -103,7 +103,7 @@ class CudaDropout(_CudaImplementation):
         return super().applies(layer, x, settings) and layer.training and 0.0 < layer.p < 1.0
 
     def forward(self, layer, x):
-        scale = 1.0 / (1.0 - layer.p)
+        scale = layer.scale(x)
         if x.flags.c_contiguous:   # the mask drawn in the kernel, from the row keys of the layer's draw
             y, mask = cuda_kernels.dropout_forward(x, layer.mask_keys(x, numpy), layer.p, scale)
         else:
@@ -113,7 +113,7 @@ class CudaDropout(_CudaImplementation):
         return y, mask
 
     def backward(self, layer, state, grad_out, input_grad):
-        return cuda_kernels.mask_scale(grad_out, state, 1.0 / (1.0 - layer.p))
+        return cuda_kernels.mask_scale(grad_out, state, layer.scale(grad_out))
 
 
 class CudaSGD(Implementation):
