@@ -99,18 +99,14 @@ def atomic_write(path, write: Callable[[IO[bytes]], None], size: int | None = No
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
     except BaseException as exc:
         # Ctrl-C or a full disk while writing: remove the partial file, keep the old one.
         written = _size(tmp)
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+        _remove(tmp)
         if isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS and not isinstance(exc, NoSpaceError):
             raise NoSpaceError(path, size if size is not None else written, exc, at_least=size is None) from exc
         raise
-    _fsync_dir(path.parent)
-    return path
+    return _move_into_place(tmp, path)
 
 
 def npz_size(arrays: dict) -> int:
@@ -137,14 +133,7 @@ def atomic_link(src, path) -> Path:
     except OSError:   # no hard links here (FAT, some network file systems, across devices): copy
         with open(src, "rb") as source:
             return atomic_write(path, lambda f: shutil.copyfileobj(source, f), size=src.stat().st_size)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-    return path
+    return _move_into_place(tmp, path)
 
 
 def atomic_write_bytes(path, data: bytes) -> Path:
@@ -153,6 +142,24 @@ def atomic_write_bytes(path, data: bytes) -> Path:
 
 def atomic_write_text(path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _move_into_place(tmp, path: Path) -> Path:
+    """The one commit step of every write here: rename the finished temporary file over ``path``
+    (atomic on one file system), then fsync the directory so the rename survives a power cut."""
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        _remove(tmp)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def _remove(tmp) -> None:
+    if tmp is not None:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 def _size(tmp) -> int | None:

@@ -53,6 +53,24 @@ def test_a_copy_that_does_not_fit_keeps_the_old_file(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.npz", "last.npz"]
 
 
+@pytest.mark.parametrize("how", ["write", "link"])
+def test_a_rename_that_fails_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch, how):
+    """Writing and linking end in the same rename step; when it fails (Ctrl-C, a permission
+    change), the finished temporary goes and the destination keeps its old bytes."""
+    import os
+    last = atomic_write_bytes(tmp_path / "last.npz", b"new")
+    best = atomic_write_bytes(tmp_path / "best.npz", b"old")
+
+    def refuse(src, dst):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_bytes(best, b"new") if how == "write" else atomic_link(last, best)
+    assert best.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.npz", "last.npz"]
+
+
 def test_savez_round_trip(tmp_path):
     path = atomic_savez(tmp_path / "sub" / "a.npz", {"x": numpy.arange(3)})
     with numpy.load(path, allow_pickle=False) as z:
