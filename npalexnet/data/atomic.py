@@ -103,7 +103,7 @@ def atomic_write(path, write: Callable[[IO[bytes]], None], size: int | None = No
         # Ctrl-C or a full disk while writing: remove the partial file, keep the old one.
         written = _size(tmp)
         _remove(tmp)
-        if isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS and not isinstance(exc, NoSpaceError):
+        if _is_no_space(exc):
             raise NoSpaceError(path, size if size is not None else written, exc, at_least=size is None) from exc
         raise
     return _move_into_place(tmp, path)
@@ -146,14 +146,26 @@ def atomic_write_text(path, text: str) -> Path:
 
 def _move_into_place(tmp, path: Path) -> Path:
     """The one commit step of every write here: rename the finished temporary file over ``path``
-    (atomic on one file system), then fsync the directory so the rename survives a power cut."""
+    (atomic on one file system), then fsync the directory so the rename survives a power cut.
+
+    Raises:
+        NoSpaceError: the directory had no room for the new entry (``rename`` can fail so); the
+            temporary file is removed and ``path`` keeps its old file.
+    """
     try:
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         _remove(tmp)
+        if _is_no_space(exc):   # the data is written; what did not fit is the directory entry
+            raise NoSpaceError(path, None, exc) from exc
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def _is_no_space(exc: BaseException) -> bool:
+    """A file system's "does not fit" (disk, quota or file-size limit), not yet named as such."""
+    return isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS and not isinstance(exc, NoSpaceError)
 
 
 def _remove(tmp) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy
 import pytest
 
-from npalexnet.data.atomic import atomic_link, atomic_savez, atomic_write, atomic_write_bytes, atomic_write_text
+from npalexnet.data.atomic import (NoSpaceError, atomic_link, atomic_savez, atomic_write, atomic_write_bytes,
+                                  atomic_write_text)
 
 
 def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
@@ -66,6 +67,25 @@ def test_a_rename_that_fails_keeps_the_old_file_and_leaves_no_temporary(tmp_path
 
     monkeypatch.setattr(os, "replace", refuse)
     with pytest.raises(KeyboardInterrupt):
+        atomic_write_bytes(best, b"new") if how == "write" else atomic_link(last, best)
+    assert best.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.npz", "last.npz"]
+
+
+@pytest.mark.parametrize("how", ["write", "link"])
+def test_a_rename_without_room_for_the_entry_is_a_no_space_error(tmp_path, monkeypatch, how):
+    """rename(2) fails with ENOSPC when the directory cannot grow: the same clear error as a full
+    disk while writing, the old file kept, no temporary left."""
+    import errno
+    import os
+    last = atomic_write_bytes(tmp_path / "last.npz", b"new")
+    best = atomic_write_bytes(tmp_path / "best.npz", b"old")
+
+    def no_room(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", no_room)
+    with pytest.raises(NoSpaceError, match=f"no space left on device writing {best}"):
         atomic_write_bytes(best, b"new") if how == "write" else atomic_link(last, best)
     assert best.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.npz", "last.npz"]
