@@ -169,7 +169,8 @@ def check_against_torch(module, torch_module, x, *, xp=numpy, dtype=numpy.float6
         xp: ``numpy`` or ``cupy``: where the npalexnet module runs.
         grad_out: upstream gradient of the output's shape; by default random, from a
             stream of its own (an upstream gradient related to the input would hide errors).
-        targets: the second input of a loss (host integer array).
+        targets: the second input of a loss (host integer class indices, or float class
+            probabilities, cast to ``dtype``).
         tolerance: an ``(output, gradient)`` pair instead of :data:`TOLERANCES`.
         check: raise :class:`ComparisonError` on a failure (the tests); False returns it.
     Returns:
@@ -199,6 +200,8 @@ def check_against_torch(module, torch_module, x, *, xp=numpy, dtype=numpy.float6
             ty = torch_module(tx)
         else:
             targets = numpy.asarray(backend.asnumpy(targets))
+            if targets.dtype.kind == "f":   # class probabilities: a loss wants them in its input's dtype
+                targets = targets.astype(dtype)
             y = module(xp.asarray(x), xp.asarray(targets))
             ty = torch_module(tx, torch.from_numpy(targets))
         if grad_out is None:

@@ -10,27 +10,34 @@ from .module import Module
 class CrossEntropyLoss(Module):
     r"""Mean (or summed) cross-entropy between ``softmax(logits)`` and smoothed targets.
 
-    Shapes: logits (N, K) float; targets (N,) integer class indices in [0, K).
-    Returns a 0-d array (call ``float()`` on it for a Python number).
+    Shapes: logits (N, K) float; targets either (N,) integer class indices in
+    [0, K), or (N, K) float class probabilities (as torch's, e.g. the soft
+    targets of distillation or mixup; the logits' dtype). Returns a 0-d array
+    (call ``float()`` on it for a Python number).
 
     With smoothing :math:`\varepsilon` the target distribution is
-    :math:`q = (1-\varepsilon)\,\mathrm{onehot}(t) + \varepsilon/K`, and, with a
-    log-softmax computed stably by subtracting each row's maximum,
+    :math:`q = (1-\varepsilon)\,\mathrm{onehot}(t) + \varepsilon/K` for class
+    indices and :math:`q = (1-\varepsilon)\,t + \varepsilon/K` for
+    probabilities, and, with a log-softmax computed stably by subtracting each
+    row's maximum,
 
     .. math:: \ell_n = -\textstyle\sum_k q_{nk} \log p_{nk}, \qquad
               p = \mathrm{softmax}(z)
 
     Backward (the reason softmax and cross-entropy are fused): for the mean
-    :math:`\partial z = (p - q) / N`, for the sum :math:`\partial z = p - q`,
-    times the upstream scalar gradient. Finite for logits of any magnitude
-    (log-sum-exp never exponentiates a positive number).
+    :math:`\partial z_{nk} = (p_{nk} \textstyle\sum_j q_{nj} - q_{nk}) / N`,
+    for the sum without the :math:`1/N`, times the upstream scalar gradient;
+    a target row that sums to one (every class index does) gives the familiar
+    :math:`(p - q) / N`. Finite for logits of any magnitude (log-sum-exp never
+    exponentiates a positive number).
 
-    Every call checks that the targets lie in [0, K) (an index outside would
+    Every call checks that class indices lie in [0, K) (an index outside would
     read another row's value: CuPy wraps indices around instead of raising).
     ``check_targets=False`` leaves that to the caller, who must have checked
     the labels once (the training program: :class:`npalexnet.data.Dataset`
     checks each split when it is loaded); on a GPU the per-call check is a
-    device-to-host synchronisation in every step.
+    device-to-host synchronisation in every step. Probabilities are taken as
+    given (as torch takes them): their values are not checked.
     """
 
     saved_for_backward = ("log_p", "targets")
@@ -56,7 +63,10 @@ class CrossEntropyLoss(Module):
         shifted = logits - logits.max(axis=1, keepdims=True)
         self.log_p = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
         eps = self.label_smoothing
-        losses = -(1.0 - eps) * self.log_p[xp.arange(n), self.targets]
+        if self.targets.ndim == 2:     # probabilities: q = (1 - eps) t + eps / K, row by row
+            losses = -(1.0 - eps) * (self.targets * self.log_p).sum(axis=1)
+        else:
+            losses = -(1.0 - eps) * self.log_p[xp.arange(n), self.targets]
         if eps:
             losses -= eps * self.log_p.mean(axis=1)
         return losses.sum() if self.reduction == "sum" else losses.mean()
@@ -66,8 +76,13 @@ class CrossEntropyLoss(Module):
         xp = get_array_module(self.log_p)
         n, k = self.log_p.shape
         eps = self.label_smoothing
-        dz = xp.exp(self.log_p) - eps / k
-        dz[xp.arange(n), self.targets] -= 1.0 - eps
+        p = xp.exp(self.log_p)
+        if self.targets.ndim == 2:     # p * sum(q) - q, with sum(q) = (1 - eps) sum(t) + eps
+            mass = (1.0 - eps) * self.targets.sum(axis=1, keepdims=True) + eps
+            dz = p * mass - (1.0 - eps) * self.targets - eps / k
+        else:
+            dz = p - eps / k
+            dz[xp.arange(n), self.targets] -= 1.0 - eps
         scale = grad / n if self.reduction == "mean" else grad
         return dz * (dz.dtype.type(scale) if isinstance(scale, float) else scale)
 
@@ -76,11 +91,18 @@ class CrossEntropyLoss(Module):
         xp = get_array_module(logits, targets)
         n, k = logits.shape
         targets = xp.asarray(targets)
+        if targets.shape not in ((n,), (n, k)):
+            raise ValueError(f"{self!r}: expected targets of shape ({n},) (class indices) or ({n}, {k}) "
+                             f"(class probabilities) for logits of shape {tuple(logits.shape)}, "
+                             f"got {tuple(targets.shape)}")
+        if targets.ndim == 2:
+            if targets.dtype != logits.dtype:
+                raise TypeError(f"{self!r}: class probabilities must have the logits' dtype {logits.dtype}, "
+                                f"got {targets.dtype}")
+            return
         if targets.dtype.kind not in "iu":
-            raise TypeError(f"{self!r}: targets must be integer class indices, got dtype {targets.dtype}")
-        if targets.shape != (n,):
-            raise ValueError(f"{self!r}: expected targets of shape ({n},) for logits of shape "
-                             f"{tuple(logits.shape)}, got {tuple(targets.shape)}")
+            raise TypeError(f"{self!r}: targets must be integer class indices or (N, K) class probabilities, "
+                            f"got dtype {targets.dtype}")
         if self.check_targets and n and bool(((targets < 0) | (targets >= k)).any()):
             bad = targets[(targets < 0) | (targets >= k)]
             raise ValueError(f"{self!r}: targets must be in [0, {k}), got value {int(bad[0])}")

@@ -1,4 +1,4 @@
-"""CrossEntropyLoss against torch: values, gradients, smoothing, huge logits, bad targets."""
+"""CrossEntropyLoss against torch: values, gradients, smoothing, class probabilities, huge logits, bad targets."""
 
 import numpy
 import pytest
@@ -36,6 +36,36 @@ def test_cross_entropy_matches_torch(smoothing, reduction, dtype, xp):
     assert loss.shape == () and loss.dtype == dtype
 
 
+@pytest.mark.parametrize("dtype", [numpy.float64, numpy.float32])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("rows", ["distributions", "any weights"])
+def test_cross_entropy_with_class_probabilities_matches_torch(rows, smoothing, reduction, dtype, xp):
+    """Soft targets (N, K) as torch takes them; rows that do not sum to one too, where the gradient is
+    p * sum(q) - q and not the familiar p - q."""
+    rng = numpy.random.default_rng(1)
+    logits = 3 * rng.standard_normal((6, 10))
+    targets = rng.random((6, 10))
+    if rows == "distributions":
+        targets /= targets.sum(axis=1, keepdims=True)
+    comparison = check_against_torch(nn.CrossEntropyLoss(label_smoothing=smoothing, reduction=reduction),
+                                     torch.nn.CrossEntropyLoss(label_smoothing=smoothing, reduction=reduction),
+                                     logits, xp=xp, dtype=dtype, targets=targets)
+    assert list(comparison.errors) == ["output", "input"]
+
+
+def test_one_hot_probabilities_are_the_class_indices(xp):
+    rng = numpy.random.default_rng(2)
+    logits = xp.asarray(rng.standard_normal((5, 4)))
+    labels = rng.integers(0, 4, 5)
+    by_index, by_probability = nn.CrossEntropyLoss(0.1), nn.CrossEntropyLoss(0.1)
+    one_hot = numpy.eye(4)[labels]
+    numpy.testing.assert_allclose(npalexnet.asnumpy(by_probability(logits, xp.asarray(one_hot))),
+                                  npalexnet.asnumpy(by_index(logits, xp.asarray(labels))), rtol=1e-14)
+    numpy.testing.assert_allclose(npalexnet.asnumpy(by_probability.backward()),
+                                  npalexnet.asnumpy(by_index.backward()), rtol=1e-14, atol=1e-16)
+
+
 @pytest.mark.parametrize("scale", [1e4, -1e4])
 def test_cross_entropy_is_finite_for_huge_logits(scale, xp):
     rng = numpy.random.default_rng(0)
@@ -62,6 +92,9 @@ def test_cross_entropy_gradient_scales_with_upstream():
     (numpy.array([0, 1]), ValueError, r"shape \(3,\)"),
     (numpy.array([[0, 1, 2]]), ValueError, r"shape \(3,\)"),
     (numpy.array([0.0, 1.0, 2.0]), TypeError, "integer class indices"),
+    (numpy.zeros((3, 4)), ValueError, r"or \(3, 5\) \(class probabilities\)"),
+    (numpy.zeros((3, 5), numpy.float32), TypeError, "the logits' dtype float64"),
+    (numpy.zeros((3, 5), numpy.int64), TypeError, "the logits' dtype float64"),
 ])
 def test_cross_entropy_rejects_bad_targets(targets, error, message):
     with pytest.raises(error, match=message):
