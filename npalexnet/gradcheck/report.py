@@ -62,7 +62,8 @@ class Case:
     """One layer configuration: how to build it and the input it is checked on.
 
     ``whole_net``: a Gaussian input and directional finite differences at the network tolerance;
-    ``targets``: a loss, called as ``module(x, targets)`` with random class indices.
+    ``targets``: a loss, called as ``module(x, targets)`` with random ``"indices"`` (N,) or
+    ``"probabilities"`` (N, K): positive weights whose rows need not sum to one (torch's soft targets).
     """
 
     layer: str
@@ -70,16 +71,20 @@ class Case:
     make: object
     shape: tuple
     whole_net: bool = False
-    targets: bool = False
+    targets: str = ""
 
     def inputs(self, seed=0):
-        """``(x, targets)``: the float64 host input and, for a loss, its (N,) class indices."""
+        """``(x, targets)``: the float64 host input and, for a loss, its targets (None otherwise)."""
         if self.whole_net:
             x = numpy.random.default_rng(seed).standard_normal(self.shape)
         else:
             x = tie_free(self.shape, seed)
-        t = numpy.random.default_rng((seed, 7)).integers(0, self.shape[1], self.shape[0]) if self.targets else None
-        return x, t
+        rng = numpy.random.default_rng((seed, 7))
+        if self.targets == "indices":
+            return x, rng.integers(0, self.shape[1], self.shape[0])
+        if self.targets == "probabilities":
+            return x, rng.uniform(0.1, 1.0, self.shape)
+        return x, None
 
 
 CASES = [
@@ -106,9 +111,11 @@ CASES = [
     Case("BatchNorm2d", "eval (running statistics)", _bn_eval, (3, 3, 2, 3)),
     Case("AdaptiveAvgPool2d", "(7,5)->(3,2), overlapping windows", lambda: nn.AdaptiveAvgPool2d((3, 2)),
          (2, 2, 7, 5)),
-    Case("CrossEntropyLoss", "label_smoothing=0", lambda: nn.CrossEntropyLoss(), (4, 5), targets=True),
+    Case("CrossEntropyLoss", "label_smoothing=0", lambda: nn.CrossEntropyLoss(), (4, 5), targets="indices"),
     Case("CrossEntropyLoss", "label_smoothing=0.1", lambda: nn.CrossEntropyLoss(label_smoothing=0.1),
-         (4, 5), targets=True),
+         (4, 5), targets="indices"),
+    Case("CrossEntropyLoss", "class probabilities, label_smoothing=0.1",
+         lambda: nn.CrossEntropyLoss(label_smoothing=0.1), (4, 5), targets="probabilities"),
     Case("AlexNet", "cifar, width=1/8, dropout on (directions)", _whole_net, (2, 3, 32, 32), whole_net=True),
 ]
 
