@@ -20,6 +20,13 @@ the decay reaches d only after about :math:`9/(1-d)` steps (0.999: 9,000).
 every step, for a large model on a CPU where that pass costs a few percent
 of a step.
 
+``uniform_from=S`` turns the average into stochastic weight averaging
+(Izmailov et al. 2018) from optimizer step S on: the first average after S
+replaces the moving average by the weights of that step, and the k-th blends
+in with :math:`d = (k-1)/k`, so the average is the plain mean of the k
+weights sampled since S (every ``every``-th step), each weighing the same
+(torch's ``AveragedModel`` default), however long the run goes on.
+
 Every floating entry of the model's ``state_dict()`` is averaged (weights,
 biases and BatchNorm's running statistics, as timm's ``ModelEmaV2``); integer
 buffers are copied. The averages live on the model's device, in its dtype.
@@ -46,6 +53,8 @@ class ExponentialMovingAverage:
         decay: d in [0, 1); 0.999 averages over about the last 1000 steps.
         warmup: use :math:`\\min(d, (1+t)/(10+t))` for the early steps.
         every: average at every ``every``-th call of :meth:`update` only.
+        uniform_from: from this optimizer step on, the uniform mean of the weights sampled after
+            it (stochastic weight averaging) instead of the moving average; None: never.
 
     Usage::
 
@@ -56,12 +65,15 @@ class ExponentialMovingAverage:
             evaluate(model, ...)
     """
 
-    def __init__(self, model, decay: float, *, warmup: bool = True, every: int = 1):
+    def __init__(self, model, decay: float, *, warmup: bool = True, every: int = 1, uniform_from: int | None = None):
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
         if every < 1:
             raise ValueError(f"EMA every must be >= 1 step, got {every}")
+        if uniform_from is not None and uniform_from < 0:
+            raise ValueError(f"EMA uniform_from must be a step >= 0, got {uniform_from}")
         self.decay, self.warmup, self.every = float(decay), bool(warmup), int(every)
+        self.uniform_from = None if uniform_from is None else int(uniform_from)
         self.num_updates = 0   # t: optimizer steps seen
         self.shadow = {name: value.copy() for name, value in model.state_dict().items()}
 
@@ -74,9 +86,13 @@ class ExponentialMovingAverage:
         self.num_updates += 1
         if self.num_updates % self.every:
             return
-        d = 1.0
-        for t in range(self.num_updates - self.every + 1, self.num_updates + 1):
-            d *= self.decay_at(t)
+        if self.uniform_from is not None and self.num_updates > self.uniform_from:
+            k = (self.num_updates - self.uniform_from - 1) // self.every + 1   # the k-th sample after the start
+            d = (k - 1) / k
+        else:
+            d = 1.0
+            for t in range(self.num_updates - self.every + 1, self.num_updates + 1):
+                d *= self.decay_at(t)
         state = model.state_dict()
         for name, avg in self.shadow.items():
             value = state[name]
@@ -101,8 +117,9 @@ class ExponentialMovingAverage:
 
     # ------------------------------------------------------------------ resuming
     def state_dict(self) -> dict:
-        """``{"decay", "warmup", "every", "num_updates", "shadow": {name: array}}`` (arrays not copied)."""
-        return {"decay": self.decay, "warmup": self.warmup, "every": self.every,
+        """``{"decay", "warmup", "every", "uniform_from", "num_updates", "shadow": {name: array}}`` (arrays
+        not copied)."""
+        return {"decay": self.decay, "warmup": self.warmup, "every": self.every, "uniform_from": self.uniform_from,
                 "num_updates": self.num_updates, "shadow": dict(self.shadow)}
 
     def load_state_dict(self, state: dict) -> None:
@@ -123,6 +140,8 @@ class ExponentialMovingAverage:
             target[...] = xp.asarray(backend.asnumpy(value) if xp is numpy else value, dtype=target.dtype)
         self.decay, self.warmup = float(state["decay"]), bool(state["warmup"])
         self.every, self.num_updates = int(state["every"]), int(state["num_updates"])
+        uniform_from = state.get("uniform_from")   # absent in averages saved before it existed: none
+        self.uniform_from = None if uniform_from is None else int(uniform_from)
 
 
 def _blend(avg, value, d: float) -> None:

@@ -87,23 +87,35 @@ class CosineAnnealingLR(LRScheduler):
 
 
 class WarmupLinearLR(LRScheduler):
-    """One cycle: linear warm-up to the base lr, then linear decay to zero.
+    """One cycle: linear warm-up to the base lr, then linear decay to zero (or to a floor, then held).
 
     For update ``t`` (0-based) of ``total_steps`` with ``W`` warm-up steps:
-    ``lr = base (t+1)/W`` while ``t < W``, then ``base decay(f)`` with
-    ``f = (t-W)/(T-W)`` the fraction of the decay done, and 0 after ``T``.
+    ``lr = base (t+1)/W`` while ``t < W``, then ``base (m + (1 - m) decay(f))``
+    with ``f = (t-W)/(E-W)`` the fraction of the decay done, ``m`` = ``floor``
+    and ``E`` = ``decay_end``; ``base m`` from ``E`` to ``T``, and 0 after ``T``.
     Here ``decay(f) = 1 - f``; :class:`WarmupCosineLR` changes only that.
-    ``warmup`` is a step count (int) or a fraction of ``total_steps`` (float < 1).
+    ``warmup`` and ``decay_end`` are step counts (int) or fractions of
+    ``total_steps`` (float < 1). The defaults (``floor=0``, ``decay_end=T``)
+    decay to zero at the last step; a floor held to the end is the constant
+    rate of stochastic weight averaging (Izmailov et al. 2018; torch's
+    ``SWALR`` anneals to it the same way).
     """
 
-    def __init__(self, optimizer, total_steps: int, warmup=0.15):
+    def __init__(self, optimizer, total_steps: int, warmup=0.15, *, floor: float = 0.0, decay_end=None):
         name = type(self).__name__
         if total_steps < 1:
             raise ValueError(f"{name}: total_steps must be >= 1, got {total_steps}")
-        warmup_steps = int(round(warmup * total_steps)) if isinstance(warmup, float) and warmup < 1 else int(warmup)
+        warmup_steps = _steps(warmup, total_steps)
         if not 0 <= warmup_steps <= total_steps:
             raise ValueError(f"{name}: warm-up of {warmup_steps} steps does not fit in {total_steps} steps")
+        end = total_steps if decay_end is None else _steps(decay_end, total_steps)
+        if not warmup_steps <= end <= total_steps:
+            raise ValueError(f"{name}: the decay must end between the warm-up's end ({warmup_steps}) and the "
+                             f"last step ({total_steps}), got {end}")
+        if not 0.0 <= floor <= 1.0:
+            raise ValueError(f"{name}: floor must be a fraction of the peak in [0, 1], got {floor}")
         self.total_steps, self.warmup_steps = int(total_steps), warmup_steps
+        self.floor, self.decay_end = float(floor), end
         super().__init__(optimizer)
 
     @staticmethod
@@ -116,7 +128,15 @@ class WarmupLinearLR(LRScheduler):
             return base_lr * (step + 1) / self.warmup_steps
         if step >= self.total_steps:
             return 0.0
-        return base_lr * self.decay((step - self.warmup_steps) / (self.total_steps - self.warmup_steps))
+        if step >= self.decay_end:
+            return base_lr * self.floor
+        f = (step - self.warmup_steps) / (self.decay_end - self.warmup_steps)
+        return base_lr * (self.floor + (1.0 - self.floor) * self.decay(f))
+
+
+def _steps(value, total_steps: int) -> int:
+    """A step count given as an int, or as a fraction (float < 1) of ``total_steps``."""
+    return int(round(value * total_steps)) if isinstance(value, float) and value < 1 else int(value)
 
 
 class WarmupCosineLR(WarmupLinearLR):

@@ -160,6 +160,13 @@ def build_parser(D: TrainConfig | None) -> argparse.ArgumentParser:
                    help="--ema: decay min(DECAY, (1+t)/(10+t)) at step t, so the first weights fade fast")
     g.add_argument("--ema-every", type=int, default=dflt("ema_every"), metavar="K",
                    help="--ema: average at every K-th step only (decay DECAY^K), K times less work")
+    g.add_argument("--swa", type=float, default=dflt("swa"), metavar="START",
+                   help="stochastic weight averaging (Izmailov et al. 2018): from this fraction of the steps on, "
+                        "the learning rate is held at --swa-lr (the warm-up schedule decays to it there instead "
+                        "of to 0) and evaluation uses the plain mean of the weights since then (sampled every "
+                        "--ema-every steps) instead of the moving average; 0: off")
+    g.add_argument("--swa-lr", type=float, default=dflt("swa_lr"), metavar="FRACTION",
+                   help="--swa: the rate held to the end, a fraction of the peak --lr")
     g.add_argument("--step-epochs", type=int, default=dflt("step_epochs"), help="--schedule step: epochs per decay")
     g.add_argument("--gamma", type=float, default=dflt("gamma"), help="--schedule step/plateau: lr factor")
     g.add_argument("--patience", type=int, default=dflt("patience"), help="--schedule plateau: epochs without gain")

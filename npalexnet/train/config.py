@@ -11,6 +11,8 @@ from ..models import INPUT_SIZE, alexnet, trainable_parameters
 from ..random_streams import FLIP_SCHEDULES
 
 SCHEDULES = ("onecycle", "warmup-linear", "warmup-cosine", "cosine", "step", "plateau", "constant")
+#: The schedules ``--swa`` can end in its constant rate: a warm-up, then a decay to the rate.
+SWA_SCHEDULES = ("onecycle", "warmup-linear", "warmup-cosine")
 OPTIMIZERS = ("sgd", "sgd-paper", "adam")
 #: ``pad-crop``: splits in memory, CIFAR's padded random crops; ``paper``: splits on disk, Section 4.1.
 AUGMENTS = ("pad-crop", "paper")
@@ -90,6 +92,8 @@ class TrainConfig:
     ema_every: int = 4          # average at every k-th step (with decay^k)
     sam: float = 0.0            # radius rho of sharpness-aware minimisation; 0: off
     sam_epochs: int | None = None   # SAM in the last K epochs only (None: every epoch)
+    swa: float = 0.0            # stochastic weight averaging from this fraction of the steps on; 0: off
+    swa_lr: float = 0.2         # --swa: the rate held from then on, a fraction of the peak lr
     # run
     seed: int = 0
     device: str = "auto"
@@ -140,6 +144,16 @@ class TrainConfig:
             (self.ema_every >= 1, f"--ema-every must be >= 1 step, got {self.ema_every}"),
             (self.sam >= 0, f"--sam must be a radius >= 0 (0: off), got {self.sam}"),
             (self.sam_epochs is None or self.sam_epochs >= 1, f"--sam-epochs must be >= 1, got {self.sam_epochs}"),
+            (0.0 <= self.swa < 1.0, f"--swa must be a fraction of the steps in [0, 1) (0: off), got {self.swa}"),
+            (0.0 < self.swa_lr <= 1.0, f"--swa-lr must be a fraction of the peak lr in (0, 1], got {self.swa_lr}"),
+            (not self.swa or self.schedule in SWA_SCHEDULES,
+             f"--swa needs a warm-up schedule that decays to its rate ({', '.join(SWA_SCHEDULES)}), got "
+             f"--schedule {self.schedule}"),
+            (not self.swa or self.ema > 0,
+             "--swa turns the weights' moving average into the uniform mean at its start: give --ema > 0 "
+             "(the default 0.997 is what evaluation scores before the start)"),
+            (not self.swa or self.warmup >= 1 or self.warmup < self.swa,
+             f"--swa {self.swa} must start after the warm-up (--warmup {self.warmup})"),
             (self.subset is None or self.subset >= 1, f"--subset must be >= 1, got {self.subset}"),
             (self.save_every >= 0, f"--save-every must be >= 0 epochs (0: off), got {self.save_every}"),
             (self.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"),
@@ -280,7 +294,13 @@ def build_scheduler(cfg: TrainConfig, optimizer: optim.Optimizer, steps_per_epoc
                                 f"({cfg.epochs} epochs of {steps_per_epoch} steps); give a fraction in [0, 1) or "
                                 f"at most {total} steps")
         shape = optim.WarmupCosineLR if cfg.schedule == "warmup-cosine" else optim.WarmupLinearLR
-        return shape(optimizer, total, warmup=warmup), True
+        if not cfg.swa:
+            return shape(optimizer, total, warmup=warmup), True
+        start = swa_start_step(cfg, steps_per_epoch)
+        if start < warmup:   # a warm-up given in steps, known to collide only now
+            raise ScheduleError(f"--swa {cfg.swa} starts at step {start}, inside the warm-up of {warmup} steps: "
+                                f"start it later or shorten the warm-up")
+        return shape(optimizer, total, warmup=warmup, floor=cfg.swa_lr, decay_end=start), True
     if cfg.schedule == "cosine":
         return optim.CosineAnnealingLR(optimizer, total), True
     if cfg.schedule == "step":
@@ -291,8 +311,17 @@ def build_scheduler(cfg: TrainConfig, optimizer: optim.Optimizer, steps_per_epoc
     return optim.ConstantLR(optimizer), True
 
 
-def build_ema(cfg: TrainConfig, model: nn.Module) -> optim.ExponentialMovingAverage | None:
-    """The weights' moving average of the run (``cfg.ema`` > 0), from the model's current weights."""
+def swa_start_step(cfg: TrainConfig, steps_per_epoch: int) -> int:
+    """The optimizer step where ``--swa`` holds the rate and starts the uniform average."""
+    return int(round(cfg.swa * cfg.epochs * steps_per_epoch))
+
+
+def build_ema(cfg: TrainConfig, model: nn.Module, steps_per_epoch: int) -> optim.ExponentialMovingAverage | None:
+    """The weights' average that evaluation scores, from the model's current weights: the moving
+    average (``cfg.ema`` > 0), which ``--swa`` turns into the uniform mean at its start; None
+    without ``--ema``."""
     if not cfg.ema:
         return None
-    return optim.ExponentialMovingAverage(model, cfg.ema, warmup=cfg.ema_warmup, every=cfg.ema_every)
+    uniform_from = swa_start_step(cfg, steps_per_epoch) if cfg.swa else None
+    return optim.ExponentialMovingAverage(model, cfg.ema, warmup=cfg.ema_warmup, every=cfg.ema_every,
+                                          uniform_from=uniform_from)

@@ -330,7 +330,7 @@ class _Run:
         if cfg.overwrite and comm.is_root:
             run.replaced = _outputs_of_another_run(out, ckpt)
         model.to(device)
-        run.ema = build_ema(cfg, model)   # from the (resumed) weights, on the device
+        run.ema = build_ema(cfg, model, len(train_loader))   # from the (resumed) weights, on the device
         if run.ema is not None and ckpt is not None and ckpt.ema_state() is not None:
             run.ema.load_state_dict(ckpt.ema_state())
         run.parallel = distributed.DataParallel(model, comm)

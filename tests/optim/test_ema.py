@@ -1,5 +1,6 @@
-"""The weights' exponential moving average: the formula, its warm-up, every-k averaging,
-swapping the average in for evaluation, and exact resuming."""
+"""The weights' exponential moving average: the formula, its warm-up, every-k averaging, the
+uniform mean of stochastic weight averaging, swapping the average in for evaluation, and exact
+resuming."""
 
 from __future__ import annotations
 
@@ -73,6 +74,46 @@ def test_every_k_steps_uses_the_product_of_the_decays():
     numpy.testing.assert_allclose(ema.shadow[name], expected, rtol=1e-13)
 
 
+@pytest.mark.parametrize("every", [1, 3])
+def test_uniform_from_is_the_plain_mean_of_the_weights_sampled_after_it(every):
+    """SWA: from step S on, the mean of the weights at steps S + every, S + 2 every, ... (each weighing
+    the same); before S the moving average, which the first sample replaces."""
+    model = _model()
+    ema = optim.ExponentialMovingAverage(model, 0.9, every=every, uniform_from=6)
+    history = _train_steps(model, 6, ema) + _train_steps(model, 12, ema, seed=2)
+    sampled = [h for t, h in enumerate(history, start=1) if t > 6 and t % every == 0]
+    assert len(sampled) == 12 // every
+    for name in ema.shadow:
+        if ema.shadow[name].dtype.kind != "f":
+            continue
+        expected = numpy.mean([h[name] for h in sampled], axis=0, dtype=numpy.float64)
+        tol = 1e-12 if ema.shadow[name].dtype == numpy.float64 else 1e-6   # BatchNorm's statistics: float32
+        numpy.testing.assert_allclose(ema.shadow[name], expected, rtol=tol, atol=tol, err_msg=name)
+
+
+def test_uniform_from_starts_after_the_moving_average_and_resumes_exactly():
+    a, b = _model(), _model()
+    plain = optim.ExponentialMovingAverage(_model(), 0.9, every=2)
+    ema_a = optim.ExponentialMovingAverage(a, 0.9, every=2, uniform_from=8)
+    _train_steps(a, 8, ema_a, seed=1)
+    _train_steps(_model(), 8, plain, seed=1)
+    for name in plain.shadow:   # up to the start it is the moving average
+        numpy.testing.assert_array_equal(ema_a.shadow[name], plain.shadow[name])
+    _train_steps(a, 3, ema_a, seed=2)   # into the uniform phase, then resumed into a fresh object
+    for name, value in a.state_dict().items():
+        b.state_dict()[name][...] = value
+    ema_b = optim.ExponentialMovingAverage(b, 0.9, every=2)
+    ema_b.load_state_dict({k: (dict(v) if k == "shadow" else v) for k, v in ema_a.state_dict().items()})
+    assert ema_b.uniform_from == 8
+    _train_steps(a, 5, ema_a, seed=3)
+    _train_steps(b, 5, ema_b, seed=3)
+    for name in ema_a.shadow:
+        numpy.testing.assert_array_equal(ema_a.shadow[name], ema_b.shadow[name])
+    old = {k: v for k, v in ema_a.state_dict().items() if k != "uniform_from"}   # saved before it existed
+    ema_b.load_state_dict(old)
+    assert ema_b.uniform_from is None
+
+
 def test_float32_blend_in_chunks_matches_float64():
     """The CPU blend works in cache-sized chunks; a tensor larger than one chunk gives the plain formula."""
     model = nn.Sequential(nn.Linear(300, 400))
@@ -130,3 +171,5 @@ def test_bad_arguments():
         optim.ExponentialMovingAverage(_model(), 1.0)
     with pytest.raises(ValueError, match="every must be >= 1"):
         optim.ExponentialMovingAverage(_model(), 0.9, every=0)
+    with pytest.raises(ValueError, match="uniform_from must be a step >= 0"):
+        optim.ExponentialMovingAverage(_model(), 0.9, uniform_from=-1)

@@ -68,7 +68,32 @@ def test_warmup_cosine_has_the_same_warm_up_then_a_half_cosine_to_zero():
     assert all(c < lin for c, lin in zip(values[16:25], line[16:25]))
 
 
+@pytest.mark.parametrize("shape", [optim.WarmupLinearLR, optim.WarmupCosineLR])
+def test_a_floor_ends_the_decay_early_and_holds(shape):
+    """SWA's schedule: the same warm-up, the decay compressed to end at decay_end on floor x peak, then held."""
+    ours, _ = make_pair(lr=0.05)
+    values = lrs(shape(ours, total_steps=20, warmup=4, floor=0.2, decay_end=0.6), 20)
+    plain = lrs(shape(make_pair(lr=0.05)[0], total_steps=20, warmup=4), 20)
+    assert values[:4] == plain[:4]                                  # the warm-up is the same
+    # decay step t (0-based) of 8: base (0.2 + 0.8 decay(t / 8))
+    numpy.testing.assert_allclose(values[4:12], [0.05 * (0.2 + 0.8 * shape.decay(t / 8)) for t in range(8)],
+                                  rtol=1e-12)
+    assert values[12:20] == [0.05 * 0.2] * 8 and values[20] == 0.0   # held at the floor to the last step
+    assert all(b <= a for a, b in zip(values[4:], values[5:20]))
+
+
+def test_a_floor_s_bad_arguments_get_one_line():
+    ours, _ = make_pair()
+    with pytest.raises(ValueError, match=r"WarmupLinearLR: floor must be a fraction of the peak in \[0, 1\]"):
+        optim.WarmupLinearLR(ours, total_steps=10, warmup=2, floor=1.5)
+    with pytest.raises(ValueError, match=r"the decay must end between the warm-up's end \(5\) and the last "
+                                         r"step \(10\), got 3"):
+        optim.WarmupLinearLR(ours, total_steps=10, warmup=5, decay_end=3)
+
+
 @pytest.mark.parametrize("make", [lambda o: optim.CosineAnnealingLR(o, T_max=10),
+                                  lambda o: optim.WarmupLinearLR(o, total_steps=10, warmup=3, floor=0.3,
+                                                                 decay_end=6),
                                   lambda o: optim.WarmupLinearLR(o, total_steps=10, warmup=3),
                                   lambda o: optim.WarmupCosineLR(o, total_steps=10, warmup=3)])
 def test_scheduler_resume_continues_the_same_curve(make):

@@ -84,7 +84,7 @@ def test_the_weight_average_round_trips_and_is_what_prediction_loads(tmp_path):
     for p in model.parameters():   # the trained weights move on: they differ from the average
         p.data += 1.0
     ckpt = load_checkpoint(save_checkpoint(tmp_path / "c.npz", model, opt, {"epoch": 1}, ema=ema))
-    assert ckpt.meta["ema"] == {"decay": 0.9, "warmup": True, "every": 2, "num_updates": 2}
+    assert ckpt.meta["ema"] == {"decay": 0.9, "warmup": True, "every": 2, "uniform_from": None, "num_updates": 2}
     trained, averaged = alexnet("cifar", 10, width=0.0625), alexnet("cifar", 10, width=0.0625)
     load_model_state(trained, ckpt)
     load_model_state(averaged, ckpt, averaged=True)

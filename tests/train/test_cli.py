@@ -228,6 +228,16 @@ def test_init_from_another_variant_is_one_line(finished_run, cifar_dir, tmp_path
     assert status == 1 and len(err) == 1 and err[0].startswith("error: ") and "bn.npz" in err[0], err
 
 
+def test_a_swa_start_inside_a_warm_up_in_steps_is_one_line(cifar_dir, tmp_path, capsys):
+    """A warm-up given in steps meets --swa's start only once the run's length is known."""
+    status = main(["--data-dir", str(cifar_dir), "--out", str(tmp_path / "run"), "--swa", "0.2", "--warmup", "4",
+                   "--epochs", "2", *TINY])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 1 and err == ["error: --swa 0.2 starts at step 1, inside the warm-up of 4 steps: start it "
+                                   "later or shorten the warm-up"], err
+    assert not (tmp_path / "run" / "last.npz").exists()
+
+
 @pytest.mark.parametrize("schedule", ["onecycle", "warmup-cosine"])
 def test_a_warm_up_longer_than_the_run_is_one_line(cifar_dir, tmp_path, capsys, schedule):
     status = main(["--data-dir", str(cifar_dir), "--out", str(tmp_path / "run"), "--schedule", schedule,

@@ -324,6 +324,52 @@ def test_ema_and_no_bias_decay_are_saved_and_resume_exactly(cifar_dir, tmp_path,
         numpy.testing.assert_array_equal(value, cut.ema[name], err_msg=name)
 
 
+def test_swa_holds_the_rate_averages_uniformly_and_resumes_exactly(cifar_dir, tmp_path, monkeypatch):
+    """--swa 0.5 over 2 epochs of 3 steps: the rate decays to --swa-lr x peak at step 3 and stays there;
+    the average the run saves (and scores) is the plain mean of the weights after steps 4, 5 and 6."""
+    from npalexnet.train import loop
+    rates, weights = [], []
+
+    def recording_step(model, criterion, optimizer, *args, **kwargs):
+        rates.append(optimizer.param_groups[0]["lr"])
+        out = loop_step(model, criterion, optimizer, *args, **kwargs)
+        weights.append({k: v.copy() for k, v in model.state_dict().items()})
+        return out
+
+    loop_step = loop.train_step
+    monkeypatch.setattr(loop, "train_step", recording_step)
+    options = dict(swa=0.5, swa_lr=0.25, warmup=1, ema_every=1, lr=0.04)
+    fit(_config(cifar_dir, tmp_path / "full", **options), log=lambda *a: None)
+    numpy.testing.assert_allclose(rates, [0.04, 0.04, 0.025, 0.01, 0.01, 0.01], rtol=1e-12)
+    full = load_checkpoint(tmp_path / "full" / LAST)
+    assert full.meta["ema"]["uniform_from"] == 3 and full.meta["config"]["swa"] == 0.5
+    for name, value in full.ema.items():
+        if value.dtype.kind == "f":
+            mean = numpy.mean([w[name] for w in weights[3:]], axis=0, dtype=numpy.float64)
+            numpy.testing.assert_allclose(value, mean, rtol=1e-5, atol=1e-6, err_msg=name)
+    monkeypatch.setattr(loop, "train_step", loop_step)
+    with monkeypatch.context() as m:
+        m.setattr(run_module, "GracefulInterrupt", lambda log=None: _StopAfter(4))   # inside the uniform phase
+        with pytest.raises(TrainingInterrupted):
+            fit(_config(cifar_dir, tmp_path / "cut", **options), log=lambda *a: None)
+    fit(_config(cifar_dir, tmp_path / "cut", resume=True), log=lambda *a: None)
+    cut = load_checkpoint(tmp_path / "cut" / LAST)
+    _assert_same_weights(full.model, cut.model)
+    _assert_same_weights(full.ema, cut.ema)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"swa": 1.0}, r"--swa must be a fraction of the steps in \[0, 1\)"),
+    ({"swa": 0.5, "swa_lr": 0.0}, r"--swa-lr must be a fraction of the peak lr in \(0, 1\]"),
+    ({"swa": 0.5, "schedule": "cosine"}, "--swa needs a warm-up schedule that decays to its rate"),
+    ({"swa": 0.5, "ema": 0.0}, "give --ema > 0"),
+    ({"swa": 0.1, "warmup": 0.15}, r"--swa 0.1 must start after the warm-up \(--warmup 0.15\)"),
+])
+def test_bad_swa_options_get_one_line(options, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**options).validate()
+
+
 def test_validation_evaluate_and_prediction_score_the_weight_average(cifar_dir, tmp_path):
     """With --ema every evaluation scores the average: the run's test, --evaluate (which reproduces the
     run's own test line), and prediction."""
