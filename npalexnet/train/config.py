@@ -297,7 +297,9 @@ def build_scheduler(cfg: TrainConfig, optimizer: optim.Optimizer, steps_per_epoc
         if not cfg.swa:
             return shape(optimizer, total, warmup=warmup), True
         start = swa_start_step(cfg, steps_per_epoch)
-        if start < warmup:   # a warm-up given in steps, known to collide only now
+        # A warm-up given as a fraction was checked against --swa in validate(); one given in steps can be
+        # compared with the start only now that the run's length is known.
+        if isinstance(warmup, int) and start < warmup:
             raise ScheduleError(f"--swa {cfg.swa} starts at step {start}, inside the warm-up of {warmup} steps: "
                                 f"start it later or shorten the warm-up")
         return shape(optimizer, total, warmup=warmup, floor=cfg.swa_lr, decay_end=start), True
