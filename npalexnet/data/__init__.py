@@ -19,7 +19,7 @@ from .errors import DataError, DataNotFoundError
 from .loader import BatchLoader
 from .sampling import epoch_order, global_batches, local_slice
 from .sources import DATASETS, load_dataset
-from .split import stratified_sample, stratified_split
+from .split import split_off_validation, stratified_sample, stratified_split
 
 __all__ = [
     "CIFAR10_CLASSES",
@@ -42,6 +42,7 @@ __all__ = [
     "local_slice",
     "normalize",
     "resize",
+    "split_off_validation",
     "stratified_sample",
     "stratified_split",
 ]

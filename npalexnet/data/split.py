@@ -48,6 +48,22 @@ def stratified_split(labels, fraction: float, seed: int, stream: int = 1) -> tup
     return numpy.flatnonzero(mask), held_idx
 
 
+def split_off_validation(images, fraction: float, seed: int):
+    """A dataset split's ``(train, validation)`` parts: :func:`stratified_split` of its labels, taken.
+
+    The one place a run's validation images are chosen, so the training run and a later
+    ``--evaluate --split validation`` of its checkpoint hold out the same images.
+
+    Args:
+        images: a :class:`~npalexnet.data.dataset.Split` (anything with ``labels`` and ``take(indices)``).
+        fraction, seed: as :func:`stratified_split`.
+    Returns:
+        ``(train, validation)``; ``validation`` is None when the fraction holds out no image.
+    """
+    keep, held = stratified_split(images.labels, fraction, seed)
+    return images.take(keep), (images.take(held) if len(held) else None)
+
+
 def stratified_sample(labels, count: int, seed: int, stream: int = 0) -> numpy.ndarray:
     """``count`` sorted indices drawn without replacement, each class in proportion (at least one).
 

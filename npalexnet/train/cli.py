@@ -28,7 +28,7 @@ from ..models import INITS, VARIANTS
 from ..random_streams import FLIP_SCHEDULES
 from .cli_common import DefaultsFormatter, device_error, error_line, report
 from .config import AUGMENTS, OPTIMIZERS, RECIPES, SCHEDULES, TrainConfig
-from .evaluate_only import EvaluateOptionsError, evaluate_checkpoint
+from .evaluate_only import SPLITS, EvaluateOptionsError, EvaluateRequest, evaluate_checkpoint
 from .interrupt import exit_status
 from .run import TrainingInterrupted, fit
 from .runlog import ConfigFileError, read_config_file
@@ -189,8 +189,13 @@ def build_parser(D: TrainConfig | None) -> argparse.ArgumentParser:
     g.add_argument("--overwrite", action="store_true", default=dflt("overwrite"),
                    help="start afresh even if --out holds a run")
     g.add_argument("--evaluate", metavar="CHECKPOINT", default=argparse.SUPPRESS,
-                   help="no training: score CHECKPOINT on its run's test split with its run's protocol (data "
-                        "location, --device, --eval-batch-size, --no-tta and --tta-crops may be given)")
+                   help="no training: score CHECKPOINT on its run's test split (or --split validation) with its "
+                        "run's protocol (data location, --device, --eval-batch-size, --no-tta and --tta-crops may be "
+                        "given)")
+    g.add_argument("--split", choices=SPLITS, default=argparse.SUPPRESS,
+                   help="with --evaluate: the images to score: test (the default), or validation: the images the "
+                        "run held out (its --val-fraction and --seed), to compare recipes with the final test's "
+                        "views without looking at the test set")
     g.add_argument("--no-progress", dest="progress", action="store_false", default=dflt("progress"),
                    help="no progress bars (they are off anyway when stderr is not a terminal)")
     g.add_argument("--no-test", dest="test", action="store_false", default=dflt("test"),
@@ -207,8 +212,9 @@ def build_parser(D: TrainConfig | None) -> argparse.ArgumentParser:
     return p
 
 
-def parse_args(argv=None) -> tuple[TrainConfig, set[str], str | None]:
-    """The run's configuration, the options the command line (or --config file) set, and --evaluate's file.
+def parse_args(argv=None) -> tuple[TrainConfig, set[str], EvaluateRequest | None]:
+    """The run's configuration, the options the command line (or --config file) set, and what --evaluate
+    asks for (None: a training run).
 
     Defaults, lowest first: the ``--recipe``'s (the command line's, else the --config file's, else
     ``default``), the --config file's options, then the command line's.
@@ -225,8 +231,13 @@ def parse_args(argv=None) -> tuple[TrainConfig, set[str], str | None]:
     parser = build_parser(TrainConfig.from_recipe(recipe, **{k: v for k, v in file_options.items() if k != "recipe"}))
     args = vars(parser.parse_args(argv))
     args.pop("config", None)
-    evaluate = args.pop("evaluate", None)
-    given = (set(typed) | set(file_options)) - {"config", "evaluate"}
+    evaluate, split = args.pop("evaluate", None), args.pop("split", None)
+    if split is not None and evaluate is None:
+        parser.error("--split chooses the images --evaluate scores; a training run validates on its "
+                     "--val-fraction split and tests on the test split")
+    if evaluate is not None:
+        evaluate = EvaluateRequest(evaluate, split or "test")
+    given = (set(typed) | set(file_options)) - {"config", "evaluate", "split"}
     if {"flip", "flip_schedule"} <= set(typed) and not args["flip"]:
         parser.error("--flip-schedule with --no-flip: without flips there is nothing to schedule; give one of them")
     try:
@@ -259,7 +270,7 @@ def main(argv=None) -> int:
         return 1
     if evaluate is not None:
         try:
-            evaluate_checkpoint(evaluate, cfg, given)
+            evaluate_checkpoint(evaluate.checkpoint, cfg, given, split=evaluate.split)
         except EvaluateOptionsError as exc:   # a recipe option given with --evaluate
             print(f"error: {exc}", file=sys.stderr)
             return 2

@@ -1,5 +1,6 @@
 """``--evaluate CHECKPOINT``: the test of a saved run, without training (torchvision's ``--test-only``,
-timm's validate.py).
+timm's validate.py), or with ``--split validation`` the same protocol on the images the run held out
+(``--val-fraction``): a recipe compared with the final test's views without looking at the test set.
 
 Everything comes from the checkpoint: the model, the class names, the
 normalisation, the run's data options (and with them its pipeline: splits
@@ -18,7 +19,7 @@ import time
 from dataclasses import dataclass
 
 from .. import backend, config, nn
-from ..data import load_dataset
+from ..data import load_dataset, split_off_validation
 from . import pipeline
 from .checkpoint import CheckpointError, load_checkpoint, load_model_state
 from .config import TrainConfig, build_model
@@ -29,6 +30,16 @@ from .resume import option_name
 #: What ``--evaluate`` takes from the command line; every other option belongs to a run's recipe.
 OPTIONS = ("data_dir", "root", "download", "download_url", "cache_dir", "workers", "device", "eval_batch_size",
            "tta", "tta_crops", "progress")
+#: The images ``--evaluate`` can score: the test split, or the run's validation split (``--val-fraction``).
+SPLITS = ("test", "validation")
+
+
+@dataclass(frozen=True)
+class EvaluateRequest:
+    """What ``--evaluate CHECKPOINT [--split SPLIT]`` asks for: the file, and which of :data:`SPLITS` to score."""
+
+    checkpoint: str
+    split: str = "test"
 
 
 class EvaluateOptionsError(ValueError):
@@ -47,16 +58,22 @@ class TestResult:
     top5: float | None = None
 
 
-def evaluate_checkpoint(path, options: TrainConfig | None = None, given=(), log=print) -> TestResult:
+def evaluate_checkpoint(path, options: TrainConfig | None = None, given=(), log=print,
+                        split: str = "test") -> TestResult:
     """Score the checkpoint at ``path`` on its run's test split with its run's protocol.
 
     Args:
         options: this invocation's configuration; its fields named in ``given``
             (any of :data:`OPTIONS`) replace the run's.
+        split: ``"test"``, or ``"validation"``: the images the run held out (its ``--val-fraction`` and
+            ``--seed`` choose them again, the same images it validated on after every epoch).
     Raises:
         CheckpointError: a missing, corrupt or non-training checkpoint. DataError: no test data.
-        EvaluateOptionsError: an option in ``given`` that a test cannot use (a recipe option).
+        EvaluateOptionsError: an option in ``given`` that a test cannot use (a recipe option), or
+            ``split="validation"`` for a run that held out no images.
     """
+    if split not in SPLITS:
+        raise EvaluateOptionsError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
     unusable = sorted(set(given) - set(OPTIONS) - {"evaluate", "config"})
     if unusable:
         names = ", ".join(map(option_name, unusable))
@@ -75,6 +92,9 @@ def evaluate_checkpoint(path, options: TrainConfig | None = None, given=(), log=
     partial = int((meta.get("partial") or {}).get("steps", 0))
     weights = weights_name(ckpt.path, int(meta["epoch"]), partial)
     device = backend.resolve_device(cfg.device)
+    if split == "validation" and not cfg.val_fraction:
+        raise EvaluateOptionsError(f"--split validation: the run of {ckpt.path} held out no validation images "
+                                   f"(--val-fraction 0); it can be scored on the test split only")
     log(f"evaluate: {ckpt.path} ({weights}; AlexNet {meta['variant']}, {len(meta['classes'])} classes), "
         f"device {device}")
 
@@ -87,16 +107,17 @@ def evaluate_checkpoint(path, options: TrainConfig | None = None, given=(), log=
     if list(dataset.classes) != list(meta["classes"]):
         raise CheckpointError(f"{ckpt.path} was trained on the classes {meta['classes']}, the data in "
                               f"{dataset.source} has {list(dataset.classes)}")
-    log(f"data: {dataset.name} from {dataset.source}: {len(dataset.test)} test images "
+    images = dataset.test if split == "test" else split_off_validation(dataset.train, cfg.val_fraction, cfg.seed)[1]
+    log(f"data: {dataset.name} from {dataset.source}: {len(images)} {split} images "
         f"({time.perf_counter() - start:.1f} s)")
     model = build_model(meta["model_kwargs"])
     load_model_state(model, ckpt, averaged=True)   # the weights the run scored: the moving average, if kept
     model.to(device)
-    loader = pipeline.build_loader(cfg, dataset.test, cfg.eval_batch_size, pipeline.checkpoint_preprocess(meta),
+    loader = pipeline.build_loader(cfg, images, cfg.eval_batch_size, pipeline.checkpoint_preprocess(meta),
                                    device, train=False)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)   # the loss the run's test reported
     with config.using(buffer_pool=True):   # the settings the run's own test ran under
-        test = scores(model, loader, criterion, protocol=protocol, progress=cfg.progress, desc="test")
+        test = scores(model, loader, criterion, protocol=protocol, progress=cfg.progress, desc=split)
     top5 = test.top5 if cfg.paper_mode else None
-    log(score_line(test.top1, test.loss, weights, protocol, test.count, top5=top5))
+    log(score_line(test.top1, test.loss, weights, protocol, test.count, top5=top5, split=split))
     return TestResult(test.loss, test.top1, test.count, weights, protocol, top5)

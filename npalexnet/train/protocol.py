@@ -119,15 +119,16 @@ def weights_name(path, epoch: int, partial_steps: int = 0) -> str:
 
 
 def score_line(accuracy: float, loss: float | None, weights: str, protocol: Protocol, count: int | None = None,
-               top5: float | None = None) -> str:
+               top5: float | None = None, split: str = "test") -> str:
     """The one line every tool prints for a test score, e.g. ``test accuracy: 85.16% (loss 0.8364 on
     10,000 images; weights last.npz, epoch 30; 10 views: 5 crops at +-2 px and their mirror images)``.
 
     ``top5`` (paper mode) adds the error rates the paper's tables give: ``test accuracy: 58.80% (top-1
-    error 41.20%, top-5 error 16.90%; loss ...)``.
+    error 41.20%, top-5 error 16.90%; loss ...)``. ``split`` names the images scored (``validation
+    accuracy: ...`` for ``--evaluate --split validation``).
     """
     errors = [f"top-1 error {100 * (1 - accuracy):.2f}%, top-5 error {100 * (1 - top5):.2f}%"] if top5 is not None \
         else []
     what = ([f"loss {loss:.4f}"] if loss is not None else []) + ([f"on {count:,} images"] if count is not None else [])
     parts = errors + ([" ".join(what)] if what else []) + [f"weights {weights}", protocol.describe()]
-    return f"test accuracy: {100 * accuracy:.2f}% ({'; '.join(parts)})"
+    return f"{split} accuracy: {100 * accuracy:.2f}% ({'; '.join(parts)})"

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy
 
 from .. import __version__, backend, config, distributed, models, nn, random_streams
-from ..data import load_dataset, stratified_sample, stratified_split
+from ..data import load_dataset, split_off_validation, stratified_sample
 from ..data.atomic import NoSpaceError
 from ..inspect import parameter_norms
 from ..viz import save_norm_curves
@@ -133,8 +133,7 @@ def prepare_data(cfg: TrainConfig, log=print, build: bool = True):
                            download_url=cfg.download_url, image_size=cfg.image_size, cache_dir=cfg.cache_dir,
                            workers=cfg.workers, seed=cfg.seed, log=log, progress=cfg.progress and build,
                            rule=cfg.resize_rule, in_memory=not cfg.paper_mode, build=build)
-    train_idx, val_idx = stratified_split(dataset.train.labels, cfg.val_fraction, cfg.seed)
-    train, val = dataset.train.take(train_idx), (dataset.train.take(val_idx) if len(val_idx) else None)
+    train, val = split_off_validation(dataset.train, cfg.val_fraction, cfg.seed)
     if cfg.subset is not None and cfg.subset < len(train):
         train = train.take(stratified_sample(train.labels, cfg.subset, cfg.seed, stream=2))
     log(f"data: {dataset.name} from {dataset.source}: {len(train)} train, {len(val) if val else 0} validation, "

@@ -15,7 +15,7 @@ from npalexnet import nn
 from npalexnet.train import TrainConfig, fit
 from npalexnet.train.cli import main, parse_args
 from npalexnet.train.config import build_model, model_kwargs
-from npalexnet.train.evaluate_only import evaluate_checkpoint
+from npalexnet.train.evaluate_only import EvaluateOptionsError, EvaluateRequest, evaluate_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--width", "0.125", "--batch-size", "16", "--eval-batch-size", "8", "--device", "cpu", "--val-fraction",
@@ -35,6 +35,9 @@ def finished_run(cifar_dir, tmp_path_factory):
 def test_the_options_the_command_line_names_are_known(tmp_path):
     cfg, given, evaluate = parse_args(["--lr", "0.1", "--no-tta", "--resume"])
     assert given == {"lr", "tta", "resume"} and evaluate is None
+    assert parse_args(["--evaluate", "x.npz"])[1:] == (set(), EvaluateRequest("x.npz", "test"))
+    assert parse_args(["--evaluate", "x.npz", "--split", "validation", "--tta-crops", "0"])[1:] == (
+        {"tta_crops"}, EvaluateRequest("x.npz", "validation"))
     assert (cfg.lr, cfg.tta, cfg.resume, cfg.batch_size) == (0.1, False, "last", 128)
     assert parse_args(["--resume", "runs/x"])[0].resume == "runs/x"
     assert parse_args([])[0] == TrainConfig() and parse_args([])[1] == set()
@@ -134,6 +137,48 @@ def test_evaluate_names_best_and_takes_other_views(finished_run, capsys):
     assert main(["--evaluate", str(out / "best.npz"), "--no-tta", "--tta-crops", "0"]) == 0
     last = capsys.readouterr().out.splitlines()[-1]
     assert re.fullmatch(r"test accuracy: .* weights best\.npz, epoch [12]; the image\)", last), last
+
+
+def test_evaluate_split_validation_scores_the_images_the_run_held_out(finished_run, capsys):
+    """With the run's per-epoch views (the flips), the score of last.npz on --split validation is the run's own
+    validation of its last epoch, bit for bit: the same images, weights and protocol."""
+    out, _, result = finished_run
+    last = result.history[-1]
+    flips_only = TrainConfig(tta_crops=0)
+    scored = evaluate_checkpoint(out / "last.npz", flips_only, {"tta_crops"}, log=lambda *a: None, split="validation")
+    assert (scored.loss, scored.accuracy) == (last["val_loss"], last["val_acc"])
+    assert scored.count == 12 and scored.protocol.describe() == "the image and its mirror image"
+    # the final test's ten views on the same images, from the command line; named as validation
+    assert main(["--evaluate", str(out / "last.npz"), "--split", "validation", "--no-progress"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert re.search(r": 12 validation images \(", printed[-2]), printed
+    assert re.fullmatch(r"validation accuracy: \d+\.\d\d% \(loss \d\.\d{4} on 12 images; weights last\.npz, "
+                        r"epoch 2; 10 views: 5 crops at \+-2 px and their mirror images\)", printed[-1]), printed
+
+
+def test_evaluate_split_errors_are_one_line(finished_run, tmp_path, capsys):
+    import json
+
+    import numpy
+    out, _, _ = finished_run
+    with pytest.raises(SystemExit) as stop:   # nothing to choose a split for
+        main(["--split", "validation"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and err[-1].endswith("error: --split chooses the images --evaluate scores; a "
+                                                     "training run validates on its --val-fraction split and "
+                                                     "tests on the test split"), err
+    with numpy.load(out / "last.npz") as z:   # the same weights, from a run that held out nothing
+        entries = {k: z[k] for k in z.files}
+    meta = json.loads(str(entries["meta"]))
+    meta["config"]["val_fraction"] = 0.0
+    entries["meta"] = numpy.array(json.dumps(meta))
+    numpy.savez(tmp_path / "all.npz", **entries)
+    assert main(["--evaluate", str(tmp_path / "all.npz"), "--split", "validation"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: --split validation: the run of {tmp_path / 'all.npz'} held out no validation images "
+                   f"(--val-fraction 0); it can be scored on the test split only"], err
+    with pytest.raises(EvaluateOptionsError, match="--split must be one of test, validation, got 'train'"):
+        evaluate_checkpoint(out / "last.npz", split="train")
 
 
 def test_evaluate_refuses_recipe_options(finished_run, capsys):
