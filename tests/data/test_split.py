@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy
 import pytest
 
-from npalexnet.data.split import stratified_sample, stratified_split
+from npalexnet.data import Split
+from npalexnet.data.split import split_off_validation, stratified_sample, stratified_split
 
 
 def test_split_partitions_and_keeps_class_shares():
@@ -33,3 +34,14 @@ def test_subset_has_every_class():
     assert set(labels[chosen].tolist()) == set(range(10))
     with pytest.raises(ValueError, match="cannot sample"):
         stratified_sample(labels, 10_000, seed=0)
+
+
+def test_split_off_validation_takes_the_stratified_split_of_a_dataset_split():
+    labels = numpy.repeat(numpy.arange(4), 10)
+    images = numpy.arange(40, dtype=numpy.uint8).reshape(40, 1, 1, 1) * numpy.ones((1, 1, 2, 2), numpy.uint8)
+    train, val = split_off_validation(Split(images, labels), 0.25, seed=5)
+    keep, held = stratified_split(labels, 0.25, seed=5)
+    assert numpy.array_equal(val.images[:, 0, 0, 0], held) and numpy.array_equal(val.labels, labels[held])
+    assert numpy.array_equal(train.images[:, 0, 0, 0], keep) and numpy.array_equal(train.labels, labels[keep])
+    whole, none = split_off_validation(Split(images, labels), 0.0, seed=5)
+    assert none is None and len(whole) == 40
