@@ -60,7 +60,7 @@ class TestResult:
 
 def evaluate_checkpoint(path, options: TrainConfig | None = None, given=(), log=print,
                         split: str = "test") -> TestResult:
-    """Score the checkpoint at ``path`` on its run's test split with its run's protocol.
+    """Score the checkpoint at ``path`` on its run's test (or validation) split with its run's protocol.
 
     Args:
         options: this invocation's configuration; its fields named in ``given``
