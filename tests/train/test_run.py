@@ -98,11 +98,16 @@ def test_no_test_never_scores_the_test_split_and_a_resume_tests_it_later(cifar_d
     assert scored == ["validation", "validation"]   # epochs 1 and 2; no test
     assert untested.test_accuracy is None and untested.test_loss is None and untested.weights == "last.npz, epoch 2"
     assert str(lines[-1]) == (f"test: skipped (--no-test); --evaluate {tmp_path / LAST} tests these weights "
-                              f"(last.npz, epoch 2)")
+                              f"(last.npz, epoch 2); --split validation scores them on the validation images "
+                              f"with the test's views")
     _assert_same_weights(dict(untested.model.state_dict()), load_checkpoint(tmp_path / LAST).ema)   # the average
     tested = fit(_config(cifar_dir, tmp_path, resume=True), log=lines.append)   # not a recipe change
     assert scored[-1] == "test" and 0.0 <= tested.test_accuracy <= 1.0
     assert str(lines[-1]).startswith("test accuracy: ")
+    held_none = []   # no validation split: --evaluate can score the test split only, so the line offers only that
+    fit(_config(cifar_dir, tmp_path / "all", test=False, val_fraction=0.0, epochs=1), log=held_none.append)
+    assert str(held_none[-1]) == (f"test: skipped (--no-test); --evaluate {tmp_path / 'all' / LAST} tests these "
+                                  f"weights (last.npz, epoch 1)")
 
 
 def test_resume_after_a_finished_run_equals_a_longer_run(cifar_dir, tmp_path):
