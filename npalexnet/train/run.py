@@ -518,7 +518,7 @@ class _Run:
         """The end of a run without its test (``--no-test``): the model returned is the one the test would
         score, and the log says how to test it later."""
         weights = self._final_weights()
-        also = (f"; --split validation scores them on the validation images with the test's views"
+        also = ("; --split validation scores them on the validation images with the test's views"
                 if self.val_loader is not None else "")
         self.log(f"test: skipped (--no-test); --evaluate {self.out / LAST} tests these weights ({weights}){also}")
         return FitResult(self.model, self.history, None, None, self.out, self.cfg, weights, self.protocol)
