@@ -17,7 +17,8 @@
 # differ from it by float32 rounding alone (benchmarks/RESULTS.md, issue 15, nineteenth round: within 0.36 and
 # 0.6 points of the CPU curves at every epoch). Every 10 s the metrics of all runs so far are written to
 # $OUT/ruler_metrics.txt, so a call stopped by its time limit still brings back every finished epoch; at the
-# end $OUT/ruler_summary.txt has each run's last epoch. Six runs at 30 epochs fit a 480 s call (expected from
+# end $OUT/ruler_summary.txt has each run's last epoch, and its last weights scored on the validation images
+# with the final test's ten views (`--evaluate RUN/last.npz --split validation`). Six runs at 30 epochs fit a 480 s call (expected from
 # eight at 11 s an epoch; not measured).
 #
 # NPA_RULER_DEVICE=cpu runs the same thing on the CPU (the tests rehearse the script so, on a tiny tree).
@@ -85,12 +86,33 @@ done
 FAILED=0
 for job in $(jobs -p); do wait "$job" || FAILED=$((FAILED + 1)); done
 collect
+# Each run's last weights on its validation images with the final test's ten views (--split validation): the
+# score of the protocol the recipe is finally tested with, which averages away part of what one pair of 2-view
+# validation scores differs by. All side by side; their lines go to RUN.views10.
+for log in "$WORK"/runs/*.log; do
+    run=$(basename "$log" .log)
+    if [ -f "$WORK/runs/$run/last.npz" ]; then
+        "$PY" examples/train_cifar10.py --evaluate "$WORK/runs/$run/last.npz" --split validation --data-dir "$DATA" \
+            --device "$DEVICE" --no-progress >"$WORK/runs/$run.views10" 2>&1 &
+    fi
+done
+wait
 "$PY" - "$WORK/runs" "$EPOCHS" "$(($(date +%s) - START))" <<'EOF' | tee "$OUT/ruler_summary.txt"
-import csv, sys
+import csv, re, sys
 from pathlib import Path
 
 runs, epochs, seconds = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-print(f"{'run':24s} {'epochs':>6s} {'val top-1':>9s} {'val loss':>8s} {'train top-1':>11s} {'s/epoch':>7s}")
+
+
+def ten_views(log):
+    """The run's --evaluate --split validation score (the test's views), or '-'."""
+    scored = log.with_suffix(".views10")
+    found = re.search(r"^validation accuracy: (\d+\.\d+)%", scored.read_text(), re.M) if scored.is_file() else None
+    return f"{found.group(1)}%" if found else "-"
+
+
+print(f"{'run':24s} {'epochs':>6s} {'val top-1':>9s} {'val loss':>8s} {'train top-1':>11s} {'s/epoch':>7s} "
+      f"{'val 10 views':>12s}")
 for log in sorted(runs.glob("*.log")):
     metrics = log.with_suffix("") / "metrics.csv"
     rows = list(csv.DictReader(metrics.open())) if metrics.is_file() else []
@@ -100,7 +122,7 @@ for log in sorted(runs.glob("*.log")):
     last = rows[-1]
     mean = sum(float(r["epoch_seconds"]) for r in rows) / len(rows)
     print(f"{log.stem:24s} {len(rows):>3d}/{epochs:<2d} {100 * float(last['val_acc']):8.2f}% {float(last['val_loss']):8.4f} "
-          f"{100 * float(last['train_acc']):10.2f}% {mean:7.1f}")
+          f"{100 * float(last['train_acc']):10.2f}% {mean:7.1f} {ten_views(log):>12s}")
 print(f"{seconds} s in all")
 EOF
 exit $((FAILED > 0))

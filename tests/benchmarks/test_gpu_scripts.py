@@ -191,7 +191,9 @@ def test_gpu_ruler_runs_every_recipe_at_every_seed_side_by_side_and_summarises(t
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     summary = (tmp_path / "out" / "ruler_summary.txt").read_text()
     for run in ("ref-s0", "ref-s1", "drop-s0", "drop-s1"):
-        assert any(line.split()[:2] == [run, "1/1"] for line in summary.splitlines()), summary
+        line = next(line.split() for line in summary.splitlines() if line.split()[:2] == [run, "1/1"])
+        scored = (tmp_path / "work" / "runs" / f"{run}.views10").read_text().splitlines()
+        assert scored[-1].startswith(f"validation accuracy: {line[-1]} (") and "10 views" in scored[-1], scored
     metrics = (tmp_path / "out" / "ruler_metrics.txt").read_text()
     assert metrics.count("epoch,train_loss") == 4 and "== drop-s1" in metrics
     config = json.loads((tmp_path / "work" / "runs" / "drop-s1" / "config.json").read_text())["config"]
