@@ -163,6 +163,44 @@ def integers(seed: int, epoch: int, indices, stream: int, high: int, shape=(), x
     return xp.minimum((u * high).astype(xp.int64), high - 1)
 
 
+#: Pairs of uniforms :func:`beta` draws per number: Johnk's rejection accepts a pair with probability
+#: Gamma(a+1) Gamma(b+1) / Gamma(a+b+1), at least 1/6 for a, b <= 2 (:data:`BETA_MAX`), so all of them
+#: are rejected with probability below (5/6)^512, about 1e-41.
+BETA_PAIRS = 512
+#: The largest parameter :func:`beta` takes (its acceptance falls fast above: 1/70 at a = b = 4).
+BETA_MAX = 2.0
+
+
+def beta(seed: int, epoch: int, indices, stream: int, a: float, b: float, xp=None):
+    """Beta(a, b) numbers in [0, 1], one per sample of ``indices`` (e.g. mixup's mixing weight; the
+    distribution's (0, 1) rounded: with a small ``a`` some are 1.0 or a subnormal).
+
+    Johnk's algorithm (1964): for uniform ``u, v`` in (0, 1], ``x = u^(1/a)`` and ``y = v^(1/b)``, the
+    first pair with ``x + y <= 1`` gives ``x / (x + y)``, Beta(a, b) distributed. Each sample has a
+    fixed block of :data:`BETA_PAIRS` pairs from its key, so the number is a function of (seed, epoch,
+    index, stream) like every other draw here. It works in logarithms (``log x = log u / a``), which
+    keeps small parameters (``u^(1/0.05)`` underflows) exact.
+
+    Args:
+        a, b: the shape parameters, in (0, :data:`BETA_MAX`].
+    Returns:
+        (n,) float64.
+    """
+    if not (0 < a <= BETA_MAX and 0 < b <= BETA_MAX):
+        raise ValueError(f"beta: the parameters must be in (0, {BETA_MAX:g}], got a={a}, b={b}")
+    u = uniform(seed, epoch, indices, stream, (2, BETA_PAIRS), numpy.float64, xp)
+    xp = get_array_module(u)
+    log_x, log_y = xp.log1p(-u[:, 0]) / a, xp.log1p(-u[:, 1]) / b   # 1 - u is in (0, 1]: finite
+    top = xp.maximum(log_x, log_y)
+    log_sum = top + xp.log(xp.exp(log_x - top) + xp.exp(log_y - top))   # log(x + y)
+    accepted = log_sum <= 0.0
+    if not bool(accepted.any(axis=1).all()):
+        raise RuntimeError("beta: no pair of the block was accepted (probability below 1e-41)")
+    first = xp.argmax(accepted, axis=1)
+    rows = xp.arange(u.shape[0])
+    return xp.exp(log_x[rows, first] - log_sum[rows, first])
+
+
 # ----------------------------------------------------------------------------
 # The per-batch context read by the layers
 # ----------------------------------------------------------------------------
@@ -294,6 +332,9 @@ CROP_Y_STREAM, CROP_X_STREAM, FLIP_STREAM = 1, 2, 3
 LIGHTING_STREAM = 4
 #: The stream of the epoch order (:func:`permutation`).
 ORDER_STREAM = 0
+#: The streams of mixup and CutMix (:mod:`npalexnet.data.mixing`): each image's partner, and per step which
+#: of the two blends, its weight and CutMix's box centre.
+MIX_PARTNER_STREAM, MIX_CHOICE_STREAM, MIX_WEIGHT_STREAM, MIX_BOX_STREAM = 5, 6, 7, 8
 
 
 #: How the flips change from epoch to epoch (:func:`crop_flip_params`).

@@ -188,3 +188,33 @@ def test_no_flips_under_either_schedule_and_an_unknown_schedule_is_refused():
         assert not random_streams.crop_flip_params(0, 1, numpy.arange(9), flip=False, flip_schedule=schedule)[2].any()
     with pytest.raises(ValueError, match="unknown flip schedule 'sometimes': expected one of random, alternating"):
         random_streams.crop_flip_params(0, 0, numpy.arange(3), flip_schedule="sometimes")
+
+
+@pytest.mark.parametrize("a, b", [(0.05, 0.05), (0.2, 0.2), (1.0, 1.0), (2.0, 2.0), (0.5, 2.0)])
+def test_beta_numbers_have_the_beta_distributions_moments_and_are_keyed(a, b):
+    idx = numpy.arange(20_000)   # the means' tolerances are 4.5 standard errors or more
+    x = random_streams.beta(3, 1, idx, 7, a, b)
+    assert x.shape == (20_000,) and ((x >= 0) & (x <= 1)).all()
+    mean, var = a / (a + b), a * b / ((a + b) ** 2 * (a + b + 1))
+    assert abs(x.mean() - mean) < 0.015 and abs(x.var() / var - 1) < 0.04, (x.mean(), mean, x.var(), var)
+    if a == b:   # Beta(a, a) is symmetric about 1/2
+        assert abs((x < 0.5).mean() - 0.5) < 0.015
+    numpy.testing.assert_array_equal(random_streams.beta(3, 1, idx[500:510][::-1], 7, a, b), x[500:510][::-1])
+    assert (random_streams.beta(3, 2, idx[:100], 7, a, b) != x[:100]).any()
+
+
+def test_beta_is_johnks_rejection_on_the_streams_uniforms():
+    """The first pair (u, v) of the key's block with u^(1/a) + v^(1/b) <= 1 gives u^(1/a) / (u^(1/a) + v^(1/b))."""
+    idx, a, b = numpy.arange(40), 0.7, 1.3
+    u = 1 - random_streams.uniform(2, 0, idx, 7, (2, random_streams.BETA_PAIRS))
+    x, y = u[:, 0] ** (1 / a), u[:, 1] ** (1 / b)
+    first = numpy.argmax(x + y <= 1, axis=1)
+    rows = numpy.arange(40)
+    expected = x[rows, first] / (x[rows, first] + y[rows, first])
+    numpy.testing.assert_allclose(random_streams.beta(2, 0, idx, 7, a, b), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("a, b", [(0.0, 1.0), (1.0, -1.0), (2.5, 1.0)])
+def test_beta_parameters_out_of_range_are_refused(a, b):
+    with pytest.raises(ValueError, match=r"beta: the parameters must be in \(0, 2\]"):
+        random_streams.beta(0, 0, numpy.arange(3), 7, a, b)

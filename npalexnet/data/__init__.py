@@ -6,6 +6,7 @@ uint8 array on the device, and augment batches there in array code.
 * :mod:`.download`: published files fetched with urllib, MD5-checked, unpacked whole or not at all
 * :mod:`.split`: seeded stratified validation split and subsets
 * :mod:`.augment`: crop/flip/normalise/resize on NumPy or CuPy
+* :mod:`.mixing`: mixup and CutMix, each image blended with a partner from the split
 * :mod:`.sampling`: the one epoch shuffle, its batches, each rank's slice
 * :mod:`.loader`: batches of a split held on the device, in that order
 * :mod:`.atomic`: files written whole or not at all
@@ -17,6 +18,7 @@ from .dataset import Dataset, Split
 from .download import DownloadError
 from .errors import DataError, DataNotFoundError
 from .loader import BatchLoader
+from .mixing import Mixing
 from .sampling import epoch_order, global_batches, local_slice
 from .sources import DATASETS, load_dataset
 from .split import split_off_validation, stratified_sample, stratified_split
@@ -30,6 +32,7 @@ __all__ = [
     "DataError",
     "DataNotFoundError",
     "DownloadError",
+    "Mixing",
     "Dataset",
     "Preprocess",
     "Split",

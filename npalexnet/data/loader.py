@@ -16,6 +16,7 @@ import numpy
 from .. import backend
 from .augment import Preprocess
 from .dataset import Split
+from .mixing import Mixing
 from .sampling import ShuffledBatches
 
 
@@ -32,10 +33,13 @@ class BatchLoader(ShuffledBatches):
         rank, world_size: distributed training: ``batch_size`` is the global
             batch, and this rank gets its contiguous slice of each
             (:func:`.sampling.local_slice`); the order is the same on every rank.
+        mixing: training batches blended by mixup or CutMix (:class:`.mixing.Mixing`), with
+            partners from the whole split; their targets are then (B, K) class probabilities.
     """
 
     def __init__(self, split: Split, batch_size: int, preprocess: Preprocess, device: str = "cpu",
-                 *, train: bool = True, seed: int = 0, rank: int = 0, world_size: int = 1):
+                 *, train: bool = True, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 mixing: Mixing | None = None):
         if batch_size < 1:
             raise ValueError(f"batch size must be >= 1, got {batch_size}")
         if not 0 <= rank < world_size:
@@ -47,19 +51,28 @@ class BatchLoader(ShuffledBatches):
         self.labels = backend.to_device(split.labels, self.device)
         self.batch_size, self.preprocess = int(batch_size), preprocess
         self.train, self.seed = train, int(seed)
+        self.mixing = mixing if train else None
 
     @property
     def num_images(self) -> int:
         return int(self.images.shape[0])
 
     def batch(self, epoch: int, step: int, order: numpy.ndarray | None = None):
-        """Batch ``step`` of ``epoch``: ``(x, y)`` with x (B, C, S, S) float, y (B,) int64."""
+        """Batch ``step`` of ``epoch``: ``(x, y)`` with x (B, C, S, S) float, y (B,) int64 (with
+        ``mixing``: y (B, K) class probabilities in x's dtype)."""
         indices, _ = self.batch_indices(epoch, step, order)
         index = self.xp.asarray(indices)
         images, labels = self.images[index], self.labels[index]
-        if self.train:
-            return self.preprocess.train(images, self.seed, epoch, indices), labels
-        return self.preprocess.eval(images), labels
+        if not self.train:
+            return self.preprocess.eval(images), labels
+        x = self.preprocess.train(images, self.seed, epoch, indices)
+        if self.mixing is None:
+            return x, labels
+        partners = self.mixing.partners(self.seed, epoch, indices, self.num_images)
+        where = self.xp.asarray(partners)
+        partner_x = self.preprocess.train(self.images[where], self.seed, epoch, partners)
+        blend = self.mixing.draw(self.seed, epoch, step, tuple(x.shape[2:]))
+        return self.mixing(x, labels, partner_x, self.labels[where], blend)
 
     def epoch(self, epoch: int, start: int = 0):
         """Yield ``(step, x, y)`` for steps ``start .. len(self)-1`` of ``epoch``."""

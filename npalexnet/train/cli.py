@@ -96,6 +96,13 @@ def build_parser(D: TrainConfig | None) -> argparse.ArgumentParser:
     g.add_argument("--flip-schedule", choices=FLIP_SCHEDULES, default=dflt("flip_schedule"),
                    help="random: each image flipped with probability 1/2 in every epoch; alternating: a random "
                         "half in the first epoch, then every image the other way round from the epoch before")
+    g.add_argument("--mixup-alpha", type=float, default=dflt("mixup_alpha"), metavar="ALPHA",
+                   help="mixup (Zhang et al. 2018): each training image and its target blended with a partner's, "
+                        "weight ~ Beta(ALPHA, ALPHA) per step (e.g. 0.2; torchvision's --mixup-alpha); 0: off")
+    g.add_argument("--cutmix-alpha", type=float, default=dflt("cutmix_alpha"), metavar="ALPHA",
+                   help="CutMix (Yun et al. 2019): a box of a partner image pasted in, the targets weighted by "
+                        "area, box size from Beta(ALPHA, ALPHA) per step (e.g. 1.0); with --mixup-alpha one of "
+                        "the two per step; 0: off")
     g.add_argument("--no-tta", dest="tta", action="store_false", default=dflt("tta"),
                    help="no test-time flip averaging")
     g.add_argument("--tta-crops", type=int, default=dflt("tta_crops"), metavar="P",

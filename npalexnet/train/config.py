@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from .. import nn, optim
 from ..data.decode import RESIZE_RULES
 from ..models import INPUT_SIZE, alexnet, trainable_parameters
-from ..random_streams import FLIP_SCHEDULES
+from ..random_streams import BETA_MAX, FLIP_SCHEDULES
 
 SCHEDULES = ("onecycle", "warmup-linear", "warmup-cosine", "cosine", "step", "plateau", "constant")
 #: The schedules ``--swa`` can end in its constant rate: a warm-up, then a decay to the rate.
@@ -58,6 +58,8 @@ class TrainConfig:
     padding: str = "reflect"
     flip: bool = True
     flip_schedule: str = "random"   # "alternating": each image the other way round from the epoch before
+    mixup_alpha: float = 0.0    # mixup: images and targets blended with Beta(alpha, alpha) weights; 0: off
+    cutmix_alpha: float = 0.0   # CutMix: a box of a partner image pasted in; 0: off (both: one per step)
     tta: bool = True
     tta_crops: int = 2          # the final test averages the paper's ten views (crops of the image padded by 2)
     resize_mode: str = "bilinear"
@@ -168,6 +170,13 @@ class TrainConfig:
              f"--resize-rule must be one of {', '.join(RESIZE_RULES)}, got {self.resize_rule!r}"),
             (self.crop_size is None or self.crop_size >= 1, f"--crop-size must be >= 1, got {self.crop_size}"),
             (self.lighting >= 0, f"--lighting must be >= 0, got {self.lighting}"),
+            (0.0 <= self.mixup_alpha <= BETA_MAX,
+             f"--mixup-alpha must be in [0, {BETA_MAX:g}] (0: off), got {self.mixup_alpha}"),
+            (0.0 <= self.cutmix_alpha <= BETA_MAX,
+             f"--cutmix-alpha must be in [0, {BETA_MAX:g}] (0: off), got {self.cutmix_alpha}"),
+            (not (self.mixup_alpha or self.cutmix_alpha) or not self.paper_mode,
+             "--mixup-alpha and --cutmix-alpha blend the splits held in memory (--augment pad-crop); "
+             "--augment paper reads its images from disk"),
             (self.flip_schedule in FLIP_SCHEDULES,
              f"--flip-schedule must be one of {', '.join(FLIP_SCHEDULES)}, got {self.flip_schedule!r}"),
             (self.max_lr_drops is None or self.max_lr_drops >= 0,

@@ -19,7 +19,7 @@ Both loaders have one interface (``len``, ``num_images``, ``batch_indices``,
 
 from __future__ import annotations
 
-from ..data import CIFAR10_MEAN, CIFAR10_STD, BatchLoader, Preprocess, channel_stats
+from ..data import CIFAR10_MEAN, CIFAR10_STD, BatchLoader, Mixing, Preprocess, channel_stats
 from ..data.paper_augment import PaperAugment
 from ..data.store_loader import StoreLoader
 from .config import TrainConfig
@@ -56,11 +56,19 @@ def build_preprocess(cfg: TrainConfig, norm: dict, input_size: int, image_size: 
 
 
 def build_loader(cfg: TrainConfig, split, batch_size: int, preprocess, device: str, *, train: bool,
-                 rank: int = 0, world_size: int = 1):
-    """A :class:`StoreLoader` over a split on disk, a :class:`BatchLoader` over one in memory."""
-    loader = StoreLoader if cfg.paper_mode else BatchLoader
-    return loader(split, batch_size, preprocess, device, train=train, seed=cfg.seed, rank=rank,
-                  world_size=world_size)
+                 rank: int = 0, world_size: int = 1, num_classes: int | None = None):
+    """A :class:`StoreLoader` over a split on disk, a :class:`BatchLoader` over one in memory (training
+    batches blended by mixup or CutMix when the run asks: ``num_classes`` is then the targets' width)."""
+    if cfg.paper_mode:
+        return StoreLoader(split, batch_size, preprocess, device, train=train, seed=cfg.seed, rank=rank,
+                           world_size=world_size)
+    mixing = None
+    if train and (cfg.mixup_alpha or cfg.cutmix_alpha):
+        if num_classes is None:
+            raise ValueError("build_loader: mixup and CutMix need num_classes, the width of the targets")
+        mixing = Mixing(num_classes, cfg.mixup_alpha, cfg.cutmix_alpha)
+    return BatchLoader(split, batch_size, preprocess, device, train=train, seed=cfg.seed, rank=rank,
+                       world_size=world_size, mixing=mixing)
 
 
 def protocol(cfg: TrainConfig, preprocess, final: bool) -> Protocol:

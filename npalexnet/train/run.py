@@ -312,7 +312,7 @@ class _Run:
         preprocess = pipeline.build_preprocess(cfg, norm, size, dataset.image_size)
         shard = {"rank": comm.rank, "world_size": comm.size}
         train_loader = pipeline.build_loader(cfg, train_split, cfg.batch_size, preprocess, device, train=True,
-                                             **shard)
+                                             num_classes=len(dataset.classes), **shard)
         val_loader = (pipeline.build_loader(cfg, val_split, cfg.eval_batch_size, preprocess, device, train=False,
                                             **shard) if val_split is not None else None)
         optimizer = build_optimizer(cfg, model)

@@ -45,7 +45,8 @@ def train_step(model, criterion, optimizer, images, labels, indices, *, seed: in
     Args:
         model, criterion, optimizer: the network, a mean-reduced loss, an npalexnet optimizer.
         images: (n_r, C, H, W) this rank's images, on the model's device (n_r may be 0).
-        labels: (n_r,) integer class indices.
+        labels: (n_r,) integer class indices, or (n_r, K) class probabilities (mixup, CutMix: a
+            prediction counts as correct for the class with the larger share).
         indices: (n_r,) host integer array, the images' indices in the training split (the keys of
             their dropout masks).
         seed, epoch: the run's seed and the epoch (0-based).
@@ -69,7 +70,8 @@ def train_step(model, criterion, optimizer, images, labels, indices, *, seed: in
             logits = model(images)
             loss = criterion(logits, labels)
         xp = get_array_module(logits)
-        hits = (xp.argmax(logits, axis=1) == labels).sum()
+        truth = labels if labels.ndim == 1 else xp.argmax(labels, axis=1)   # mixed targets: the larger share
+        hits = (xp.argmax(logits, axis=1) == truth).sum()
         # Both numbers in one transfer: on a GPU each transfer waits for the queued work to finish.
         loss_mean, hits = asnumpy(xp.stack([loss.astype(xp.float64), hits.astype(xp.float64)])).tolist()
         loss_sum, correct = loss_mean * n_local, int(hits)

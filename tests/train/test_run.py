@@ -375,6 +375,50 @@ def test_bad_swa_options_get_one_line(options, message):
         TrainConfig(**options).validate()
 
 
+def test_mixup_and_cutmix_train_on_blended_batches_are_saved_and_resume_exactly(cifar_dir, tmp_path, monkeypatch):
+    """Every training step gets (B, K) targets that blend two labels (the loader's, tested in
+    tests/data/test_mixing.py); validation gets plain labels; a run cut mid-epoch resumes to the same weights."""
+    from npalexnet.train import loop
+    targets = []
+
+    def recording_step(model, criterion, optimizer, images, labels, *args, **kwargs):
+        targets.append(numpy.asarray(labels))
+        return loop_step(model, criterion, optimizer, images, labels, *args, **kwargs)
+
+    loop_step = loop.train_step
+    monkeypatch.setattr(loop, "train_step", recording_step)
+    options = dict(mixup_alpha=0.4, cutmix_alpha=1.0)
+    fit(_config(cifar_dir, tmp_path / "full", **options), log=lambda *a: None)
+    assert len(targets) == 6 and all(t.ndim == 2 and t.shape[1] == 10 for t in targets)
+    for t in targets:
+        numpy.testing.assert_allclose(t.sum(axis=1), 1.0, rtol=1e-6)
+        assert ((t > 0).sum(axis=1) <= 2).all()
+    assert any(((t > 0) & (t < 1)).any() for t in targets)   # blended, not one-hot
+    monkeypatch.setattr(loop, "train_step", loop_step)
+    full = load_checkpoint(tmp_path / "full" / LAST)
+    assert (full.meta["config"]["mixup_alpha"], full.meta["config"]["cutmix_alpha"]) == (0.4, 1.0)
+    with monkeypatch.context() as m:
+        m.setattr(run_module, "GracefulInterrupt", lambda log=None: _StopAfter(2))   # mid-epoch 1
+        with pytest.raises(TrainingInterrupted):
+            fit(_config(cifar_dir, tmp_path / "cut", **options), log=lambda *a: None)
+    fit(_config(cifar_dir, tmp_path / "cut", resume=True), log=lambda *a: None)
+    _assert_same_weights(full.model, load_checkpoint(tmp_path / "cut" / LAST).model)
+    fit(_config(cifar_dir, tmp_path / "plain"), log=lambda *a: None)
+    plain = _weights(tmp_path / "plain" / LAST)
+    assert any((full.model[name] != plain[name]).any() for name in plain)   # the blending counted
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"mixup_alpha": -1.0}, r"--mixup-alpha must be in \[0, 2\] \(0: off\), got -1.0"),
+    ({"cutmix_alpha": 2.5}, r"--cutmix-alpha must be in \[0, 2\] \(0: off\), got 2.5"),
+    ({"mixup_alpha": 0.2, "augment": "paper"}, "blend the splits held in memory .--augment pad-crop.; "
+                                               "--augment paper reads its images from disk"),
+])
+def test_bad_mixing_options_get_one_line(options, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**options).validate()
+
+
 def test_validation_evaluate_and_prediction_score_the_weight_average(cifar_dir, tmp_path):
     """With --ema every evaluation scores the average: the run's test, --evaluate (which reproduces the
     run's own test line), and prediction."""

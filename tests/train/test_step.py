@@ -39,6 +39,34 @@ def test_train_step_is_the_manual_step_with_keyed_dropout():
         numpy.testing.assert_array_equal(a.data, b.data)
 
 
+def test_class_probability_targets_train_and_count_the_larger_share_as_the_label():
+    """Mixup's and CutMix's (B, K) targets: the step is the manual step on them, and a prediction is correct
+    when it names the class with the larger share of its row."""
+    rng = numpy.random.default_rng(2)
+    x, idx = rng.standard_normal((6, 3, 32, 32)), numpy.arange(6)
+    model, opt = _setup()
+    with random_streams.sample_keys(idx, 1, 0):
+        predicted = numpy.argmax(model(x), axis=1)
+    other = (predicted + 1) % 10
+    # the prediction is the larger share in rows 0-3 and the smaller one in rows 4-5
+    labels, partners = numpy.where(idx < 4, predicted, other), numpy.where(idx < 4, other, predicted)
+    t = 0.7 * numpy.eye(10)[labels] + 0.3 * numpy.eye(10)[partners]
+    model, opt = _setup()
+    loss_sum, correct, count = train_step(model, nn.CrossEntropyLoss(), opt, x, t, idx, seed=1, epoch=0,
+                                          parallel=_one_process(model))
+    assert (correct, count) == (4, 6)
+    ref, ref_opt = _setup()
+    loss_fn = nn.CrossEntropyLoss()
+    with random_streams.sample_keys(idx, 1, 0):
+        loss = loss_fn(ref(x), t)
+    ref_opt.zero_grad()
+    ref.backward(loss_fn.backward())
+    ref_opt.step()
+    assert loss_sum == float(loss) * 6
+    for a, b in zip(model.parameters(), ref.parameters()):
+        numpy.testing.assert_array_equal(a.data, b.data)
+
+
 def test_a_non_finite_loss_stops_before_anything_changes():
     rng = numpy.random.default_rng(1)
     x, y, idx = rng.standard_normal((4, 3, 32, 32)), rng.integers(0, 10, 4), numpy.arange(4)
