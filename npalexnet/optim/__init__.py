@@ -1,6 +1,6 @@
 """Optimizers with torch.optim's exact update rules, and learning-rate schedules."""
 
-from .adam import Adam
+from .adam import Adam, AdamW
 from .ema import ExponentialMovingAverage
 from .lr_scheduler import (ConstantLR, CosineAnnealingLR, LRScheduler, ReduceLROnPlateau, StepLR,
                            WarmupCosineLR, WarmupLinearLR)
@@ -9,6 +9,6 @@ from .paper_sgd import PaperSGD
 from .sam import SharpnessPerturbation
 from .sgd import SGD
 
-__all__ = ["Adam", "ConstantLR", "CosineAnnealingLR", "ExponentialMovingAverage", "LRScheduler", "Optimizer",
+__all__ = ["Adam", "AdamW", "ConstantLR", "CosineAnnealingLR", "ExponentialMovingAverage", "LRScheduler", "Optimizer",
            "PaperSGD", "ReduceLROnPlateau", "SGD", "SharpnessPerturbation", "StepLR", "WarmupCosineLR",
            "WarmupLinearLR"]

@@ -137,7 +137,9 @@ def build_parser(D: TrainConfig | None) -> argparse.ArgumentParser:
     g.add_argument("--eval-batch-size", type=int, default=dflt("eval_batch_size"),
                    help="images per evaluation pass")
     g.add_argument("--optimizer", choices=OPTIMIZERS, default=dflt("optimizer"),
-                   help="update rule (sgd-paper: the paper's form of momentum and weight decay, Section 5)")
+                   help="update rule (sgd-paper: the paper's form of momentum and weight decay, Section 5; adam: "
+                        "--weight-decay as L2 in the gradient; adamw: decoupled, p <- p (1 - lr wd), "
+                        "torch.optim.AdamW)")
     g.add_argument("--lr", type=float, default=dflt("lr"), help="peak learning rate")
     g.add_argument("--sam", type=float, default=dflt("sam"), metavar="RHO",
                    help="sharpness-aware minimisation: each step takes the gradient at the weights moved by RHO "

@@ -13,7 +13,7 @@ from ..random_streams import BETA_MAX, FLIP_SCHEDULES
 SCHEDULES = ("onecycle", "warmup-linear", "warmup-cosine", "cosine", "step", "plateau", "constant")
 #: The schedules ``--swa`` can end in its constant rate: a warm-up, then a decay to the rate.
 SWA_SCHEDULES = ("onecycle", "warmup-linear", "warmup-cosine")
-OPTIMIZERS = ("sgd", "sgd-paper", "adam")
+OPTIMIZERS = ("sgd", "sgd-paper", "adam", "adamw")
 #: ``pad-crop``: splits in memory, CIFAR's padded random crops; ``paper``: splits on disk, Section 4.1.
 AUGMENTS = ("pad-crop", "paper")
 
@@ -274,10 +274,12 @@ def parameter_groups(model: nn.Module, bias_decay: bool = True) -> list:
 
 def build_optimizer(cfg: TrainConfig, model: nn.Module) -> optim.Optimizer:
     """SGD (weight decay on every parameter, as torch's SGD in the recipe, or with ``bias_decay`` False
-    on the weights only), the paper's SGD, or Adam (:func:`parameter_groups`)."""
+    on the weights only), the paper's SGD, Adam (L2 decay) or AdamW (decoupled decay) (:func:`parameter_groups`)."""
     params = parameter_groups(model, cfg.bias_decay)
     if cfg.optimizer == "adam":
         return optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "sgd-paper":
         return optim.PaperSGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     return optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,

@@ -1,4 +1,4 @@
-"""SGD and Adam: several steps match torch.optim to float64 precision; resuming."""
+"""SGD, Adam and AdamW: several steps match torch.optim to float64 precision; resuming."""
 
 import numpy
 import pytest
@@ -63,9 +63,33 @@ def test_adam_matches_torch(config):
         assert relative_error(p.data, tp.detach().numpy()) < 1e-13
 
 
+ADAMW_CONFIGS = [dict(lr=1e-3), dict(lr=1e-2, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1), dict(lr=3e-3,
+                                                                                                 weight_decay=0.0)]
+
+
+@pytest.mark.parametrize("config", ADAMW_CONFIGS, ids=str)
+def test_adamw_matches_torch(config):
+    ours, theirs, _ = run_steps(lambda p: optim.AdamW(p, **config), lambda p: torch.optim.AdamW(p, **config),
+                                steps=8, skip_grad_at=(3, 0))
+    for p, tp in zip(ours, theirs):
+        assert relative_error(p.data, tp.detach().numpy()) < 1e-13
+
+
+def test_adamw_decouples_the_decay_from_adams_step():
+    """With a decay, AdamW and Adam (L2) take different steps; without one, the same."""
+    decoupled, _, _ = run_steps(lambda p: optim.AdamW(p, lr=1e-2, weight_decay=0.1), lambda p: torch.optim.SGD(p))
+    coupled, _, _ = run_steps(lambda p: optim.Adam(p, lr=1e-2, weight_decay=0.1), lambda p: torch.optim.SGD(p))
+    assert all(relative_error(a.data, b.data) > 1e-4 for a, b in zip(decoupled, coupled))
+    plain_w, _, _ = run_steps(lambda p: optim.AdamW(p, lr=1e-2, weight_decay=0.0), lambda p: torch.optim.SGD(p))
+    plain, _, _ = run_steps(lambda p: optim.Adam(p, lr=1e-2), lambda p: torch.optim.SGD(p))
+    for a, b in zip(plain_w, plain):
+        numpy.testing.assert_array_equal(a.data, b.data)
+
+
 @pytest.mark.parametrize("make", [
     lambda p: optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=1e-3, nesterov=True),
     lambda p: optim.Adam(p, lr=1e-2),
+    lambda p: optim.AdamW(p, lr=1e-2, weight_decay=0.05),
 ])
 def test_state_dict_resume_gives_identical_updates(make):
     ours, _ = twin_parameters()
@@ -108,7 +132,7 @@ def test_load_state_dict_takes_state_saved_on_the_device():
         numpy.testing.assert_array_equal(again.state[i]["exp_avg"], state["exp_avg"])
 
 
-@pytest.mark.parametrize("name", ["SGD", "Adam"])
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW"])
 def test_parameter_groups_without_weight_decay_match_torch(name):
     """Per-group hyper-parameters (here: no weight decay on the 1-D "bias") as torch.optim's param groups."""
     kwargs = {"lr": 0.05, "momentum": 0.9, "weight_decay": 5e-2, "nesterov": True} if name == "SGD" else \

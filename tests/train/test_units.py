@@ -108,10 +108,11 @@ def _first_ctrl_c_is_a_request_the_second_interrupts():
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-def test_no_bias_decay_puts_the_one_dimensional_parameters_in_a_group_without_decay(optimizer):
+@pytest.mark.parametrize("optimizer, rule", [("sgd", "SGD"), ("adam", "Adam"), ("adamw", "AdamW")])
+def test_no_bias_decay_puts_the_one_dimensional_parameters_in_a_group_without_decay(optimizer, rule):
     model = alexnet("bn", 10, width=0.0625)
     opt = build_optimizer(TrainConfig(bias_decay=False, optimizer=optimizer), model)
+    assert type(opt).__name__ == rule
     decayed, free = opt.param_groups
     assert decayed["weight_decay"] == 5e-4 and free["weight_decay"] == 0.0
     names = {id(p): name for name, p in model.named_parameters()}
