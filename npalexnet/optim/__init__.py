@@ -1,6 +1,7 @@
 """Optimizers with torch.optim's exact update rules, and learning-rate schedules."""
 
 from .adam import Adam, AdamW
+from .clip import clip_grad_norm, grad_norm
 from .ema import ExponentialMovingAverage
 from .lr_scheduler import (ConstantLR, CosineAnnealingLR, LRScheduler, ReduceLROnPlateau, StepLR,
                            WarmupCosineLR, WarmupLinearLR)
@@ -11,4 +12,4 @@ from .sgd import SGD
 
 __all__ = ["Adam", "AdamW", "ConstantLR", "CosineAnnealingLR", "ExponentialMovingAverage", "LRScheduler", "Optimizer",
            "PaperSGD", "ReduceLROnPlateau", "SGD", "SharpnessPerturbation", "StepLR", "WarmupCosineLR",
-           "WarmupLinearLR"]
+           "WarmupLinearLR", "clip_grad_norm", "grad_norm"]

@@ -29,9 +29,7 @@ backward pass between the two.
 
 from __future__ import annotations
 
-import math
-
-from ..backend import asnumpy, get_array_module
+from .clip import grad_norm
 
 
 class SharpnessPerturbation:
@@ -51,15 +49,8 @@ class SharpnessPerturbation:
         self._saved = None
 
     def grad_norm(self) -> float:
-        """:math:`\\|g\\|_2` over every parameter with a gradient (each parameter's sum of
-        squares in its dtype, their total in float64 on the parameters' device, then one transfer:
-        on a GPU each transfer waits for the queued work)."""
-        grads = [p.grad.ravel() for p in self.params if p.grad is not None]
-        if not grads:
-            return 0.0
-        xp = get_array_module(grads[0])
-        squares = xp.stack([xp.vdot(g, g).astype(xp.float64) for g in grads])
-        return math.sqrt(float(asnumpy(squares.sum())))
+        """:math:`\\|g\\|_2` over every parameter with a gradient (:func:`~npalexnet.optim.clip.grad_norm`)."""
+        return grad_norm(self.params)
 
     def ascend(self) -> float:
         """``w <- w + rho g / ||g||`` in place (the weights saved first); returns ``||g||``.

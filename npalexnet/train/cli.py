@@ -147,6 +147,9 @@ def build_parser(D: TrainConfig | None) -> argparse.ArgumentParser:
                         "passes; 0: off")
     g.add_argument("--sam-epochs", type=int, default=dflt("sam_epochs"), metavar="K",
                    help="--sam in the last K epochs only (late SAM, Zhou et al. 2024; default: every epoch)")
+    g.add_argument("--clip-grad-norm", type=float, default=dflt("clip_grad_norm"), metavar="MAX",
+                   help="scale each step's gradient down to this global L2 norm when it is larger "
+                        "(torch.nn.utils.clip_grad_norm_; torchvision's --clip-grad-norm); 0: off")
     g.add_argument("--momentum", type=float, default=dflt("momentum"), help="SGD momentum")
     g.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=dflt("nesterov"),
                    help="Nesterov momentum (sgd)")

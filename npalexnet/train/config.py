@@ -94,6 +94,7 @@ class TrainConfig:
     ema_every: int = 4          # average at every k-th step (with decay^k)
     sam: float = 0.0            # radius rho of sharpness-aware minimisation; 0: off
     sam_epochs: int | None = None   # SAM in the last K epochs only (None: every epoch)
+    clip_grad_norm: float = 0.0   # the gradient's largest global norm (torch.nn.utils.clip_grad_norm_); 0: off
     swa: float = 0.0            # stochastic weight averaging from this fraction of the steps on; 0: off
     swa_lr: float = 0.2         # --swa: the rate held from then on, a fraction of the peak lr
     # run
@@ -146,6 +147,7 @@ class TrainConfig:
             (self.ema_every >= 1, f"--ema-every must be >= 1 step, got {self.ema_every}"),
             (self.sam >= 0, f"--sam must be a radius >= 0 (0: off), got {self.sam}"),
             (self.sam_epochs is None or self.sam_epochs >= 1, f"--sam-epochs must be >= 1, got {self.sam_epochs}"),
+            (self.clip_grad_norm >= 0, f"--clip-grad-norm must be >= 0 (0: off), got {self.clip_grad_norm}"),
             (0.0 <= self.swa < 1.0, f"--swa must be a fraction of the steps in [0, 1) (0: off), got {self.swa}"),
             (0.0 < self.swa_lr <= 1.0, f"--swa-lr must be a fraction of the peak lr in (0, 1], got {self.swa_lr}"),
             (not self.swa or self.schedule in SWA_SCHEDULES,

@@ -45,7 +45,8 @@ class EpochStats:
 
 def train_one_epoch(model, loader: BatchLoader, criterion, optimizer, scheduler=None, *, epoch: int,
                     seed: int, parallel: DataParallel, stats: EpochStats | None = None, should_stop=None,
-                    progress: bool = True, desc: str = "", averages=(), sam_radius: float = 0.0) -> EpochStats:
+                    progress: bool = True, desc: str = "", averages=(), sam_radius: float = 0.0,
+                    clip_norm: float = 0.0) -> EpochStats:
     """Train ``model`` on the batches of ``epoch``, from ``stats.steps`` on.
 
     Args:
@@ -64,6 +65,7 @@ def train_one_epoch(model, loader: BatchLoader, criterion, optimizer, scheduler=
         averages: weight averages (:class:`~npalexnet.optim.ExponentialMovingAverage`) updated after
             every optimizer step.
         sam_radius: sharpness-aware minimisation's radius for this epoch's steps (0: plain steps).
+        clip_norm: the gradient's largest global norm (0: no clipping).
     Raises:
         NonFiniteLossError: before the backward pass of a step whose loss is NaN/inf.
     """
@@ -78,7 +80,7 @@ def train_one_epoch(model, loader: BatchLoader, criterion, optimizer, scheduler=
             try:
                 loss_sum, correct, n = train_step(model, criterion, optimizer, x, y, indices, seed=seed,
                                                   epoch=epoch, parallel=parallel, global_count=global_n,
-                                                  sam_radius=sam_radius)
+                                                  sam_radius=sam_radius, clip_norm=clip_norm)
             except NonFiniteLossError as exc:
                 lr = optimizer.param_groups[0]["lr"]
                 raise NonFiniteLossError(f"{exc} at epoch {epoch + 1}, step {step + 1} (lr {lr:.4g})") from None

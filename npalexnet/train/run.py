@@ -387,7 +387,7 @@ class _Run:
                                             progress=cfg.progress and self.comm.is_root,
                                             desc=f"epoch {epoch + 1}/{cfg.epochs}",
                                             averages=[self.ema] if self.ema is not None else (),
-                                            sam_radius=cfg.sam_radius(epoch))
+                                            sam_radius=cfg.sam_radius(epoch), clip_norm=cfg.clip_grad_norm)
                     self.partial = EpochStats()
                     if stats.interrupted:
                         self._save_last(epoch, stats)

@@ -18,7 +18,9 @@ them; one process: R = 1, n_0 = N):
    (the same images, the same dropout masks), the weights and BatchNorm's running
    statistics put back, so the update below uses the gradient at the perturbed
    weights;
-6. the optimizer's update.
+6. with ``clip_norm`` > 0, the gradient clipped to that global norm
+   (:func:`npalexnet.optim.clip_grad_norm`; after the average, so every rank clips alike);
+7. the optimizer's update.
 
 The training program calls it for every step, with a one-process
 communicator when it trains alone; the README's own-loop recipe calls it too.
@@ -31,7 +33,7 @@ import math
 from .. import random_streams
 from ..backend import asnumpy, get_array_module
 from ..distributed import DataParallel, allreduce_sums
-from ..optim import SharpnessPerturbation
+from ..optim import SharpnessPerturbation, clip_grad_norm
 
 
 class NonFiniteLossError(RuntimeError):
@@ -39,7 +41,8 @@ class NonFiniteLossError(RuntimeError):
 
 
 def train_step(model, criterion, optimizer, images, labels, indices, *, seed: int, epoch: int,
-               parallel: DataParallel, global_count: int | None = None, sam_radius: float = 0.0):
+               parallel: DataParallel, global_count: int | None = None, sam_radius: float = 0.0,
+               clip_norm: float = 0.0):
     """One optimisation step on this rank's part of a global batch.
 
     Args:
@@ -55,6 +58,7 @@ def train_step(model, criterion, optimizer, images, labels, indices, *, seed: in
         global_count: N, the size of the global batch (default: n_r, one process).
         sam_radius: rho of sharpness-aware minimisation (0: a plain step; > 0 costs a
             second forward and backward pass).
+        clip_norm: the largest global norm of the gradient the update uses (0: no clipping).
     Returns:
         ``(loss_sum, correct, count)`` of the global batch at the weights it started from: the
         summed per-image loss, the number of correct top-1 predictions and N, the same on every rank.
@@ -84,6 +88,8 @@ def train_step(model, criterion, optimizer, images, labels, indices, *, seed: in
     if sam_radius:
         _sharpness_aware_gradients(model, criterion, optimizer, images, labels, indices, seed, epoch, parallel,
                                    global_count, sam_radius)
+    if clip_norm:
+        clip_grad_norm((p for group in optimizer.param_groups for p in group["params"]), clip_norm)
     optimizer.step()
     return loss_sum, int(correct), int(count)
 

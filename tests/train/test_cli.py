@@ -45,6 +45,7 @@ def test_the_options_the_command_line_names_are_known(tmp_path):
     assert parse_args(["--sam", "0.05", "--sam-epochs", "3"])[:2] == (TrainConfig(sam=0.05, sam_epochs=3),
                                                                       {"sam", "sam_epochs"})
     assert parse_args(["--save-every", "5"])[:2] == (TrainConfig(save_every=5), {"save_every"})
+    assert parse_args(["--clip-grad-norm", "2"])[:2] == (TrainConfig(clip_grad_norm=2.0), {"clip_grad_norm"})
     assert parse_args(["--mixup-alpha", "0.2", "--cutmix-alpha", "1"])[:2] == (
         TrainConfig(mixup_alpha=0.2, cutmix_alpha=1.0), {"mixup_alpha", "cutmix_alpha"})
     assert parse_args(["--flip-schedule", "alternating"])[:2] == (TrainConfig(flip_schedule="alternating"),

@@ -308,7 +308,7 @@ def test_tta_crops_evaluates_the_final_test_on_ten_views(cifar_dir, tmp_path, ca
 
 
 #: The options issue 15 added, all on.
-ACCURACY_OPTIONS = {"ema": 0.9, "bias_decay": False}
+ACCURACY_OPTIONS = {"ema": 0.9, "bias_decay": False, "clip_grad_norm": 0.1}   # the tiny net's norms: 0.15-0.37
 
 
 def test_ema_and_no_bias_decay_are_saved_and_resume_exactly(cifar_dir, tmp_path, monkeypatch):
@@ -413,8 +413,9 @@ def test_mixup_and_cutmix_train_on_blended_batches_are_saved_and_resume_exactly(
     ({"cutmix_alpha": 2.5}, r"--cutmix-alpha must be in \[0, 2\] \(0: off\), got 2.5"),
     ({"mixup_alpha": 0.2, "augment": "paper"}, "blend the splits held in memory .--augment pad-crop.; "
                                                "--augment paper reads its images from disk"),
+    ({"clip_grad_norm": -1.0}, r"--clip-grad-norm must be >= 0 \(0: off\), got -1.0"),
 ])
-def test_bad_mixing_options_get_one_line(options, message):
+def test_bad_mixing_and_clipping_options_get_one_line(options, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**options).validate()
 

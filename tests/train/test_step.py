@@ -67,6 +67,27 @@ def test_class_probability_targets_train_and_count_the_larger_share_as_the_label
         numpy.testing.assert_array_equal(a.data, b.data)
 
 
+def test_a_clipped_step_updates_with_the_gradient_scaled_to_the_bound():
+    rng = numpy.random.default_rng(3)
+    x, y, idx = rng.standard_normal((6, 3, 32, 32)), rng.integers(0, 10, 6), numpy.arange(6)
+    model, opt = _setup()
+    train_step(model, nn.CrossEntropyLoss(), opt, x, y, idx, seed=2, epoch=1, parallel=_one_process(model),
+               clip_norm=1e-3)
+    ref, ref_opt = _setup()
+    loss_fn = nn.CrossEntropyLoss()
+    with random_streams.sample_keys(idx, 2, 1):
+        loss_fn(ref(x), y)
+    ref_opt.zero_grad()
+    ref.backward(loss_fn.backward())
+    norm = optim.grad_norm(ref.parameters())
+    assert norm > 1e-2   # the bound is below the gradient's norm: the step is clipped
+    for p in ref.parameters():
+        p.grad = p.grad * (1e-3 / (norm + 1e-6))
+    ref_opt.step()
+    for a, b in zip(model.parameters(), ref.parameters()):
+        numpy.testing.assert_allclose(a.data, b.data, rtol=1e-13, atol=1e-15)
+
+
 def test_a_non_finite_loss_stops_before_anything_changes():
     rng = numpy.random.default_rng(1)
     x, y, idx = rng.standard_normal((4, 3, 32, 32)), rng.integers(0, 10, 4), numpy.arange(4)
