@@ -335,6 +335,8 @@ ORDER_STREAM = 0
 #: The streams of mixup and CutMix (:mod:`npalexnet.data.mixing`): each image's partner, and per step which
 #: of the two blends, its weight and CutMix's box centre.
 MIX_PARTNER_STREAM, MIX_CHOICE_STREAM, MIX_WEIGHT_STREAM, MIX_BOX_STREAM = 5, 6, 7, 8
+#: The stream of random erasing's numbers (:func:`npalexnet.data.augment.erase_params`).
+ERASE_STREAM = 9
 
 
 #: How the flips change from epoch to epoch (:func:`crop_flip_params`).

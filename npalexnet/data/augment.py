@@ -6,8 +6,9 @@ S the model's input size.
 Training: per-image random crop of an H x W window out of the image padded
 by P on every side (reflect padding by default, as the anchor recipe;
 ``"zero"`` pads black like torchvision's ``RandomCrop(padding=4)``), random
-horizontal flip, ``(x/255 - mean)/std`` per channel, and a resize to S when
-the model wants another size (227 for the paper variants). Evaluation: the
+horizontal flip, ``(x/255 - mean)/std`` per channel, a resize to S when
+the model wants another size (227 for the paper variants), and optionally
+random erasing (Zhong et al., AAAI 2020). Evaluation: the
 normalisation and resize only.
 
 Crop and flip are one gather: the padded image is never built; each output
@@ -163,6 +164,55 @@ def resize(images, size: int, mode: str = "bilinear"):
     return xp.matmul(xp.matmul(m_h, images), m_w.T)
 
 
+#: Random erasing's defaults (Zhong et al. 2020; torchvision's ``RandomErasing``): the box's share of the
+#: image, its aspect ratio (height / width, drawn log-uniformly), and the tries to find one that fits.
+ERASE_SCALE, ERASE_RATIO, ERASE_TRIES = (0.02, 0.33), (0.3, 3.3), 10
+
+
+def erase_params(seed: int, epoch: int, indices, probability: float, size: tuple[int, int]):
+    """Random erasing's boxes for the images ``indices``: each image erased with ``probability``, its box
+    of area ``s H W`` (``s`` uniform in :data:`ERASE_SCALE`) and aspect ratio ``r`` (``log r`` uniform in
+    ``log`` :data:`ERASE_RATIO`), sides ``round(sqrt(s H W r))`` by ``round(sqrt(s H W / r))``, at a uniform
+    position where it fits; the first of :data:`ERASE_TRIES` draws that fits inside the image, else none.
+
+    Every number comes from (seed, epoch, image index), like the crops and flips.
+
+    Returns:
+        ``(top, left, height, width)``: (n,) host int64 each; ``height`` 0 for an image left whole.
+    """
+    H, W = size
+    u = random_streams.uniform(seed, epoch, numpy.asarray(indices), random_streams.ERASE_STREAM,
+                               (1 + 4 * ERASE_TRIES,))
+    chosen = u[:, 0] < probability
+    scale, log_ratio, at_y, at_x = u[:, 1:].reshape(-1, 4, ERASE_TRIES).transpose(1, 0, 2)   # (n, tries) each
+    area = H * W * (ERASE_SCALE[0] + scale * (ERASE_SCALE[1] - ERASE_SCALE[0]))
+    low, high = numpy.log(ERASE_RATIO)
+    ratio = numpy.exp(low + log_ratio * (high - low))
+    heights = numpy.rint(numpy.sqrt(area * ratio)).astype(numpy.int64)
+    widths = numpy.rint(numpy.sqrt(area / ratio)).astype(numpy.int64)
+    fits = (heights < H) & (widths < W)
+    first = numpy.argmax(fits, axis=1)
+    rows = numpy.arange(len(first))
+    ok = chosen & fits[rows, first]
+    height, width = numpy.where(ok, heights[rows, first], 0), numpy.where(ok, widths[rows, first], 0)
+    top = numpy.minimum((at_y[rows, first] * (H - height + 1)).astype(numpy.int64), H - height)
+    left = numpy.minimum((at_x[rows, first] * (W - width + 1)).astype(numpy.int64), W - width)
+    return top, left, height, width
+
+
+def erase(images, top, left, height, width):
+    """(B, C, H, W) float with each image's box ``[top, top + height) x [left, left + width)`` set to 0
+    (the normalised mean: torchvision's ``value=0`` after ``Normalize``); a new array."""
+    xp = get_array_module(images)
+    H, W = images.shape[2:]
+    top, left, height, width = (xp.asarray(a).reshape(-1, 1) for a in (top, left, height, width))
+    rows, cols = xp.arange(H).reshape(1, -1), xp.arange(W).reshape(1, -1)
+    in_rows = (rows >= top) & (rows < top + height)      # (B, H)
+    in_cols = (cols >= left) & (cols < left + width)     # (B, W)
+    keep = ~(in_rows[:, :, None] & in_cols[:, None, :])  # (B, H, W)
+    return images * keep[:, None].astype(images.dtype)
+
+
 def channel_stats(images, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std of (N, C, H, W) uint8 images, pixels scaled to [0, 1].
 
@@ -194,28 +244,33 @@ class Preprocess:
             ``"alternating"`` (each image the other way round from the epoch
             before; :func:`npalexnet.random_streams.crop_flip_params`).
         resize_mode: ``"bilinear"`` or ``"nearest"``.
+        erase: the probability of random erasing in training (:func:`erase_params`; 0: off).
         dtype: floating dtype of the model's input.
     """
 
     def __init__(self, mean, std, out_size: int, *, pad: int = 4, padding: str = "reflect",
                  flip: bool = True, flip_schedule: str = "random", resize_mode: str = "bilinear",
-                 dtype=numpy.float32):
+                 erase: float = 0.0, dtype=numpy.float32):
         if padding not in PADDING_MODES:
             raise ValueError(f"unknown padding mode {padding!r}: expected one of {', '.join(PADDING_MODES)}")
         if resize_mode not in RESIZE_MODES:
             raise ValueError(f"unknown resize mode {resize_mode!r}: expected one of {', '.join(RESIZE_MODES)}")
         if pad < 0:
             raise ValueError(f"crop padding must be >= 0, got {pad}")
+        if not 0.0 <= erase <= 1.0:
+            raise ValueError(f"the random erasing probability must be in [0, 1], got {erase}")
+        self.erase = float(erase)
         self.mean, self.std = tuple(mean), tuple(std)
         self.out_size, self.pad, self.padding = int(out_size), int(pad), padding
         self.flip, self.resize_mode, self.dtype = bool(flip), resize_mode, dtype
         self.flip_schedule = random_streams.check_flip_schedule(flip_schedule)
 
     def train(self, images, seed: int, epoch: int, indices):
-        """(B, C, H, W) uint8 -> (B, C, S, S) float: crop, flip, normalise, resize.
+        """(B, C, H, W) uint8 -> (B, C, S, S) float: crop, flip, normalise, resize, and with ``erase``
+        a random box set to zero (after the normalisation, as torchvision's ``RandomErasing``).
 
-        The crop origins and flips come from
-        :func:`npalexnet.random_streams.crop_flip_params`, keyed by
+        The crop origins, flips and boxes come from
+        :func:`npalexnet.random_streams.crop_flip_params` and :func:`erase_params`, keyed by
         ``(seed, epoch)`` and each image's index in the split (``indices``,
         (B,) host ints), so an image is augmented the same whatever batch,
         step or rank it lands in.
@@ -226,7 +281,10 @@ class Preprocess:
             images = crop_flip(images, oy, ox, flips, self.pad, self.padding)
         elif self.flip:
             images = hflip(images, flips)
-        return self.eval(images)
+        x = self.eval(images)
+        if self.erase:
+            x = erase(x, *erase_params(seed, epoch, indices, self.erase, tuple(x.shape[2:])))
+        return x
 
     def eval(self, images):
         """(B, C, H, W) uint8 -> (B, C, S, S) float: normalise and resize only."""

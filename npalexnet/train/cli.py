@@ -96,6 +96,9 @@ def build_parser(D: TrainConfig | None) -> argparse.ArgumentParser:
     g.add_argument("--flip-schedule", choices=FLIP_SCHEDULES, default=dflt("flip_schedule"),
                    help="random: each image flipped with probability 1/2 in every epoch; alternating: a random "
                         "half in the first epoch, then every image the other way round from the epoch before")
+    g.add_argument("--random-erase", type=float, default=dflt("random_erase"), metavar="P",
+                   help="random erasing (Zhong et al. 2020; torchvision's RandomErasing and --random-erase): with "
+                        "probability P a box of 2-33%% of the image, aspect ratio 0.3-3.3, set to the mean; 0: off")
     g.add_argument("--mixup-alpha", type=float, default=dflt("mixup_alpha"), metavar="ALPHA",
                    help="mixup (Zhang et al. 2018): each training image and its target blended with a partner's, "
                         "weight ~ Beta(ALPHA, ALPHA) per step (e.g. 0.2; torchvision's --mixup-alpha); 0: off")

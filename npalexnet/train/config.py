@@ -58,6 +58,7 @@ class TrainConfig:
     padding: str = "reflect"
     flip: bool = True
     flip_schedule: str = "random"   # "alternating": each image the other way round from the epoch before
+    random_erase: float = 0.0   # random erasing: the probability an image gets a box set to zero; 0: off
     mixup_alpha: float = 0.0    # mixup: images and targets blended with Beta(alpha, alpha) weights; 0: off
     cutmix_alpha: float = 0.0   # CutMix: a box of a partner image pasted in; 0: off (both: one per step)
     tta: bool = True
@@ -176,6 +177,10 @@ class TrainConfig:
              f"--mixup-alpha must be in [0, {BETA_MAX:g}] (0: off), got {self.mixup_alpha}"),
             (0.0 <= self.cutmix_alpha <= BETA_MAX,
              f"--cutmix-alpha must be in [0, {BETA_MAX:g}] (0: off), got {self.cutmix_alpha}"),
+            (0.0 <= self.random_erase <= 1.0,
+             f"--random-erase must be a probability in [0, 1] (0: off), got {self.random_erase}"),
+            (not self.random_erase or not self.paper_mode,
+             "--random-erase works with --augment pad-crop; --augment paper has the paper's own augmentation"),
             (not (self.mixup_alpha or self.cutmix_alpha) or not self.paper_mode,
              "--mixup-alpha and --cutmix-alpha blend the splits held in memory (--augment pad-crop); "
              "--augment paper reads its images from disk"),

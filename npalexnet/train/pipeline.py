@@ -52,7 +52,7 @@ def build_preprocess(cfg: TrainConfig, norm: dict, input_size: int, image_size: 
                             crop=cfg.crop_size, flip=cfg.flip, flip_schedule=cfg.flip_schedule, lighting=cfg.lighting,
                             resize_mode=cfg.resize_mode)
     return Preprocess(norm["mean"], norm["std"], input_size, pad=cfg.pad, padding=cfg.padding, flip=cfg.flip,
-                      flip_schedule=cfg.flip_schedule, resize_mode=cfg.resize_mode)
+                      flip_schedule=cfg.flip_schedule, resize_mode=cfg.resize_mode, erase=cfg.random_erase)
 
 
 def build_loader(cfg: TrainConfig, split, batch_size: int, preprocess, device: str, *, train: bool,

@@ -9,9 +9,13 @@ import pytest
 from npalexnet import asnumpy, random_streams
 from tests.devicearray import FakeDeviceArray
 from npalexnet.data.augment import (
+    ERASE_RATIO,
+    ERASE_SCALE,
     Preprocess,
     channel_stats,
     crop_flip,
+    erase,
+    erase_params,
     hflip,
     interpolation_matrix,
     normalize,
@@ -160,3 +164,53 @@ def test_channel_stats_of_images_on_the_device():
     """Images already on a GPU are copied a chunk at a time (numpy.asarray would refuse a CuPy array)."""
     x = _images(b=20, c=3)
     assert channel_stats(FakeDeviceArray(x), chunk=6) == channel_stats(x, chunk=6)
+
+
+def test_erase_params_follow_random_erasings_law_and_are_keyed_by_the_image():
+    idx = numpy.arange(20_000)
+    top, left, height, width = erase_params(7, 3, idx, 0.5, (32, 32))
+    erased = height > 0
+    assert abs(erased.mean() - 0.5) < 0.015   # 4.2 standard errors
+    assert (top[erased] >= 0).all() and (top + height <= 32).all() and (left + width <= 32).all()
+    assert (height[erased] < 32).all() and (width[erased] < 32).all()
+    area = (height * width)[erased] / 1024
+    ratio = (height / numpy.maximum(width, 1))[erased]
+    # rounding the sides to whole pixels widens the ranges a little
+    assert area.min() >= ERASE_SCALE[0] * 0.5 and area.max() <= ERASE_SCALE[1] * 1.3
+    assert ratio.min() >= ERASE_RATIO[0] * 0.7 and ratio.max() <= ERASE_RATIO[1] * 1.4
+    assert abs(numpy.median(numpy.log(ratio))) < 0.05   # log-uniform about 1 (0.3 x 3.3 = 0.99)
+    assert 0.13 < area.mean() < 0.2   # the mean of U(0.02, 0.33) is 0.175
+    rows = numpy.concatenate([top[:, None], left[:, None]], 1)[erased]
+    assert len(numpy.unique(rows, axis=0)) > 500   # boxes everywhere
+    part = erase_params(7, 3, idx[100:110][::-1], 0.5, (32, 32))   # the same image, the same box, in any batch
+    for a, b in zip(part, (top, left, height, width)):
+        numpy.testing.assert_array_equal(a, b[100:110][::-1])
+    assert not numpy.array_equal(erase_params(7, 4, idx[:50], 0.5, (32, 32))[2], height[:50])
+    assert (erase_params(7, 3, idx[:50], 0.0, (32, 32))[2] == 0).all()
+
+
+def test_erase_zeroes_each_images_box_and_nothing_else(xp):
+    rng = numpy.random.default_rng(0)
+    x = rng.uniform(1, 2, (3, 2, 6, 5)).astype(numpy.float32)
+    out = asnumpy(erase(xp.asarray(x), [1, 0, 2], [2, 0, 0], [2, 0, 4], [3, 5, 5]))
+    expected = x.copy()
+    expected[0, :, 1:3, 2:5] = 0
+    expected[2, :, 2:6, 0:5] = 0
+    numpy.testing.assert_array_equal(out, expected)
+
+
+def test_preprocess_erases_after_normalising_with_the_keyed_boxes():
+    rng = numpy.random.default_rng(1)
+    images = rng.integers(0, 256, (40, 3, 8, 8)).astype(numpy.uint8)
+    idx = numpy.arange(100, 140)
+    plain = Preprocess((0.5,) * 3, (0.25,) * 3, 8, pad=2).train(images, 3, 1, idx)
+    erased = Preprocess((0.5,) * 3, (0.25,) * 3, 8, pad=2, erase=0.6).train(images, 3, 1, idx)
+    top, left, height, width = erase_params(3, 1, idx, 0.6, (8, 8))
+    assert (height > 0).sum() > 10
+    for i in range(40):
+        box = numpy.zeros((8, 8), bool)
+        box[top[i]:top[i] + height[i], left[i]:left[i] + width[i]] = True
+        assert (erased[i][:, box] == 0).all()
+        numpy.testing.assert_array_equal(erased[i][:, ~box], plain[i][:, ~box])
+    with pytest.raises(ValueError, match=r"random erasing probability must be in \[0, 1\], got 1.5"):
+        Preprocess((0.5,) * 3, (0.25,) * 3, 8, erase=1.5)

@@ -46,6 +46,7 @@ def test_the_options_the_command_line_names_are_known(tmp_path):
                                                                       {"sam", "sam_epochs"})
     assert parse_args(["--save-every", "5"])[:2] == (TrainConfig(save_every=5), {"save_every"})
     assert parse_args(["--clip-grad-norm", "2"])[:2] == (TrainConfig(clip_grad_norm=2.0), {"clip_grad_norm"})
+    assert parse_args(["--random-erase", "0.25"])[:2] == (TrainConfig(random_erase=0.25), {"random_erase"})
     assert parse_args(["--mixup-alpha", "0.2", "--cutmix-alpha", "1"])[:2] == (
         TrainConfig(mixup_alpha=0.2, cutmix_alpha=1.0), {"mixup_alpha", "cutmix_alpha"})
     assert parse_args(["--flip-schedule", "alternating"])[:2] == (TrainConfig(flip_schedule="alternating"),

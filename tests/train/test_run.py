@@ -307,11 +307,11 @@ def test_tta_crops_evaluates_the_final_test_on_ten_views(cifar_dir, tmp_path, ca
     assert resumed.config.tta_crops == 2 and resumed.test_loss == pytest.approx(crops.test_loss, rel=1e-6)
 
 
-#: The options issue 15 added, all on.
-ACCURACY_OPTIONS = {"ema": 0.9, "bias_decay": False, "clip_grad_norm": 0.1}   # the tiny net's norms: 0.15-0.37
+#: The recipe options added since issue 15, all on (the tiny net's gradient norms are 0.15-0.37: every step clips).
+ACCURACY_OPTIONS = {"ema": 0.9, "bias_decay": False, "clip_grad_norm": 0.1, "random_erase": 0.5}
 
 
-def test_ema_and_no_bias_decay_are_saved_and_resume_exactly(cifar_dir, tmp_path, monkeypatch):
+def test_ema_no_bias_decay_clipping_and_erasing_are_saved_and_resume_exactly(cifar_dir, tmp_path, monkeypatch):
     fit(_config(cifar_dir, tmp_path / "full", **ACCURACY_OPTIONS), log=lambda *a: None)
     with monkeypatch.context() as m:
         m.setattr(run_module, "GracefulInterrupt", lambda log=None: _StopAfter(2))   # mid-epoch 1
@@ -414,8 +414,10 @@ def test_mixup_and_cutmix_train_on_blended_batches_are_saved_and_resume_exactly(
     ({"mixup_alpha": 0.2, "augment": "paper"}, "blend the splits held in memory .--augment pad-crop.; "
                                                "--augment paper reads its images from disk"),
     ({"clip_grad_norm": -1.0}, r"--clip-grad-norm must be >= 0 \(0: off\), got -1.0"),
+    ({"random_erase": 1.5}, r"--random-erase must be a probability in \[0, 1\] \(0: off\), got 1.5"),
+    ({"random_erase": 0.5, "augment": "paper"}, "--random-erase works with --augment pad-crop"),
 ])
-def test_bad_mixing_and_clipping_options_get_one_line(options, message):
+def test_bad_augmentation_and_clipping_options_get_one_line(options, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**options).validate()
 
