@@ -52,25 +52,16 @@ def test_sgd_matches_torch(config):
         assert relative_error(p.data, tp.detach().numpy()) < 1e-14
 
 
-ADAM_CONFIGS = [dict(lr=1e-3), dict(lr=1e-2, betas=(0.8, 0.99), eps=1e-6), dict(lr=3e-3, weight_decay=1e-2)]
+ADAM_CONFIGS = [("Adam", dict(lr=1e-3)), ("Adam", dict(lr=1e-2, betas=(0.8, 0.99), eps=1e-6)),
+                ("Adam", dict(lr=3e-3, weight_decay=1e-2)), ("AdamW", dict(lr=1e-3)),
+                ("AdamW", dict(lr=1e-2, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1)),
+                ("AdamW", dict(lr=3e-3, weight_decay=0.0))]
 
 
-@pytest.mark.parametrize("config", ADAM_CONFIGS, ids=str)
-def test_adam_matches_torch(config):
-    ours, theirs, _ = run_steps(lambda p: optim.Adam(p, **config), lambda p: torch.optim.Adam(p, **config),
-                                steps=8, skip_grad_at=(3, 0))
-    for p, tp in zip(ours, theirs):
-        assert relative_error(p.data, tp.detach().numpy()) < 1e-13
-
-
-ADAMW_CONFIGS = [dict(lr=1e-3), dict(lr=1e-2, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1), dict(lr=3e-3,
-                                                                                                 weight_decay=0.0)]
-
-
-@pytest.mark.parametrize("config", ADAMW_CONFIGS, ids=str)
-def test_adamw_matches_torch(config):
-    ours, theirs, _ = run_steps(lambda p: optim.AdamW(p, **config), lambda p: torch.optim.AdamW(p, **config),
-                                steps=8, skip_grad_at=(3, 0))
+@pytest.mark.parametrize("name, config", ADAM_CONFIGS, ids=str)
+def test_adam_and_adamw_match_torch(name, config):
+    ours, theirs, _ = run_steps(lambda p: getattr(optim, name)(p, **config),
+                                lambda p: getattr(torch.optim, name)(p, **config), steps=8, skip_grad_at=(3, 0))
     for p, tp in zip(ours, theirs):
         assert relative_error(p.data, tp.detach().numpy()) < 1e-13
 

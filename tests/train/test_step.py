@@ -20,21 +20,29 @@ def _one_process(model):
     return DataParallel(model, SingleProcessCommunicator())
 
 
+def _manual_step(x, targets, idx, seed, epoch, before_update=None):
+    """The step written out: forward and loss with the images' dropout keys, backward, (``before_update``
+    on the model,) SGD's update. Returns the model and the mean loss."""
+    ref, ref_opt = _setup()
+    loss_fn = nn.CrossEntropyLoss()
+    with random_streams.sample_keys(idx, seed, epoch):
+        loss = loss_fn(ref(x), targets)
+    ref_opt.zero_grad()
+    ref.backward(loss_fn.backward())
+    if before_update is not None:
+        before_update(ref)
+    ref_opt.step()
+    return ref, float(loss)
+
+
 def test_train_step_is_the_manual_step_with_keyed_dropout():
     rng = numpy.random.default_rng(0)
     x, y, idx = rng.standard_normal((6, 3, 32, 32)), rng.integers(0, 10, 6), numpy.arange(10, 16)
     model, opt = _setup()
     loss_sum, correct, count = train_step(model, nn.CrossEntropyLoss(), opt, x, y, idx, seed=5, epoch=2,
                                           parallel=_one_process(model))
-
-    ref, ref_opt = _setup()
-    loss_fn = nn.CrossEntropyLoss()
-    with random_streams.sample_keys(idx, 5, 2):
-        loss = loss_fn(ref(x), y)
-    ref_opt.zero_grad()
-    ref.backward(loss_fn.backward())
-    ref_opt.step()
-    assert loss_sum == float(loss) * 6 and 0 <= correct <= 6 and count == 6
+    ref, loss = _manual_step(x, y, idx, 5, 2)
+    assert loss_sum == loss * 6 and 0 <= correct <= 6 and count == 6
     for a, b in zip(model.parameters(), ref.parameters()):
         numpy.testing.assert_array_equal(a.data, b.data)
 
@@ -55,14 +63,8 @@ def test_class_probability_targets_train_and_count_the_larger_share_as_the_label
     loss_sum, correct, count = train_step(model, nn.CrossEntropyLoss(), opt, x, t, idx, seed=1, epoch=0,
                                           parallel=_one_process(model))
     assert (correct, count) == (4, 6)
-    ref, ref_opt = _setup()
-    loss_fn = nn.CrossEntropyLoss()
-    with random_streams.sample_keys(idx, 1, 0):
-        loss = loss_fn(ref(x), t)
-    ref_opt.zero_grad()
-    ref.backward(loss_fn.backward())
-    ref_opt.step()
-    assert loss_sum == float(loss) * 6
+    ref, loss = _manual_step(x, t, idx, 1, 0)
+    assert loss_sum == loss * 6
     for a, b in zip(model.parameters(), ref.parameters()):
         numpy.testing.assert_array_equal(a.data, b.data)
 
@@ -73,17 +75,15 @@ def test_a_clipped_step_updates_with_the_gradient_scaled_to_the_bound():
     model, opt = _setup()
     train_step(model, nn.CrossEntropyLoss(), opt, x, y, idx, seed=2, epoch=1, parallel=_one_process(model),
                clip_norm=1e-3)
-    ref, ref_opt = _setup()
-    loss_fn = nn.CrossEntropyLoss()
-    with random_streams.sample_keys(idx, 2, 1):
-        loss_fn(ref(x), y)
-    ref_opt.zero_grad()
-    ref.backward(loss_fn.backward())
-    norm = optim.grad_norm(ref.parameters())
-    assert norm > 1e-2   # the bound is below the gradient's norm: the step is clipped
-    for p in ref.parameters():
-        p.grad = p.grad * (1e-3 / (norm + 1e-6))
-    ref_opt.step()
+    norms = []
+
+    def clip(ref):
+        norms.append(optim.grad_norm(ref.parameters()))
+        for p in ref.parameters():
+            p.grad = p.grad * (1e-3 / (norms[0] + 1e-6))
+
+    ref, _ = _manual_step(x, y, idx, 2, 1, before_update=clip)
+    assert norms[0] > 1e-2   # the bound is below the gradient's norm: the step is clipped
     for a, b in zip(model.parameters(), ref.parameters()):
         numpy.testing.assert_allclose(a.data, b.data, rtol=1e-13, atol=1e-15)
 
