@@ -6,7 +6,7 @@ Notation: a batch of B images x (B, C, S, S) with labels y, K classes, t = one-h
   ``x' = lam x + (1 - lam) x_p``, ``t' = lam t + (1 - lam) t_p``;
 * CutMix (Yun et al., ICCV 2019): a box of the partner pasted into the image, ``x' = M x + (1 - M) x_p``
   with M zero inside the box, and ``t' = lam' t + (1 - lam') t_p`` where ``lam'`` is the share of the
-  image left outside the box. The box has sides ``S sqrt(1 - lam)`` around a uniform centre, clipped
+  image left outside the box. The box has sides of about ``S sqrt(1 - lam)`` around a uniform centre, clipped
   at the edges (so ``lam'`` >= ``lam``).
 
 ``lam ~ Beta(alpha, alpha)`` once per step, as the papers and torchvision's ``MixUp``/``CutMix`` draw it;
