@@ -18,8 +18,8 @@
 # 0.6 points of the CPU curves at every epoch). Every 10 s the metrics of all runs so far are written to
 # $OUT/ruler_metrics.txt, so a call stopped by its time limit still brings back every finished epoch; at the
 # end $OUT/ruler_summary.txt has each run's last epoch, and its last weights scored on the validation images
-# with the final test's ten views (`--evaluate RUN/last.npz --split validation`). Six runs at 30 epochs fit a 480 s call (expected from
-# eight at 11 s an epoch; not measured).
+# with the final test's ten views (`--evaluate RUN/last.npz --split validation`). Six runs at 30 epochs fit a
+# 480 s call (expected from eight at 11 s an epoch; not measured).
 #
 # NPA_RULER_DEVICE=cpu runs the same thing on the CPU (the tests rehearse the script so, on a tiny tree).
 

@@ -67,7 +67,7 @@ class Mixing:
         for name in ("mixup_alpha", "cutmix_alpha"):
             value = getattr(self, name)
             if not 0.0 <= value <= top:
-                raise ValueError(f"--{name.replace('_', '-')} must be in [0, {top:g}] (0: off), got {value}")
+                raise ValueError(f"Mixing: {name} must be in [0, {top:g}] (0: off), got {value}")
         if not (self.mixup_alpha or self.cutmix_alpha):
             raise ValueError("Mixing: give mixup_alpha or cutmix_alpha (both are 0: nothing to blend)")
         if self.num_classes < 2:

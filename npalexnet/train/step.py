@@ -89,9 +89,14 @@ def train_step(model, criterion, optimizer, images, labels, indices, *, seed: in
         _sharpness_aware_gradients(model, criterion, optimizer, images, labels, indices, seed, epoch, parallel,
                                    global_count, sam_radius)
     if clip_norm:
-        clip_grad_norm((p for group in optimizer.param_groups for p in group["params"]), clip_norm)
+        clip_grad_norm(_updated_parameters(optimizer), clip_norm)
     optimizer.step()
     return loss_sum, int(correct), int(count)
+
+
+def _updated_parameters(optimizer):
+    """The parameters the optimizer updates (frozen ones are not in its groups)."""
+    return [p for group in optimizer.param_groups for p in group["params"]]
 
 
 def _gradients(model, criterion, optimizer, n_local, global_count, parallel):
@@ -107,7 +112,7 @@ def _sharpness_aware_gradients(model, criterion, optimizer, images, labels, indi
     """Step 5: leave in the parameters' ``grad`` the gradient at w + rho g / ||g||, the
     weights and the running statistics as they were."""
     n_local = len(indices)
-    perturbation = SharpnessPerturbation((p for group in optimizer.param_groups for p in group["params"]), radius)
+    perturbation = SharpnessPerturbation(_updated_parameters(optimizer), radius)
     buffers = {name: array.copy() for name, array in model.named_buffers()}
     perturbation.ascend()   # every rank holds the same averaged g, so every rank moves the same way
     try:

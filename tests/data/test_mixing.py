@@ -71,8 +71,8 @@ def test_draws_are_functions_of_seed_epoch_step_and_both_kinds_take_turns():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"mixup_alpha": -0.1}, r"--mixup-alpha must be in \[0, 2\] \(0: off\), got -0.1"),
-    ({"cutmix_alpha": 3.0}, r"--cutmix-alpha must be in \[0, 2\] \(0: off\), got 3.0"),
+    ({"mixup_alpha": -0.1}, r"Mixing: mixup_alpha must be in \[0, 2\] \(0: off\), got -0.1"),
+    ({"cutmix_alpha": 3.0}, r"Mixing: cutmix_alpha must be in \[0, 2\] \(0: off\), got 3.0"),
     ({}, "both are 0: nothing to blend"),
 ])
 def test_bad_mixing_parameters_are_refused(kwargs, message):
